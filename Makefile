@@ -1,0 +1,36 @@
+# Two entry points: `make demo` and `make test`; both install what they need first.
+PYTHON_SYSTEM := /usr/bin/python3
+VENV := .venv
+PKG := .build/pkg
+PY := $(VENV)/bin/python
+DEMO_OUT := demo_output
+
+export PYTHONPATH := $(CURDIR)/$(PKG)
+export QT_QPA_PLATFORM := offscreen
+
+.PHONY: deps demo test bench
+deps: $(VENV)/.installed $(PKG)/stacksr
+
+$(VENV)/.installed: requirements.txt scripts/install_system_deps.sh
+	bash scripts/install_system_deps.sh
+	$(PYTHON_SYSTEM) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# the plugin package is the repository root; expose it under its name `stacksr`
+$(PKG)/stacksr:
+	mkdir -p $(PKG)
+	ln -sfn ../.. $(PKG)/stacksr
+
+demo: deps
+	mkdir -p $(DEMO_OUT)
+	$(PY) -m stacksr classic --method ibp --scale 3 \
+	  --inputs sample_data/landsat7_b4/*_b4.tif --masks sample_data/landsat7_b4/*_fmask.tif \
+	  --output $(DEMO_OUT)/landsat7_b4_ibp_x3.tif
+	@gdalinfo -stats $(DEMO_OUT)/landsat7_b4_ibp_x3.tif | grep -E 'Size is|Origin =|Pixel Size|NoData|STATISTICS_(MEAN|MIN|MAX)=|^    ID\["EPSG"' ; rm -f $(DEMO_OUT)/*.aux.xml
+
+test: deps
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: deps
+	$(PY) benchmarks/bench_classic.py

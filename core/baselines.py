@@ -1,0 +1,106 @@
+"""Classic multi-frame super-resolution: registered mean of bicubic, and IBP.
+
+Both work on a stack of LR frames ``(T, h, w)`` with validity masks and return
+an HR image ``(s*h, s*w)`` plus its validity (HR pixels that no valid LR pixel
+of any frame covers are invalid).
+"""
+from __future__ import annotations
+
+import torch
+
+from .degradation import blur_downsample, gaussian_kernels, default_kernel_size, shift_images, upsample_bicubic
+from .progress import Monitor, ensure_monitor
+
+# Isotropic PSF assumed by IBP when no kernel is known: the middle of the
+# plausible sigma range of degradation.SIGMA_FRACTION_RANGE.
+DEFAULT_PSF_SIGMA_FRACTION = 0.55
+
+
+def temporal_fill(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Replace invalid pixels by the mean of the valid frames at that pixel (else the frame mean)."""
+    counts = valid.sum(dim=0)
+    tmean = (frames * valid).sum(dim=0) / counts.clamp(min=1)
+    fmean = (frames * valid).sum(dim=(-2, -1)) / valid.sum(dim=(-2, -1)).clamp(min=1)
+    fill = torch.where(counts > 0, tmean[None], fmean[:, None, None])
+    return torch.where(valid, frames, fill)
+
+
+def hr_validity(valid: torch.Tensor, scale: int) -> torch.Tensor:
+    """HR pixels covered by at least one valid LR pixel."""
+    any_valid = valid.any(dim=0)
+    return any_valid.repeat_interleave(scale, dim=0).repeat_interleave(scale, dim=1)
+
+
+def _aligned_upsampled(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: torch.Tensor | None):
+    up = upsample_bicubic(temporal_fill(frames, valid), scale)
+    w = valid.to(frames.dtype).repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    if shifts is not None:
+        back = -shifts.to(frames.dtype) * scale
+        up = shift_images(up, back)
+        w = shift_images(w, back, mode="bilinear")
+    return up, w
+
+
+def mean_bicubic(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """Average of the bicubically upsampled frames, each moved back onto the reference grid."""
+    up, w = _aligned_upsampled(frames, valid, scale, shifts)
+    wsum = w.sum(dim=0)
+    mean_all = up.mean(dim=0)
+    return torch.where(wsum > 1e-6, (up * w).sum(dim=0) / wsum.clamp(min=1e-6), mean_all)
+
+
+def default_psf(scale: int, size: int | None = None) -> torch.Tensor:
+    """Isotropic Gaussian PSF assumed when no kernel was estimated."""
+    sigma = DEFAULT_PSF_SIGMA_FRACTION * scale
+    return gaussian_kernels(sigma, sigma, 0.0, size or default_kernel_size(scale), scale)
+
+
+def ibp(
+    frames: torch.Tensor,
+    valid: torch.Tensor,
+    scale: int,
+    shifts: torch.Tensor | None = None,
+    kernels: torch.Tensor | None = None,
+    iterations: int = 40,
+    step: float = 1.0,
+    monitor: Monitor | None = None,
+) -> torch.Tensor:
+    """Irani-Peleg iterative back-projection.
+
+    Starts from :func:`mean_bicubic` and repeats ``x += step * A^T(m * (y - A x)) / A^T m``
+    where ``A_t`` shifts, blurs and decimates (:func:`degradation.degrade` geometry)
+    and ``m`` masks invalid LR pixels. The per-pixel normalisation by ``A^T m`` makes
+    cloud holes and SLC-off gaps harmless. ``kernels``: ``(K, K)`` or ``(T, K, K)``;
+    an isotropic Gaussian is assumed when None.
+    """
+    mon = ensure_monitor(monitor)
+    T = frames.shape[0]
+    if kernels is None:
+        kernels = default_psf(scale)
+    kernels = kernels.to(frames.dtype)
+    if kernels.dim() == 2:
+        kernels = kernels[None].expand(T, -1, -1)
+    hr_shifts = None if shifts is None else shifts.to(frames.dtype) * scale
+    m = valid.to(frames.dtype)
+    y = temporal_fill(frames, valid)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        stack = x.expand(T, *x.shape)
+        if hr_shifts is not None:
+            stack = shift_images(stack, hr_shifts)
+        return blur_downsample(stack, kernels, scale)
+
+    def adjoint(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(forward(xr), xr, grad_outputs=v)
+        return g
+
+    x = mean_bicubic(frames, valid, scale, shifts)
+    norm = adjoint(x, m).clamp(min=1e-3 * float(m.mean().clamp(min=1e-6)))
+    for it in range(iterations):
+        mon.check()
+        residual = m * (y - forward(x))
+        x = x + step * adjoint(x, residual) / norm
+        mon.progress((it + 1) / iterations, f"IBP iteration {it + 1}/{iterations}")
+    return x

@@ -1,0 +1,319 @@
+"""Reading multitemporal raster stacks and writing georeferenced results (GDAL).
+
+A stack is T single-band images on one grid: either T rasters, or bands of one
+multiband raster. Each image gets a validity mask from its nodata value,
+non-finite values and, optionally, a quality/cloud mask raster.
+
+GDAL 3.6's Python bindings crash if a dataset is freed while one of its bands
+is in use, so every band is read while its dataset variable is alive.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+from osgeo import gdal, osr
+
+gdal.UseExceptions()
+
+# Landsat fmask: 0 clear land, 1 water, 2 cloud shadow, 3 snow, 4 cloud, 255 fill
+FMASK_INVALID_VALUES = (2, 3, 4, 255)
+_COMPLEX_TYPES = {gdal.GDT_CInt16, gdal.GDT_CInt32, gdal.GDT_CFloat32, gdal.GDT_CFloat64}
+_GEO_TOL = 1e-6  # relative to the pixel size
+
+
+class StackError(ValueError):
+    """An input stack that cannot be used; the message names the offending input."""
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image of a stack: a raster path and a 1-based band, plus an optional mask."""
+
+    path: str
+    band: int = 1
+    mask_path: str | None = None
+    mask_band: int = 1
+
+    @property
+    def name(self) -> str:
+        base = os.path.basename(self.path)
+        return base if self.band == 1 else f"{base}:b{self.band}"
+
+
+@dataclass
+class RasterGrid:
+    width: int
+    height: int
+    geotransform: tuple[float, ...]
+    crs_wkt: str
+
+    def scaled(self, scale: int) -> "RasterGrid":
+        """The grid refined ``scale`` times: same origin, pixel size / scale."""
+        g = self.geotransform
+        return RasterGrid(self.width * scale, self.height * scale,
+                          (g[0], g[1] / scale, g[2] / scale, g[3], g[4] / scale, g[5] / scale), self.crs_wkt)
+
+
+@dataclass
+class RasterStack:
+    data: np.ndarray  # float32 (T, H, W); invalid pixels hold arbitrary finite values
+    valid: np.ndarray  # bool (T, H, W)
+    names: list[str]
+    grid: RasterGrid
+    nodata: float | None
+    source_dtype: str  # numpy dtype name of the first image
+    sources: list[ImageSource] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return int(self.data.shape[0])
+
+    def clear_fraction(self) -> np.ndarray:
+        return self.valid.reshape(self.count, -1).mean(axis=1)
+
+    def clearest_index(self) -> int:
+        return int(np.argmax(self.clear_fraction()))
+
+
+def _open(path: str, what: str) -> gdal.Dataset:
+    if not path or not os.path.exists(path):
+        raise StackError(f"{what} '{path}' does not exist")
+    try:
+        ds = gdal.Open(path, gdal.GA_ReadOnly)
+    except RuntimeError as exc:
+        raise StackError(f"{what} '{path}' cannot be read as a raster: {str(exc).strip()}") from exc
+    if ds is None:
+        raise StackError(f"{what} '{path}' cannot be read as a raster")
+    return ds
+
+
+def _grid_of(ds: gdal.Dataset) -> RasterGrid:
+    return RasterGrid(ds.RasterXSize, ds.RasterYSize, tuple(ds.GetGeoTransform()), ds.GetProjection() or "")
+
+
+def _same_crs(a: str, b: str) -> bool:
+    if not a and not b:
+        return True
+    if not a or not b:
+        return False
+    sa, sb = osr.SpatialReference(), osr.SpatialReference()
+    sa.ImportFromWkt(a)
+    sb.ImportFromWkt(b)
+    return bool(sa.IsSame(sb))
+
+
+def check_same_grid(grid: RasterGrid, ref: RasterGrid, name: str, ref_name: str) -> None:
+    """Raise StackError naming ``name`` if its grid differs from ``ref``'s."""
+    if (grid.width, grid.height) != (ref.width, ref.height):
+        raise StackError(f"'{name}' is {grid.width}x{grid.height} pixels but '{ref_name}' is {ref.width}x{ref.height}")
+    if not _same_crs(grid.crs_wkt, ref.crs_wkt):
+        raise StackError(f"'{name}' has a different CRS from '{ref_name}'")
+    tol = _GEO_TOL * max(abs(ref.geotransform[1]), abs(ref.geotransform[5]), 1e-12)
+    g, r = np.array(grid.geotransform), np.array(ref.geotransform)
+    if np.abs(g[[1, 2, 4, 5]] - r[[1, 2, 4, 5]]).max() > tol:
+        raise StackError(f"'{name}' has pixel size {g[1]:g} x {g[5]:g} but '{ref_name}' has {r[1]:g} x {r[5]:g}")
+    if np.abs(g[[0, 3]] - r[[0, 3]]).max() > tol:
+        raise StackError(f"'{name}' has origin ({g[0]:.6f}, {g[3]:.6f}) but '{ref_name}' has ({r[0]:.6f}, {r[3]:.6f})")
+
+
+def _read_band(ds: gdal.Dataset, band: int, name: str) -> tuple[np.ndarray, float | None, int]:
+    if band < 1 or band > ds.RasterCount:
+        raise StackError(f"'{name}' has {ds.RasterCount} band(s); band {band} does not exist")
+    b = ds.GetRasterBand(band)
+    if b.DataType in _COMPLEX_TYPES:
+        raise StackError(f"'{name}' has complex pixels ({gdal.GetDataTypeName(b.DataType)}), which are not supported")
+    try:
+        arr = b.ReadAsArray()
+    except RuntimeError as exc:
+        raise StackError(f"'{name}' is corrupted or truncated: {str(exc).strip()}") from exc
+    if arr is None:
+        raise StackError(f"'{name}' could not be read (corrupted or truncated file?)")
+    return arr, b.GetNoDataValue(), b.DataType
+
+
+def _valid_pixels(a: np.ndarray, nodata: float | None) -> np.ndarray:
+    ok = np.isfinite(a)
+    if nodata is not None and np.isfinite(nodata):
+        ok &= a != nodata
+    return ok
+
+
+def parse_int_list(text: str | Iterable[int] | None) -> list[int]:
+    """Parse '1,3,5-7' (or an iterable of ints) into [1, 3, 5, 6, 7]."""
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        return [int(v) for v in text]
+    out: list[int] = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
+                out.extend(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+        except ValueError as exc:
+            raise StackError(f"cannot read '{part}' as an integer or a range like 5-7") from exc
+    return out
+
+
+def sources_from_inputs(
+    paths: Sequence[str] | None = None,
+    multiband: str | None = None,
+    bands: Sequence[int] | None = None,
+    masks: Sequence[str] | None = None,
+) -> list[ImageSource]:
+    """Build the image list from T rasters *or* one multiband raster and a band list.
+
+    ``masks``: one mask raster per image, or a single multiband mask whose band ``t``
+    belongs to image ``t``.
+    """
+    paths = [p for p in (paths or []) if p]
+    if paths and multiband:
+        raise StackError("give either several rasters or one multiband raster, not both")
+    if multiband:
+        ds = _open(multiband, "raster")
+        count = ds.RasterCount
+        del ds
+        bands = list(bands) if bands else list(range(1, count + 1))
+        images = [(multiband, int(b)) for b in bands]
+    else:
+        images = [(p, 1) for p in paths]
+    masks = [m for m in (masks or []) if m]
+    if not masks:
+        return [ImageSource(p, b) for p, b in images]
+    if len(masks) == len(images):
+        return [ImageSource(p, b, m, 1) for (p, b), m in zip(images, masks)]
+    if len(masks) == 1:
+        return [ImageSource(p, b, masks[0], t + 1) for t, (p, b) in enumerate(images)]
+    raise StackError(f"{len(masks)} mask rasters given for {len(images)} images; give one per image or one multiband mask")
+
+
+def read_stack(sources: Sequence[ImageSource], invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES, min_images: int = 2) -> RasterStack:
+    """Read and validate a stack; raises :class:`StackError` with a message naming the bad input."""
+    if len(sources) < min_images:
+        raise StackError(f"a stack needs at least {min_images} images, got {len(sources)}")
+    names = [s.name for s in sources]
+    data, valid = [], []
+    ref_grid: RasterGrid | None = None
+    nodata0: float | None = None
+    dtype0 = "float32"
+    bad_values = np.array(list(invalid_mask_values), dtype=np.float64)
+    for t, src in enumerate(sources):
+        ds = _open(src.path, "raster")
+        grid = _grid_of(ds)
+        arr, nodata, gdt = _read_band(ds, src.band, src.name)
+        if ref_grid is None:
+            ref_grid, nodata0 = grid, nodata
+            dtype0 = arr.dtype.name
+        else:
+            check_same_grid(grid, ref_grid, src.name, names[0])
+        del ds
+        a = arr.astype(np.float64)
+        ok = _valid_pixels(a, nodata)
+        if src.mask_path:
+            mds = _open(src.mask_path, "mask raster")
+            mgrid = _grid_of(mds)
+            mname = os.path.basename(src.mask_path)
+            check_same_grid(mgrid, ref_grid, mname, names[0])
+            marr, _, _ = _read_band(mds, src.mask_band, mname)
+            del mds
+            ok &= ~np.isin(marr.astype(np.float64), bad_values)
+        data.append(np.where(ok, a, 0.0).astype(np.float32))
+        valid.append(ok)
+    stack = RasterStack(np.stack(data), np.stack(valid), names, ref_grid, nodata0, dtype0, list(sources))
+    if not stack.valid.any():
+        raise StackError("every pixel of every image is nodata or masked (cloud/fill): nothing to super-resolve")
+    return stack
+
+
+def output_nodata(stack: RasterStack) -> float:
+    """Nodata value for float32 outputs: the input's, or NaN when it has none."""
+    return float(stack.nodata) if stack.nodata is not None else float("nan")
+
+
+def same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_output_path(path: str, inputs: Iterable[str]) -> None:
+    """Refuse to overwrite an input and fail early on an unwritable folder."""
+    if not path:
+        raise StackError("no output file given")
+    for p in inputs:
+        if p and (same_file(path, p) or os.path.abspath(path) == os.path.abspath(p)):
+            raise StackError(f"the output '{path}' is one of the inputs; choose another file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StackError(f"output folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK):
+        raise StackError(f"output folder '{folder}' is not writable")
+
+
+def write_geotiff(
+    path: str,
+    array: np.ndarray,
+    grid: RasterGrid,
+    nodata: float | None = None,
+    tags: dict | None = None,
+    band_names: Sequence[str] | None = None,
+) -> str:
+    """Write a float32 tiled, compressed GeoTIFF atomically (temp file, then rename).
+
+    ``array``: ``(H, W)`` or ``(B, H, W)``; must match ``grid``. ``tags`` are stored
+    as GDAL metadata items (non-string values as JSON).
+    """
+    arr = np.asarray(array, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.shape[1:] != (grid.height, grid.width):
+        raise ValueError(f"array of shape {arr.shape[1:]} does not match the {grid.height}x{grid.width} grid")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".stacksr-", suffix=".tif", dir=folder)
+    os.close(fd)
+    try:
+        drv = gdal.GetDriverByName("GTiff")
+        opts = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
+        ds = drv.Create(tmp, grid.width, grid.height, arr.shape[0], gdal.GDT_Float32, opts)
+        ds.SetGeoTransform(grid.geotransform)
+        if grid.crs_wkt:
+            ds.SetProjection(grid.crs_wkt)
+        if tags:
+            ds.SetMetadata({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
+        for b in range(arr.shape[0]):
+            band = ds.GetRasterBand(b + 1)
+            if nodata is not None:
+                band.SetNoDataValue(float(nodata))
+            if band_names:
+                band.SetDescription(str(band_names[b]))
+            band.WriteArray(arr[b])
+            del band
+        ds.FlushCache()
+        ds = None
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_raster(path: str, band: int = 1) -> tuple[np.ndarray, np.ndarray, RasterGrid, str]:
+    """One band as float64 with its validity (nodata/non-finite) mask, grid and dtype name."""
+    ds = _open(path, "raster")
+    grid = _grid_of(ds)
+    arr, nodata, _ = _read_band(ds, band, os.path.basename(path))
+    del ds
+    a = arr.astype(np.float64)
+    return a, _valid_pixels(a, nodata), grid, arr.dtype.name

@@ -1,0 +1,1 @@
+"""Thin QGIS Processing layer: translates parameters, feedback and cancellation to core jobs."""

@@ -1,0 +1,93 @@
+"""Shared parameter handling for StackSR algorithms (stack inputs, errors, cancel)."""
+import os
+
+from qgis.core import (
+    QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition, QgsProcessingParameterMultipleLayers, QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from ...core.progress import Cancelled
+from ...core.stack_io import FMASK_INVALID_VALUES, StackError, parse_int_list, sources_from_inputs
+from ..feedback import FeedbackMonitor
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+HELP_URL = "https://example.org/stacksr#processing-algorithms"
+
+
+class StackSRAlgorithm(QgsProcessingAlgorithm):
+    """Base: subclasses define name/displayName/initAlgorithm and ``run_job``."""
+
+    LAYERS, MULTIBAND, BANDS = "LAYERS", "MULTIBAND", "BANDS"
+    MASKS, MASK_INVALID_VALUES = "MASKS", "MASK_INVALID_VALUES"
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def group(self):
+        return "Super-resolution"
+
+    def groupId(self):  # noqa: N802
+        return "superresolution"
+
+    def icon(self):
+        return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
+
+    def helpUrl(self):  # noqa: N802
+        return HELP_URL
+
+    def add_stack_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.LAYERS, "Input images (one raster per date)", QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.MULTIBAND, "Or: one multiband raster (bands are dates)", optional=True))
+        self.addParameter(QgsProcessingParameterBand(
+            self.BANDS, "Bands of the multiband raster to use (empty: all)", None, self.MULTIBAND,
+            optional=True, allowMultiple=True))
+        masks = QgsProcessingParameterMultipleLayers(
+            self.MASKS, "Quality/cloud mask rasters (one per image, same order; or one multiband)",
+            QgsProcessing.TypeRaster, optional=True)
+        self.addParameter(masks)
+        values = QgsProcessingParameterString(
+            self.MASK_INVALID_VALUES, "Mask values that mark invalid pixels",
+            ",".join(str(v) for v in FMASK_INVALID_VALUES), optional=True)
+        values.setFlags(values.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+        self.addParameter(values)
+
+    def stack_sources(self, parameters, context):
+        layers = self.parameterAsLayerList(parameters, self.LAYERS, context) or []
+        multiband = self.parameterAsRasterLayer(parameters, self.MULTIBAND, context)
+        bands = self.parameterAsInts(parameters, self.BANDS, context) if multiband is not None else []
+        masks = self.parameterAsLayerList(parameters, self.MASKS, context) or []
+        if not layers and multiband is None:
+            raise QgsProcessingException("No input: choose the images of the stack, or one multiband raster.")
+        try:
+            return sources_from_inputs(
+                [lyr.source() for lyr in layers],
+                multiband.source() if multiband is not None else None,
+                [b for b in bands if b > 0],
+                [lyr.source() for lyr in masks],
+            )
+        except StackError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+    def invalid_mask_values(self, parameters, context):
+        text = self.parameterAsString(parameters, self.MASK_INVALID_VALUES, context)
+        try:
+            return parse_int_list(text)
+        except StackError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        monitor = FeedbackMonitor(feedback)
+        try:
+            return self.run_job(parameters, context, feedback, monitor)
+        except Cancelled:
+            feedback.reportError("Cancelled: no output was written.")
+            return {}
+        except (StackError, ValueError) as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+    def run_job(self, parameters, context, feedback, monitor):
+        raise NotImplementedError

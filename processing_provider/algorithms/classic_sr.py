@@ -1,0 +1,75 @@
+"""Algorithm: classic multi-frame super-resolution (mean of bicubic / IBP)."""
+from qgis.core import (
+    QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+)
+
+from .base import StackSRAlgorithm
+
+
+class ClassicSuperResolve(StackSRAlgorithm):
+    SCALE, METHOD, REFERENCE, ITERATIONS, PSF_SIGMA, REGISTER, OUTPUT = (
+        "SCALE", "METHOD", "REFERENCE", "ITERATIONS", "PSF_SIGMA", "REGISTER", "OUTPUT")
+
+    def name(self):
+        return "superresolveclassic"
+
+    def displayName(self):  # noqa: N802
+        return "Super-resolve (classic: bicubic / IBP)"
+
+    def shortHelpString(self):  # noqa: N802
+        return (
+            "Super-resolves a time series of co-registered low-resolution images of the same place with a "
+            "classic multi-frame method, as a baseline for the deep-learning tools.\n\n"
+            "Frames are registered to a reference frame with sub-pixel accuracy, then either averaged after "
+            "bicubic upsampling (bicubic) or refined by Irani-Peleg iterative back-projection (IBP) with an "
+            "assumed Gaussian blur.\n\n"
+            "Input: several single-band rasters on one grid, or one multiband raster whose bands are dates. "
+            "Nodata, NaN and the values listed for the optional quality masks (Landsat fmask cloud, shadow, "
+            "snow, fill by default) are ignored.\n\n"
+            "Output: a float32 GeoTIFF with the input CRS and origin and the pixel size divided by the scale; "
+            "pixels that no valid input covers are nodata."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_stack_parameters()
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.METHOD, "Method", options=["Mean of bicubic", "Iterative back-projection (IBP)"], defaultValue=1))
+        advanced = [
+            QgsProcessingParameterNumber(
+                self.REFERENCE, "Reference frame (0-based; -1: the clearest)", QgsProcessingParameterNumber.Type.Integer,
+                -1, minValue=-1),
+            QgsProcessingParameterNumber(
+                self.ITERATIONS, "IBP iterations", QgsProcessingParameterNumber.Type.Integer, 40, minValue=1, maxValue=1000),
+            QgsProcessingParameterNumber(
+                self.PSF_SIGMA, "IBP blur sigma in output pixels (0: default for the scale)",
+                QgsProcessingParameterNumber.Type.Double, 0.0, minValue=0.0, maxValue=20.0),
+            QgsProcessingParameterBoolean(self.REGISTER, "Register frames (sub-pixel)", True),
+        ]
+        for p in advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
+
+    def run_job(self, parameters, context, feedback, monitor):
+        from ...core.jobs import CLASSIC_METHODS, run_classic_sr  # torch is imported only when running
+
+        sources = self.stack_sources(parameters, context)
+        reference = self.parameterAsInt(parameters, self.REFERENCE, context)
+        sigma = self.parameterAsDouble(parameters, self.PSF_SIGMA, context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        summary = run_classic_sr(
+            sources, output,
+            scale=self.parameterAsInt(parameters, self.SCALE, context),
+            method=CLASSIC_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
+            reference=None if reference < 0 else reference,
+            iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
+            psf_sigma=sigma if sigma > 0 else None,
+            register=self.parameterAsBool(parameters, self.REGISTER, context),
+            invalid_mask_values=self.invalid_mask_values(parameters, context),
+            monitor=monitor,
+        )
+        feedback.pushInfo(f"Reference frame: {summary['reference']}; {summary['images']} images; {summary['seconds']} s")
+        return {self.OUTPUT: output}

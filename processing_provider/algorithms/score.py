@@ -1,0 +1,81 @@
+"""Algorithm: score a super-resolved raster against a reference (cPSNR, PSNR, SSIM)."""
+import json
+
+from qgis.core import (
+    QgsProcessingOutputNumber, QgsProcessingParameterDefinition, QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
+)
+
+from ...core.stack_io import FMASK_INVALID_VALUES
+from .base import StackSRAlgorithm
+
+
+class ScoreAgainstReference(StackSRAlgorithm):
+    SR, REFERENCE, REFERENCE_MASK, MAX_SHIFT, DATA_RANGE, OUTPUT_JSON = (
+        "SR", "REFERENCE", "REFERENCE_MASK", "MAX_SHIFT", "DATA_RANGE", "OUTPUT_JSON")
+
+    def name(self):
+        return "score"
+
+    def displayName(self):  # noqa: N802
+        return "Score against a reference (cPSNR)"
+
+    def group(self):
+        return "Evaluation"
+
+    def groupId(self):  # noqa: N802
+        return "evaluation"
+
+    def shortHelpString(self):  # noqa: N802
+        return (
+            "Compares a super-resolved raster with a high-resolution reference of the same grid.\n\n"
+            "cPSNR is the Proba-V challenge metric: the reference is cropped by the maximum shift on every "
+            "border, the SR image is tried at every shift up to that maximum, the mean brightness bias over "
+            "clear reference pixels is removed, and the best score is kept. PSNR and SSIM are plain scores over "
+            "valid pixels. Data range: the full range of the reference's integer type (as Proba-V scores on "
+            "[0, 1] images), unless given."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.SR, "Super-resolved raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, "High-resolution reference raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.REFERENCE_MASK, "Reference quality/cloud mask", optional=True))
+        values = QgsProcessingParameterString(
+            self.MASK_INVALID_VALUES, "Mask values that mark invalid pixels",
+            ",".join(str(v) for v in FMASK_INVALID_VALUES), optional=True)
+        shift = QgsProcessingParameterNumber(
+            self.MAX_SHIFT, "Maximum shift searched (pixels; also the border crop)",
+            QgsProcessingParameterNumber.Type.Integer, 3, minValue=0, maxValue=20)
+        data_range = QgsProcessingParameterNumber(
+            self.DATA_RANGE, "Data range (0: full range of the reference data type)",
+            QgsProcessingParameterNumber.Type.Double, 0.0, minValue=0.0)
+        for p in (values, shift, data_range):
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_JSON, "Scores (JSON)", "JSON files (*.json)", optional=True, createByDefault=False))
+        for key, label in (("CPSNR", "cPSNR (dB)"), ("PSNR", "PSNR (dB)"), ("SSIM", "SSIM")):
+            self.addOutput(QgsProcessingOutputNumber(key, label))
+
+    def run_job(self, parameters, context, feedback, monitor):
+        from ...core.jobs import run_score  # torch is imported only when running
+
+        sr = self.parameterAsRasterLayer(parameters, self.SR, context)
+        ref = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
+        mask = self.parameterAsRasterLayer(parameters, self.REFERENCE_MASK, context)
+        data_range = self.parameterAsDouble(parameters, self.DATA_RANGE, context)
+        scores = run_score(
+            sr.source(), ref.source(), mask.source() if mask is not None else None,
+            invalid_mask_values=self.invalid_mask_values(parameters, context),
+            max_shift=self.parameterAsInt(parameters, self.MAX_SHIFT, context),
+            data_range=data_range if data_range > 0 else None,
+        )
+        feedback.pushInfo(f"cPSNR {scores['cpsnr']:.3f} dB (shift {scores['shift']}), PSNR {scores['psnr']:.3f} dB, SSIM {scores['ssim']:.4f}")
+        results = {"CPSNR": scores["cpsnr"], "PSNR": scores["psnr"], "SSIM": scores["ssim"]}
+        out_json = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context)
+        if out_json:
+            with open(out_json, "w", encoding="utf-8") as fh:
+                json.dump(scores, fh, indent=2)
+            results[self.OUTPUT_JSON] = out_json
+        return results

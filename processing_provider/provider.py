@@ -1,0 +1,31 @@
+"""The StackSR Processing provider."""
+import os
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithms.classic_sr import ClassicSuperResolve
+from .algorithms.score import ScoreAgainstReference
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
+
+
+class StackSRProvider(QgsProcessingProvider):
+    def id(self):
+        return "stacksr"
+
+    def name(self):
+        return "StackSR"
+
+    def longName(self):  # noqa: N802
+        return "StackSR multi-temporal super-resolution"
+
+    def icon(self):
+        return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
+
+    def loadAlgorithms(self):  # noqa: N802
+        for alg in (ClassicSuperResolve(), ScoreAgainstReference()):
+            self.addAlgorithm(alg)
+
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+        return ["tif"]
