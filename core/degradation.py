@@ -16,8 +16,7 @@ with ``o = (s - 1) // 2`` and ``r = K // 2`` for a ``K x K`` kernel (``K`` odd,
 ``4*s + 3`` by default). A kernel is therefore *centred* when its centroid is at
 array index ``r + d`` with ``d = ((s - 1) % 2) / 2``: exactly the middle pixel for
 odd scales, half a pixel down-right of it for even scales. A linear ramp is mapped
-to the LR pixel centres exactly (tested). Bicubic upsampling with
-``align_corners=False`` uses the same geometry, so it inverts the grid exactly.
+to the LR pixel centres exactly (tested). Cubic upsampling (:func:`upsample_bicubic`) uses the same geometry.
 
 Shifts: ``shift_images(x, d)`` returns ``x'[p] = x[p - d]`` (content moves by ``+d``).
 A frame shifted by ``d`` LR pixels is ``blur_downsample(shift_images(x, s * d))``.
@@ -145,34 +144,76 @@ def blur_downsample(
     return y.reshape(*lead, h, w)
 
 
+def _cubic_weights(t: torch.Tensor) -> torch.Tensor:
+    """Keys cubic-convolution weights (a = -0.5) of taps -1, 0, 1, 2 at fraction ``t``.
+
+    a = -0.5 reproduces linear (and quadratic) signals exactly; PyTorch's bicubic
+    modes use a = -0.75, which biases sub-pixel shifts by several percent.
+    """
+    t = t[..., None]
+    x = torch.cat([t + 1, t, 1 - t, 2 - t], dim=-1).abs()
+    near = 1.5 * x ** 3 - 2.5 * x ** 2 + 1
+    far = -0.5 * x ** 3 + 2.5 * x ** 2 - 4 * x + 2
+    return torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _linear_weights(t: torch.Tensor) -> torch.Tensor:
+    t = t[..., None]
+    zero = torch.zeros_like(t)
+    return torch.cat([zero, 1 - t, t, zero], dim=-1)
+
+
+def _resample_axis(x: torch.Tensor, src: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
+    """Sample ``x`` along ``dim`` at fractional positions ``src`` (edges replicated).
+
+    ``x``: ``(N, ..., H, W)``; ``src``: ``(P,)`` shared or ``(N, P)`` per leading item.
+    """
+    length = x.shape[dim]
+    base = torch.floor(src)
+    t = src - base
+    w = _cubic_weights(t) if mode == "bicubic" else _linear_weights(t)
+    idx = base.long()
+    out = 0
+    for k in range(4):
+        ik = (idx + (k - 1)).clamp(0, length - 1)
+        wk = w[..., k]
+        # move the sampled axis last, index it, move it back
+        xt = x.movedim(dim, -1)
+        if ik.dim() == 1:
+            taken = xt[..., ik]
+            wk_b = wk
+        else:
+            shape = (ik.shape[0],) + (1,) * (xt.dim() - 2) + (ik.shape[1],)
+            taken = torch.gather(xt, -1, ik.reshape(shape).expand(*xt.shape[:-1], ik.shape[1]))
+            wk_b = wk.reshape(shape)
+        out = out + (taken * wk_b).movedim(-1, dim)
+    return out
+
+
 def upsample_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic upsampling on the convention's grid (LR centre i -> HR s*i + (s-1)/2)."""
+    """Cubic upsampling on the convention's grid (LR centre i -> HR s*i + (s-1)/2)."""
+    h, w = x.shape[-2:]
     lead = x.shape[:-2]
-    y = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), scale_factor=scale, mode="bicubic", align_corners=False)
-    return y.reshape(*lead, *y.shape[-2:])
+    x3 = x.reshape(-1, h, w)
+    src_y = (torch.arange(h * scale, dtype=x.dtype, device=x.device) + 0.5) / scale - 0.5
+    src_x = (torch.arange(w * scale, dtype=x.dtype, device=x.device) + 0.5) / scale - 0.5
+    y = _resample_axis(_resample_axis(x3, src_y, 1, "bicubic"), src_x, 2, "bicubic")
+    return y.reshape(*lead, h * scale, w * scale)
 
 
 def shift_images(x: torch.Tensor, shifts: torch.Tensor | Sequence[float], mode: str = "bicubic") -> torch.Tensor:
     """Translate images by sub-pixel amounts: ``out[p] = x[p - d]``.
 
     ``x``: ``(N, H, W)`` or ``(N, C, H, W)``; ``shifts``: ``(N, 2)`` as (dy, dx) in
-    pixels, or a single pair applied to all. Borders replicate the edge pixels.
-    Linear in ``x`` (autograd gives the exact adjoint, which IBP relies on).
+    pixels, or a single pair applied to all. ``mode``: "bicubic" (Keys, a = -0.5)
+    or "bilinear". Borders replicate the edge pixels. Linear in ``x`` (autograd
+    gives the exact adjoint, which IBP relies on) and differentiable in ``shifts``.
     """
-    squeeze = x.dim() == 3
-    x4 = x[:, None] if squeeze else x
-    n, _, H, W = x4.shape
+    n, H, W = x.shape[0], x.shape[-2], x.shape[-1]
     d = torch.as_tensor(shifts, dtype=x.dtype, device=x.device).reshape(-1, 2).expand(n, 2)
-    ys = torch.arange(H, dtype=x.dtype, device=x.device)
-    xs = torch.arange(W, dtype=x.dtype, device=x.device)
-    src_y = ys[None, :, None] - d[:, 0, None, None]
-    src_x = xs[None, None, :] - d[:, 1, None, None]
-    # normalised coordinates with align_corners=True: -1 and 1 are the outer pixel centres
-    gy = 2.0 * src_y / max(H - 1, 1) - 1.0
-    gx = 2.0 * src_x / max(W - 1, 1) - 1.0
-    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)
-    out = F.grid_sample(x4, grid, mode=mode, padding_mode="border", align_corners=True)
-    return out[:, 0] if squeeze else out
+    src_y = torch.arange(H, dtype=x.dtype, device=x.device)[None] - d[:, :1]
+    src_x = torch.arange(W, dtype=x.dtype, device=x.device)[None] - d[:, 1:]
+    return _resample_axis(_resample_axis(x, src_y, x.dim() - 2, mode), src_x, x.dim() - 1, mode)
 
 
 def add_noise(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,0 +1,64 @@
+"""Shared fixtures: real QGIS application, real sample rasters, simulated stacks."""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE_DIR = os.path.join(ROOT, "sample_data", "landsat7_b4")
+L8_CROP = os.path.join(ROOT, "tests", "data", "l8_pan_crop.tif")
+QGIS_PROCESS = os.path.join(ROOT, "scripts", "qgis_process")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> list[str]:
+    return sorted(glob.glob(os.path.join(SAMPLE_DIR, "*_b4.tif")))
+
+
+@pytest.fixture(scope="session")
+def sample_masks(sample_images) -> list[str]:
+    return [p.replace("_b4.tif", "_fmask.tif") for p in sample_images]
+
+
+@pytest.fixture(scope="session")
+def l8_hr():
+    """The real Landsat 8 panchromatic crop (180x180, 15 m, uint16) as float32 tensor."""
+    import torch
+
+    from stacksr.core.stack_io import read_raster
+
+    arr, _, _, _ = read_raster(L8_CROP)
+    return torch.from_numpy(arr.astype(np.float32))
+
+
+@pytest.fixture(scope="session")
+def l8_stack(l8_hr):
+    import torch
+
+    from stacksr.core.simulate import simulate_stack
+
+    return simulate_stack(l8_hr, 3, 9, torch.Generator().manual_seed(7), max_shift=1.0, noise_sigma=10.0)
+
+
+@pytest.fixture(scope="session")
+def qgis_app():
+    """One real QgsApplication with Processing and the StackSR provider, for the whole session."""
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    sys.path.append("/usr/share/qgis/python/plugins")
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    from stacksr.processing_provider.provider import StackSRProvider
+
+    provider = StackSRProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    yield app
+    QgsApplication.processingRegistry().removeProvider(provider)

@@ -1,0 +1,157 @@
+"""Reading and validating real raster stacks; writing georeferenced GeoTIFFs."""
+import json
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from stacksr.core.stack_io import (
+    RasterGrid, StackError, check_output_path, parse_int_list, read_stack, sources_from_inputs, write_geotiff,
+)
+
+gdal.UseExceptions()
+
+
+def _translate(src, dst, **kw):
+    ds = gdal.Translate(str(dst), src, **kw)
+    ds = None  # close before use
+    return str(dst)
+
+
+def _multiband(paths, dst):
+    vrt = gdal.BuildVRT(str(dst) + ".vrt", paths, separate=True)
+    vrt = None
+    return _translate(str(dst) + ".vrt", dst)
+
+
+def test_reads_real_stack_with_fmask(sample_images, sample_masks):
+    stack = read_stack(sources_from_inputs(sample_images, masks=sample_masks))
+    assert stack.data.shape == (8, 61, 61) and stack.data.dtype == np.float32
+    assert stack.nodata == -9999 and stack.source_dtype == "int16"
+    # the SLC-off Landsat 7 date has stripes of nodata, the Landsat 5 dates are clear
+    slc_off = stack.names.index("LE70350322009232EDC00_b4.tif")
+    assert 0.6 < stack.clear_fraction()[slc_off] < 0.95
+    assert stack.clear_fraction().max() == 1.0
+    assert stack.grid.geotransform[1] == 30.0
+
+
+def test_fmask_values_mark_pixels_invalid(sample_images, sample_masks, tmp_path):
+    mask = gdal.Open(sample_masks[0])
+    arr = mask.ReadAsArray()
+    arr[:10, :10] = 4  # cloud
+    drv = gdal.GetDriverByName("GTiff")
+    out = drv.CreateCopy(str(tmp_path / "m.tif"), mask)
+    out.GetRasterBand(1).WriteArray(arr)
+    out = None
+    mask = None
+    stack = read_stack(sources_from_inputs(sample_images[:2], masks=[str(tmp_path / "m.tif"), sample_masks[1]]))
+    assert not stack.valid[0, :10, :10].any()
+    none_masked = read_stack(sources_from_inputs(sample_images[:2], masks=[str(tmp_path / "m.tif"), sample_masks[1]]), invalid_mask_values=[])
+    assert none_masked.valid[0, :10, :10].any()
+
+
+def test_multiband_raster_with_band_selection(sample_images, tmp_path):
+    mb = _multiband(sample_images[:5], tmp_path / "mb.tif")
+    stack = read_stack(sources_from_inputs(multiband=mb, bands=[1, 3, 5]))
+    assert stack.count == 3 and stack.names == ["mb.tif", "mb.tif:b3", "mb.tif:b5"]
+    single = read_stack(sources_from_inputs(sample_images[2:3] + sample_images[4:5]))
+    assert np.array_equal(stack.data[1:], single.data)
+    assert read_stack(sources_from_inputs(multiband=mb)).count == 5
+
+
+def test_fewer_than_two_images_is_refused(sample_images):
+    with pytest.raises(StackError, match="at least 2 images"):
+        read_stack(sources_from_inputs(sample_images[:1]))
+
+
+def test_different_crs_is_refused_naming_the_layer(sample_images, tmp_path):
+    other = _translate(sample_images[1], tmp_path / "other_crs.tif", outputSRS="EPSG:32612")
+    with pytest.raises(StackError, match="'other_crs.tif' has a different CRS"):
+        read_stack(sources_from_inputs([sample_images[0], other]))
+
+
+def test_different_size_pixel_size_and_origin_are_refused(sample_images, tmp_path):
+    small = _translate(sample_images[1], tmp_path / "small.tif", srcWin=[0, 0, 50, 61])
+    with pytest.raises(StackError, match="'small.tif' is 50x61 pixels"):
+        read_stack(sources_from_inputs([sample_images[0], small]))
+    ds = gdal.Open(sample_images[1])
+    gt = list(ds.GetGeoTransform())
+    ds = None
+    moved = _translate(sample_images[1], tmp_path / "moved.tif",
+                       outputBounds=[gt[0] + 15, gt[3], gt[0] + 15 + 61 * 30, gt[3] - 61 * 30])
+    with pytest.raises(StackError, match="'moved.tif' has origin"):
+        read_stack(sources_from_inputs([sample_images[0], moved]))
+    finer = _translate(sample_images[1], tmp_path / "finer.tif",
+                       outputBounds=[gt[0], gt[3], gt[0] + 61 * 25, gt[3] - 61 * 25])
+    with pytest.raises(StackError, match="'finer.tif' has pixel size 25"):
+        read_stack(sources_from_inputs([sample_images[0], finer]))
+
+
+def test_missing_and_corrupted_files_are_refused(sample_images, tmp_path):
+    with pytest.raises(StackError, match="does not exist"):
+        read_stack(sources_from_inputs([sample_images[0], str(tmp_path / "nope.tif")]))
+    data = open(sample_images[1], "rb").read()
+    broken = tmp_path / "truncated.tif"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StackError, match="truncated.tif"):
+        read_stack(sources_from_inputs([sample_images[0], str(broken)]))
+
+
+def test_complex_pixels_and_missing_bands_are_refused(sample_images, tmp_path):
+    cplx = _translate(sample_images[1], tmp_path / "complex.tif", outputType=gdal.GDT_CFloat32)
+    with pytest.raises(StackError, match="complex pixels"):
+        read_stack(sources_from_inputs([sample_images[0], cplx]))
+    with pytest.raises(StackError, match="band 4 does not exist"):
+        read_stack(sources_from_inputs(multiband=sample_images[0], bands=[1, 4]))
+
+
+def test_all_nodata_stack_is_refused(sample_images, tmp_path):
+    paths = []
+    for i, src in enumerate(sample_images[:2]):
+        p = _translate(src, tmp_path / f"nd{i}.tif", scaleParams=[[-32768, 32767, -9999, -9999]])
+        paths.append(p)
+    with pytest.raises(StackError, match="every pixel"):
+        read_stack(sources_from_inputs(paths))
+
+
+def test_write_geotiff_scales_pixel_size_keeps_origin_crs_nodata_and_tags(sample_images, tmp_path):
+    stack = read_stack(sources_from_inputs(sample_images[:2]))
+    grid = stack.grid.scaled(3)
+    arr = np.arange(grid.width * grid.height, dtype=np.float32).reshape(grid.height, grid.width)
+    out = write_geotiff(str(tmp_path / "sr.tif"), arr, grid, -9999.0, {"STACKSR_SCALE": "3", "STACKSR_INPUTS": stack.names})
+    ds = gdal.Open(out)
+    src_gt = stack.grid.geotransform
+    assert ds.RasterXSize == 183 and ds.RasterYSize == 183
+    assert ds.GetGeoTransform() == pytest.approx((src_gt[0], 10.0, 0.0, src_gt[3], 0.0, -10.0))
+    band = ds.GetRasterBand(1)
+    assert band.GetNoDataValue() == -9999.0
+    assert band.GetBlockSize() == [256, 256]
+    assert ds.GetMetadata("IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+    assert json.loads(ds.GetMetadataItem("STACKSR_INPUTS")) == stack.names
+    assert np.array_equal(band.ReadAsArray(), arr)
+    assert "32613" in ds.GetProjection()
+    del band
+    ds = None
+    assert sorted(os.listdir(tmp_path)) == ["sr.tif"]  # no temporary file left behind
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    grid = RasterGrid(10, 10, (0, 1, 0, 0, 0, -1), "")
+    with pytest.raises(ValueError):
+        write_geotiff(str(tmp_path / "bad.tif"), np.zeros((5, 5)), grid)
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_may_not_be_an_input(sample_images, tmp_path):
+    with pytest.raises(StackError, match="is one of the inputs"):
+        check_output_path(sample_images[0], sample_images)
+    with pytest.raises(StackError, match="does not exist"):
+        check_output_path(str(tmp_path / "no" / "x.tif"), sample_images)
+
+
+def test_band_lists_parse_ranges():
+    assert parse_int_list("1,3, 5-7") == [1, 3, 5, 6, 7]
+    assert parse_int_list("") == []
+    with pytest.raises(StackError, match="cannot read 'x'"):
+        parse_int_list("1,x")
