@@ -30,7 +30,7 @@ demo: deps
 	@gdalinfo -stats $(DEMO_OUT)/landsat7_b4_ibp_x3.tif | grep -E 'Size is|Origin =|Pixel Size|NoData|STATISTICS_(MEAN|MIN|MAX)=|^    ID\["EPSG"' ; rm -f $(DEMO_OUT)/*.aux.xml
 
 test: deps
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q
 
 bench: deps
-	$(PY) benchmarks/bench_classic.py
+	cd benchmarks && ../$(PY) bench_classic.py
