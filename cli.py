@@ -73,6 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mask-invalid-values", default="2,3,4,255")
     s.add_argument("--max-shift", type=int, default=3)
     s.add_argument("--data-range", type=float, default=None)
+    k = sub.add_parser("kernels", help="estimate one blur kernel per image (DIP-FKP) into a kernel bank")
+    _stack_args(k)
+    k.add_argument("--scale", type=int, default=3)
+    k.add_argument("--mode", choices=["per-image", "joint"], default="per-image")
+    k.add_argument("--iterations", type=int, default=None)
+    k.add_argument("--crop", type=int, default=None, help="LR crop size used for estimation (0: whole image)")
+    k.add_argument("--prior", default=None, help="FKP prior file (default: models/fkp_x<scale>.pt)")
+    k.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--layers", default=None, help="folder for one GeoTIFF layer per kernel")
+    k.add_argument("--report", default=None, help="HTML gallery of the kernels (a PNG mosaic is written beside it)")
+    k.add_argument("--output", required=True, help="kernel bank file (.npz)")
+
+    f = sub.add_parser("train-fkp", help="train the flow-based kernel prior shipped in models/")
+    f.add_argument("--scale", type=int, required=True)
+    f.add_argument("--iterations", type=int, default=4000)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--output", required=True)
     return parser
 
 
@@ -84,13 +102,26 @@ def main(argv: list[str] | None = None) -> int:
 
     monitor = BarMonitor(quiet=args.quiet)
     try:
-        invalid = parse_int_list(args.mask_invalid_values)
+        invalid = parse_int_list(getattr(args, "mask_invalid_values", ""))
         if args.command == "classic":
             sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
             result = jobs.run_classic_sr(
                 sources, args.output, scale=args.scale, method=args.method, reference=args.reference,
                 iterations=args.iterations, psf_sigma=args.psf_sigma, register=not args.no_register,
                 invalid_mask_values=invalid, monitor=monitor)
+        elif args.command == "kernels":
+            sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
+            result = jobs.run_estimate_kernels(
+                sources, args.output, scale=args.scale, mode=args.mode, iterations=args.iterations, crop=args.crop,
+                prior_path=args.prior, device=args.device, seed=args.seed, layers_folder=args.layers,
+                report_html=args.report, invalid_mask_values=invalid, monitor=monitor)
+        elif args.command == "train-fkp":
+            from .core.fkp import save_fkp, train_fkp
+
+            flow, info = train_fkp(args.scale, iterations=args.iterations, seed=args.seed, monitor=monitor)
+            info["command"] = f"python -m stacksr train-fkp --scale {args.scale} --iterations {args.iterations} --seed {args.seed}"
+            save_fkp(flow, args.output, info)
+            result = {"output": args.output, **info}
         else:
             result = jobs.run_score(args.sr, args.reference, args.reference_mask, invalid,
                                     max_shift=args.max_shift, data_range=args.data_range)

@@ -5,6 +5,7 @@ atomically and returns a plain dict summary.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Sequence
 
@@ -14,6 +15,7 @@ import torch
 from . import __version__
 from .baselines import default_psf, hr_validity, ibp, mean_bicubic
 from .degradation import check_scale, default_kernel_size, gaussian_kernels
+from .device import resolve_device
 from .metrics import cpsnr, default_data_range, psnr, ssim
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
@@ -23,6 +25,7 @@ from .stack_io import (
 )
 
 CLASSIC_METHODS = ("bicubic", "ibp")
+KERNEL_MODES = ("per-image", "joint")
 MIN_LR_SIZE = 4
 
 
@@ -132,3 +135,73 @@ def run_score(
         raise StackError(str(exc)) from exc
     return {"cpsnr": round(c.cpsnr, 4), "psnr": round(p, 4), "ssim": round(s, 5),
             "shift": list(c.shift), "bias": c.bias, "data_range": rng}
+
+
+def run_estimate_kernels(
+    sources: Sequence[ImageSource],
+    bank_path: str,
+    scale: int = 3,
+    mode: str = "per-image",
+    iterations: int | None = None,
+    crop: int | None = None,
+    kernel_size: int | None = None,
+    prior_path: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    layers_folder: str | None = None,
+    report_html: str | None = None,
+    invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
+    monitor: Monitor | None = None,
+) -> dict:
+    """Estimate one blur kernel per image (DIP-FKP) and write the kernel bank (+ layers, gallery)."""
+    from dataclasses import replace
+
+    from .fkp import FKPError, default_fkp_path, load_fkp
+    from .kernel_estimation import FAST_CONFIG, config_dict, estimate_kernels
+    from .kernels import KernelBank, write_gallery, write_kernel_layers
+
+    mon = ensure_monitor(monitor)
+    try:
+        scale = check_scale(scale)
+        dev, why = resolve_device(device)
+    except ValueError as exc:
+        raise StackError(str(exc)) from exc
+    if mode not in KERNEL_MODES:
+        raise StackError(f"mode must be one of {KERNEL_MODES}, got '{mode}'")
+    size = kernel_size or default_kernel_size(scale)
+    inputs = _input_paths(sources)
+    for out in (bank_path, report_html):
+        if out:
+            check_output_path(out, inputs)
+    try:
+        flow = load_fkp(prior_path or default_fkp_path(scale), scale, size, dev)
+    except FKPError as exc:
+        raise StackError(str(exc)) from exc
+    config = FAST_CONFIG
+    if iterations:
+        config = replace(config, iterations=int(iterations), warmup=min(config.warmup, int(iterations) // 3))
+    if crop is not None:
+        config = replace(config, crop=int(crop))
+    stack = read_stack(sources, invalid_mask_values)
+    min_side = min(stack.grid.width, stack.grid.height)
+    if min_side * scale < size:
+        raise StackError(f"images of {stack.grid.width}x{stack.grid.height} px are smaller than the {size}x{size} kernel at x{scale}")
+    mon.info(f"device: {why}")
+    mon.progress(0.02, f"read {stack.count} images; estimating kernels ({mode})")
+    res = estimate_kernels(torch.from_numpy(stack.data), torch.from_numpy(stack.valid), flow, scale, mode,
+                           config, seed, dev, mon.sub(0.02, 0.95))
+    meta = {"mode": mode, "seed": seed, "device": str(dev), "config": config_dict(config),
+            "prior": os.path.basename(prior_path or default_fkp_path(scale)), "seconds": round(res.seconds, 2),
+            "final_loss": [round(l[-1], 8) for l in res.losses], "crops": res.crops,
+            "shifts": None if res.shifts is None else res.shifts.tolist(), "stacksr_version": __version__}
+    bank = KernelBank(res.kernels.numpy().astype(np.float32), stack.names, scale, meta)
+    bank.save(bank_path)
+    layers = write_kernel_layers(bank, layers_folder) if layers_folder else []
+    if report_html:
+        write_gallery(bank, report_html, os.path.splitext(report_html)[0] + ".png")
+    mon.progress(1.0, f"wrote {bank_path}")
+    fits = bank.fits()
+    return {"bank": bank_path, "layers": layers, "report": report_html, "mode": mode, "scale": scale,
+            "images": stack.count, "digest": bank.digest(), "device": str(dev), "seconds": round(res.seconds, 2),
+            "kernels": [{"image": n, "sigma1": round(f.sigma1, 3), "sigma2": round(f.sigma2, 3),
+                         "theta_deg": round(float(np.degrees(f.theta)), 1)} for n, f in zip(stack.names, fits)]}

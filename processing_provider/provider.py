@@ -5,6 +5,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms.classic_sr import ClassicSuperResolve
+from .algorithms.estimate_kernels import EstimateKernels
 from .algorithms.score import ScoreAgainstReference
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
@@ -24,7 +25,7 @@ class StackSRProvider(QgsProcessingProvider):
         return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
 
     def loadAlgorithms(self):  # noqa: N802
-        for alg in (ClassicSuperResolve(), ScoreAgainstReference()):
+        for alg in (ClassicSuperResolve(), EstimateKernels(), ScoreAgainstReference()):
             self.addAlgorithm(alg)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802
