@@ -42,3 +42,13 @@ class KernelLayerStyler(QgsProcessingLayerPostProcessorInterface):
         if node.parent() is not group:
             group.addChildNode(node.clone())
             node.parent().removeChildNode(node)
+
+    _alive: list = []
+
+    @classmethod
+    def create(cls) -> "KernelLayerStyler":
+        """A new styler per layer: LayerDetails takes ownership of (and deletes) it, and
+        Processing calls it after the algorithm object is gone, so Python keeps a reference."""
+        styler = cls()
+        cls._alive.append(styler)
+        return styler

@@ -96,3 +96,38 @@ def test_score_algorithm(processing, tmp_path):
     assert res["CPSNR"] == pytest.approx(60.0, abs=0.2)
     assert res["PSNR"] < res["CPSNR"] - 3
     assert os.path.exists(res["OUTPUT_JSON"])
+
+
+def test_estimate_kernels_loads_styled_kernel_layers_in_a_group(qgis_app, sample_images, sample_masks, tmp_path):
+    import processing as proc
+    from qgis.core import QgsProject, QgsSingleBandPseudoColorRenderer
+
+    from stacksr.core.kernels import KernelBank
+
+    project = QgsProject.instance()
+    project.clear()
+    params = {"LAYERS": sample_images[:4], "MASKS": sample_masks[:4], "SCALE": 3, "MODE": 1, "ITERATIONS": 40,
+              "OUTPUT_BANK": str(tmp_path / "bank.npz"), "OUTPUT_LAYERS": str(tmp_path / "kernels"),
+              "OUTPUT_REPORT": str(tmp_path / "kernels.html")}
+    res = proc.runAndLoadResults("stacksr:estimatekernels", params)
+    bank = KernelBank.load(res["OUTPUT_BANK"], scale=3, size=15)
+    assert bank.names == [os.path.basename(p) for p in sample_images[:4]]
+    assert len(res["KERNEL_LAYERS"]) == 4 and os.path.exists(res["OUTPUT_REPORT"])
+    group = project.layerTreeRoot().findGroup("Kernels")
+    assert group is not None and len(group.findLayers()) == 4
+    for node in group.findLayers():
+        layer = node.layer()
+        assert layer.isValid() and isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
+    project.clear()
+
+
+def test_estimate_kernels_refuses_a_prior_of_another_scale(processing, sample_images, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    from stacksr.core.fkp import default_fkp_path
+
+    with pytest.raises(QgsProcessingException, match="scale x3, not x2"):
+        processing.run("stacksr:estimatekernels", {
+            "LAYERS": sample_images[:2], "SCALE": 2, "PRIOR": default_fkp_path(3),
+            "OUTPUT_BANK": str(tmp_path / "b.npz")})
+    assert not os.path.exists(tmp_path / "b.npz")

@@ -56,3 +56,21 @@ def test_qgis_process_reports_bad_input(sample_images, tmp_path):
     assert res.returncode != 0
     assert "at least 2 images" in res.stdout + res.stderr
     assert not out.exists()
+
+
+def test_qgis_process_estimates_kernels_on_real_landsat(sample_images, sample_masks, tmp_path):
+    from stacksr.core.kernels import KernelBank
+
+    args = ["run", "stacksr:estimatekernels", "--json"]
+    args += [f"--LAYERS={p}" for p in sample_images] + [f"--MASKS={p}" for p in sample_masks]
+    args += ["--SCALE=3", "--MODE=1", "--ITERATIONS=40", f"--OUTPUT_BANK={tmp_path / 'bank.npz'}",
+             f"--OUTPUT_LAYERS={tmp_path / 'layers'}", f"--OUTPUT_REPORT={tmp_path / 'k.html'}"]
+    res = _qgis_process(*args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    payload = json.loads(res.stdout[res.stdout.index("{"):])
+    assert len(payload["results"]["KERNEL_LAYERS"]) == 8
+    bank = KernelBank.load(str(tmp_path / "bank.npz"), scale=3)
+    assert bank.kernels.shape == (8, 15, 15)
+    ds = gdal.Open(payload["results"]["KERNEL_LAYERS"][0])
+    assert ds.RasterXSize == 15 and abs(ds.ReadAsArray().sum() - 1) < 1e-4
+    ds = None

@@ -2,7 +2,7 @@
 import os
 
 from qgis.core import (
-    QgsProcessingContext, QgsProcessingOutputMultipleLayers, QgsProcessingOutputNumber,
+    QgsProcessingContext, QgsProcessingUtils, QgsProcessingOutputMultipleLayers, QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
 )
@@ -17,10 +17,6 @@ DEVICES = ("auto", "cpu", "cuda")
 class EstimateKernels(StackSRAlgorithm):
     SCALE, MODE, ITERATIONS, CROP, PRIOR, DEVICE, SEED = "SCALE", "MODE", "ITERATIONS", "CROP", "PRIOR", "DEVICE", "SEED"
     OUTPUT_BANK, OUTPUT_LAYERS, OUTPUT_REPORT = "OUTPUT_BANK", "OUTPUT_LAYERS", "OUTPUT_REPORT"
-
-    def __init__(self):
-        super().__init__()
-        self._stylers = []  # post-processors must outlive processAlgorithm
 
     def name(self):
         return "estimatekernels"
@@ -90,11 +86,10 @@ class EstimateKernels(StackSRAlgorithm):
         for k in summary["kernels"]:
             feedback.pushInfo(f"{k['image']}: sigma1 {k['sigma1']:.2f}, sigma2 {k['sigma2']:.2f} px, angle {k['theta_deg']:.0f} deg")
         for path in summary["layers"]:
-            styler = KernelLayerStyler()
-            self._stylers.append(styler)
             details = QgsProcessingContext.LayerDetails(
                 os.path.splitext(os.path.basename(path))[0], context.project(), self.OUTPUT_LAYERS)
-            details.setPostProcessor(styler)
+            details.layerTypeHint = QgsProcessingUtils.LayerHint.Raster
+            details.setPostProcessor(KernelLayerStyler.create())
             context.addLayerToLoadOnCompletion(path, details)
         results = {self.OUTPUT_BANK: bank, "KERNEL_LAYERS": summary["layers"], "SECONDS": summary["seconds"]}
         if folder:
