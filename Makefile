@@ -33,4 +33,4 @@ test: deps
 	$(PY) -m pytest -q
 
 bench: deps
-	cd benchmarks && ../$(PY) bench_classic.py
+	cd benchmarks && ../$(PY) bench_classic.py && ../$(PY) bench_kernels.py

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="estimate one blur kernel per image (DIP-FKP) into a kernel bank")
     _stack_args(k)
     k.add_argument("--scale", type=int, default=3)
-    k.add_argument("--mode", choices=["per-image", "joint"], default="per-image")
+    k.add_argument("--mode", choices=["per-image", "joint"], default="joint")
     k.add_argument("--iterations", type=int, default=None)
     k.add_argument("--crop", type=int, default=None, help="LR crop size used for estimation (0: whole image)")
     k.add_argument("--prior", default=None, help="FKP prior file (default: models/fkp_x<scale>.pt)")
@@ -85,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--layers", default=None, help="folder for one GeoTIFF layer per kernel")
     k.add_argument("--report", default=None, help="HTML gallery of the kernels (a PNG mosaic is written beside it)")
     k.add_argument("--output", required=True, help="kernel bank file (.npz)")
+
+    t = sub.add_parser("train", help="train PIUNet self-supervised on the stack with a kernel bank")
+    _stack_args(t)
+    t.add_argument("--kernel-bank", required=True)
+    t.add_argument("--scale", type=int, default=3)
+    t.add_argument("--steps", type=int, default=500)
+    t.add_argument("--patch", type=int, default=32, help="CR patch size (LR targets are scale x larger)")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--frames", type=int, default=9)
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", default=None, help="checkpoint (<model>.last) to resume from")
+    t.add_argument("--output", required=True, help="model file (.pt); <output>.last is the resumable checkpoint")
 
     f = sub.add_parser("train-fkp", help="train the flow-based kernel prior shipped in models/")
     f.add_argument("--scale", type=int, required=True)
@@ -115,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                 sources, args.output, scale=args.scale, mode=args.mode, iterations=args.iterations, crop=args.crop,
                 prior_path=args.prior, device=args.device, seed=args.seed, layers_folder=args.layers,
                 report_html=args.report, invalid_mask_values=invalid, monitor=monitor)
+        elif args.command == "train":
+            sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
+            result = jobs.run_train_self_supervised(
+                [sources], args.kernel_bank, args.output, scale=args.scale, steps=args.steps, patch=args.patch,
+                batch=args.batch, frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
+                invalid_mask_values=invalid, monitor=monitor)
         elif args.command == "train-fkp":
             from .core.fkp import save_fkp, train_fkp
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 
 import torch
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, ".build", "pkg"))  # `make deps` links the repo there as `stacksr`
+
 from stacksr.core.simulate import SimulatedStack, simulate_stack
 from stacksr.core.stack_io import read_raster
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("STACKSR_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
 L8_PAN = os.path.join(SHARED, "landsat8_pan", "l8_B8.tif")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")

@@ -141,7 +141,7 @@ def run_estimate_kernels(
     sources: Sequence[ImageSource],
     bank_path: str,
     scale: int = 3,
-    mode: str = "per-image",
+    mode: str = "joint",
     iterations: int | None = None,
     crop: int | None = None,
     kernel_size: int | None = None,
@@ -157,7 +157,7 @@ def run_estimate_kernels(
     from dataclasses import replace
 
     from .fkp import FKPError, default_fkp_path, load_fkp
-    from .kernel_estimation import FAST_CONFIG, config_dict, estimate_kernels
+    from .kernel_estimation import config_dict, default_config, estimate_kernels
     from .kernels import KernelBank, write_gallery, write_kernel_layers
 
     mon = ensure_monitor(monitor)
@@ -177,7 +177,7 @@ def run_estimate_kernels(
         flow = load_fkp(prior_path or default_fkp_path(scale), scale, size, dev)
     except FKPError as exc:
         raise StackError(str(exc)) from exc
-    config = FAST_CONFIG
+    config = default_config(mode)
     if iterations:
         config = replace(config, iterations=int(iterations), warmup=min(config.warmup, int(iterations) // 3))
     if crop is not None:
@@ -205,3 +205,44 @@ def run_estimate_kernels(
             "images": stack.count, "digest": bank.digest(), "device": str(dev), "seconds": round(res.seconds, 2),
             "kernels": [{"image": n, "sigma1": round(f.sigma1, 3), "sigma2": round(f.sigma2, 3),
                          "theta_deg": round(float(np.degrees(f.theta)), 1)} for n, f in zip(stack.names, fits)]}
+
+
+def run_train_self_supervised(
+    stacks_sources: Sequence[Sequence[ImageSource]],
+    bank_path: str,
+    output: str,
+    scale: int = 3,
+    steps: int = 500,
+    patch: int = 32,
+    batch: int = 8,
+    frames: int = 9,
+    device: str = "auto",
+    seed: int = 0,
+    resume: str | None = None,
+    invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
+    monitor: Monitor | None = None,
+) -> dict:
+    """Train PIUNet self-supervised on one or more LR stacks with a kernel bank."""
+    from .kernels import KernelBank, KernelBankError
+    from .training import StackData, TrainConfig, train_self_supervised
+
+    mon = ensure_monitor(monitor)
+    try:
+        scale = check_scale(scale)
+        dev, why = resolve_device(device)
+        bank = KernelBank.load(bank_path, scale=scale)
+    except (ValueError, KernelBankError) as exc:
+        raise StackError(str(exc)) from exc
+    inputs = [p for srcs in stacks_sources for p in _input_paths(srcs)] + [bank_path]
+    check_output_path(output, inputs)
+    stacks = []
+    for srcs in stacks_sources:
+        st = read_stack(srcs, invalid_mask_values)
+        stacks.append(StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0]))
+    mon.info(f"device: {why}; kernel bank {bank.digest()} ({len(bank.names)} kernels)")
+    config = TrainConfig(scale=scale, frames=frames, patch=patch, batch=batch, steps=steps, seed=seed)
+    try:
+        return train_self_supervised(stacks, torch.from_numpy(bank.kernels), config, output, bank.digest(),
+                                     resume=resume, device=dev, monitor=mon)
+    except ValueError as exc:
+        raise StackError(str(exc)) from exc

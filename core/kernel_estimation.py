@@ -33,17 +33,25 @@ from .registration import register_frames
 @dataclass(frozen=True)
 class EstimationConfig:
     iterations: int = 300
-    warmup: int = 50
+    warmup: int = 100
     crop: int = 40  # LR pixels; 0 = whole image
     lr_image: float = 5e-3
-    lr_kernel: float = 5e-2
+    lr_kernel: float = 1e-2
     dip: DIPConfig = DIPConfig(depth=3, channels=32, skip_channels=8, input_channels=8)
     min_valid: float = 0.9  # minimum valid fraction of the crop
+    bf16: bool = False  # run the generator under bfloat16 autocast (CPU or GPU)
 
 
 # the reference DIP-FKP configuration (5-scale skip U-Net, 128 channels, 1000 iterations)
 REFERENCE_CONFIG = EstimationConfig(iterations=1000, warmup=100, crop=0, dip=DIPConfig(depth=5, channels=128, skip_channels=16))
 FAST_CONFIG = EstimationConfig()
+# joint mode constrains the kernels through all frames, so z can move faster
+JOINT_CONFIG = EstimationConfig(lr_kernel=5e-2, warmup=50)
+
+
+def default_config(mode: str) -> EstimationConfig:
+    """The shipped configuration of a mode (see BENCHMARKS.md for how it was chosen)."""
+    return JOINT_CONFIG if mode == "joint" else FAST_CONFIG
 
 
 @dataclass
@@ -95,6 +103,13 @@ def _loss_mask(valid: torch.Tensor, border: int) -> torch.Tensor:
     return m
 
 
+def _generate(net: SkipNet, noise: torch.Tensor, bf16: bool) -> torch.Tensor:
+    if not bf16:
+        return net(noise)
+    with torch.autocast(device_type=noise.device.type, dtype=torch.bfloat16):
+        return net(noise).float()
+
+
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
 
@@ -125,7 +140,7 @@ def estimate_kernel_single(
         mon.check()
         kernel_moves = it >= config.warmup
         k = flow.kernels(z if kernel_moves else z.detach())
-        loss = _masked_mse(blur_downsample(net(noise)[0], k[0], scale), y, m)
+        loss = _masked_mse(blur_downsample(_generate(net, noise, config.bf16)[0], k[0], scale), y, m)
         opt_img.zero_grad(set_to_none=True)
         opt_z.zero_grad(set_to_none=True)
         loss.backward()
@@ -173,7 +188,7 @@ def estimate_kernels_joint(
         mon.check()
         kernel_moves = it >= config.warmup
         k = flow.kernels(z if kernel_moves else z.detach())
-        hr = net(noise)[0, 0]
+        hr = _generate(net, noise, config.bf16)[0, 0]
         moved = shift_images(hr.expand(T, -1, -1), d)
         pred = gain * blur_downsample(moved, k, scale) + bias
         loss = _masked_mse(pred, y, m)
@@ -201,7 +216,7 @@ def estimate_kernels(
     flow: KernelFlow,
     scale: int,
     mode: str = "per-image",
-    config: EstimationConfig = FAST_CONFIG,
+    config: EstimationConfig | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
     monitor: Monitor | None = None,
@@ -213,6 +228,7 @@ def estimate_kernels(
         raise ValueError(f"the kernel prior is for x{flow.config.scale}, not x{scale}")
     if mode not in ("per-image", "joint"):
         raise ValueError(f"mode must be 'per-image' or 'joint', got '{mode}'")
+    config = config or default_config(mode)
     device = torch.device(device)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)

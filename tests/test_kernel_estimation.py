@@ -4,10 +4,10 @@ from dataclasses import replace
 import torch
 
 from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.kernel_estimation import FAST_CONFIG, estimate_kernels, select_crop
+from stacksr.core.kernel_estimation import JOINT_CONFIG, estimate_kernels, select_crop
 from stacksr.core.kernels import fit_gaussian, kernel_errors
 
-QUICK = replace(FAST_CONFIG, iterations=120, warmup=40, crop=32)
+QUICK = replace(JOINT_CONFIG, iterations=120, warmup=40, crop=32)
 
 
 def test_joint_estimation_gives_centred_normalised_kernels_close_to_truth(l8_stack):

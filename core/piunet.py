@@ -1,0 +1,150 @@
+"""PIUNet: permutation-invariant multi-image super-resolution with uncertainty.
+
+Re-implemented from the published description (Valsesia & Magli, TGRS 2021):
+per-frame Conv3d [1,3,3] feature extraction; TEFA blocks (temporal self-attention
+across the T frames at every pixel, then a residual [1,3,3] convolution pair with
+squeeze-excitation); TERN registration (a learned K x K filter per frame,
+predicted from that frame's features, applied depthwise); mean over time;
+pixel-shuffle upsampling; a global residual that upsamples the mean LR frame
+bilinearly on the project's grid convention; and a second output head with the
+log-scale of a Laplace distribution (uncertainty).
+
+Every operation is either per frame or symmetric across frames, so the output
+does not depend on frame order and any T works.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .degradation import check_scale
+
+
+@dataclass(frozen=True)
+class PIUNetConfig:
+    scale: int = 3
+    features: int = 42
+    blocks: int = 16
+    heads: int = 1
+    tern_kernel: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _FrameConv(nn.Module):
+    """Conv3d with kernel [1, 3, 3]: the same 2-D convolution on every frame."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        return self.conv(x)
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention across the T frames at each pixel (permutation equivariant)."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        B, C, T, H, W = x.shape
+        seq = x.permute(0, 3, 4, 2, 1).reshape(B * H * W, T, C)
+        q, k, v = self.qkv(self.norm(seq)).chunk(3, dim=-1)
+        split = lambda t: t.reshape(B * H * W, T, self.heads, C // self.heads).transpose(1, 2)
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        out = self.proj(out.transpose(1, 2).reshape(B * H * W, T, C))
+        return x + out.reshape(B, H, W, T, C).permute(0, 4, 3, 1, 2)
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel gating from features pooled over space and time."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(channels // reduction, 4)
+        self.fc = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        w = self.fc(x.mean(dim=(2, 3, 4)))
+        return x * w[:, :, None, None, None]
+
+
+class TEFABlock(nn.Module):
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.attention = TemporalAttention(channels, heads)
+        self.body = nn.Sequential(_FrameConv(channels, channels), nn.ReLU(), _FrameConv(channels, channels),
+                                  SqueezeExcitation(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.attention(x)
+        return x + self.body(x)
+
+
+class TERN(nn.Module):
+    """Temporal registration: one normalised K x K filter per frame, applied to all channels."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+        self.features = nn.Sequential(_FrameConv(channels, channels), nn.ReLU())
+        self.head = nn.Linear(channels, kernel * kernel)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():  # start as the identity filter
+            self.head.bias.fill_(-8.0)
+            self.head.bias[(kernel * kernel) // 2] = 8.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        B, C, T, H, W = x.shape
+        pooled = self.features(x).mean(dim=(3, 4))  # (B, C, T)
+        filt = torch.softmax(self.head(pooled.transpose(1, 2)), dim=-1)  # (B, T, K*K)
+        K = self.kernel
+        frames = x.permute(0, 2, 1, 3, 4).reshape(1, B * T * C, H, W)
+        weight = filt.reshape(B * T, 1, K, K).repeat_interleave(C, dim=0)
+        out = F.conv2d(F.pad(frames, (K // 2,) * 4, mode="replicate"), weight, groups=B * T * C)
+        return out.reshape(B, T, C, H, W).permute(0, 2, 1, 3, 4)
+
+
+class PIUNet(nn.Module):
+    """``forward(frames (B, T, h, w)) -> (sr (B, s*h, s*w), log_scale (B, s*h, s*w))``.
+
+    Inputs are expected normalised (zero mean, unit variance per stack is what the
+    trainer feeds); outputs are in the same units.
+    """
+
+    def __init__(self, config: PIUNetConfig = PIUNetConfig()):
+        super().__init__()
+        check_scale(config.scale)
+        self.config = config
+        c, s = config.features, config.scale
+        self.head = _FrameConv(1, c)
+        self.blocks = nn.Sequential(*[TEFABlock(c, config.heads) for _ in range(config.blocks)])
+        self.tern = TERN(c, config.tern_kernel)
+        self.body_out = nn.Conv2d(c, c, 3, padding=1)
+        self.upsample = nn.Sequential(nn.Conv2d(c, c * s * s, 3, padding=1), nn.PixelShuffle(s), nn.ReLU(),
+                                      nn.Conv2d(c, 2, 3, padding=1))
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, h, w = frames.shape
+        s = self.config.scale
+        x = self.head(frames[:, None])  # (B, C, T, h, w)
+        x = x + self.blocks(x)
+        x = self.tern(x).mean(dim=2)  # permutation-invariant fusion
+        x = x + self.body_out(x)
+        out = self.upsample(x)
+        base = F.interpolate(frames.mean(dim=1, keepdim=True), scale_factor=s, mode="bilinear", align_corners=False)
+        return out[:, 0] + base[:, 0], out[:, 1]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,282 @@
+"""Self-supervised PIUNet training on the user's own LR time series (and supervised training).
+
+Self-supervised samples: an LR patch of T frames (the clearest first, repeated if
+the stack has fewer) is degraded to the coarse resolution (CR) with a kernel drawn
+at random from the kernel bank for every frame, then decimated; PIUNet learns to
+recover one LR frame (the reference) from the CR stack. No HR data is needed.
+
+The loss is L1 with the brightness-bias and small-shift search of cPSNR, masked by
+the target's validity; an optional Laplace negative log-likelihood trains the
+uncertainty head. Train/validation are split by area (the bottom rows of every
+stack validate), so validation patches never overlap training patches.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from . import __version__
+from .baselines import temporal_fill
+from .degradation import blur_downsample, check_scale
+from .piunet import PIUNet, PIUNetConfig
+from .progress import Cancelled, Monitor, ensure_monitor
+
+MODEL_FORMAT = "stacksr-piunet"
+MODEL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    scale: int = 3
+    frames: int = 9
+    patch: int = 32  # CR input size; LR target patches are scale * patch
+    batch: int = 8
+    steps: int = 500
+    lr: float = 3e-4
+    max_shift: int = 1  # LR pixels searched by the loss
+    uncertainty: bool = True  # add the Laplace NLL term
+    val_fraction: float = 0.2
+    val_every: int = 50
+    seed: int = 0
+
+
+@dataclass
+class StackData:
+    """One LR stack in memory: frames (T, H, W) float32 and validity (T, H, W) bool."""
+
+    frames: torch.Tensor
+    valid: torch.Tensor
+    name: str = ""
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, not a StackSR model, or does not fit the request."""
+
+
+def normalize_stack(frames: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """(frames - mean) / std over valid pixels; returns the normalised frames, mean and std."""
+    vals = frames[valid]
+    mean = float(vals.mean()) if vals.numel() else 0.0
+    std = float(vals.std()) if vals.numel() > 1 else 1.0
+    std = std if std > 1e-6 else 1.0
+    return (frames - mean) / std, mean, std
+
+
+def shift_search_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Per-sample L1 after removing the mean bias, minimised over shifts up to ``max_shift``.
+
+    ``pred``, ``target``, ``mask``: ``(B, H, W)``. The target is cropped by ``max_shift``
+    on each border and compared with every shifted crop of ``pred`` (as cPSNR does).
+    """
+    c = max_shift
+    B, H, W = target.shape
+    t = target[:, c:H - c, c:W - c]
+    m = mask[:, c:H - c, c:W - c].float()
+    n = m.sum(dim=(1, 2)).clamp(min=1)
+    losses = []
+    for u in range(2 * c + 1):
+        for v in range(2 * c + 1):
+            p = pred[:, u:u + H - 2 * c, v:v + W - 2 * c]
+            diff = (t - p) * m
+            bias = diff.sum(dim=(1, 2)) / n
+            losses.append(((t - p - bias[:, None, None]).abs() * m).sum(dim=(1, 2)) / n)
+    return torch.stack(losses, dim=1).min(dim=1).values
+
+
+def laplace_nll(pred: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean Laplace negative log-likelihood (bias-corrected) per sample."""
+    m = mask.float()
+    n = m.sum(dim=(1, 2)).clamp(min=1)
+    bias = ((target - pred) * m).sum(dim=(1, 2)) / n
+    ls = log_scale.clamp(-7, 7)
+    nll = (target - pred - bias[:, None, None]).abs() * torch.exp(-ls) + ls
+    return (nll * m).sum(dim=(1, 2)) / n
+
+
+class SelfSupervisedSampler:
+    """Draws (CR stack, LR target, target mask) batches from LR stacks and a kernel bank."""
+
+    def __init__(self, stacks: list[StackData], kernels: torch.Tensor, config: TrainConfig):
+        self.stacks = stacks
+        self.kernels = kernels.float()
+        self.cfg = config
+        s = config.scale
+        self.lr_patch = config.patch * s
+        for st in stacks:
+            H, W = st.frames.shape[-2:]
+            if min(H, W) < self.lr_patch + 4:
+                raise ValueError(f"stack '{st.name}' ({W}x{H} px) is smaller than one {self.lr_patch}-px training patch")
+        # area split: the last val_fraction of rows of every stack is validation
+        self.split_rows = [int(st.frames.shape[-2] * (1 - config.val_fraction)) for st in stacks]
+
+    def _area(self, i: int, train: bool) -> tuple[int, int]:
+        H = self.stacks[i].frames.shape[-2]
+        return (0, self.split_rows[i]) if train else (self.split_rows[i], H)
+
+    def sample(self, batch: int, generator: torch.Generator, train: bool = True):
+        P, s, T = self.lr_patch, self.cfg.scale, self.cfg.frames
+        inputs, targets, masks = [], [], []
+        for _ in range(batch):
+            i = int(torch.randint(len(self.stacks), (1,), generator=generator))
+            st = self.stacks[i]
+            r0, r1 = self._area(i, train)
+            r1 = max(r1 - P, r0)
+            r = int(torch.randint(r0, r1 + 1, (1,), generator=generator))
+            c = int(torch.randint(0, st.frames.shape[-1] - P + 1, (1,), generator=generator))
+            f = st.frames[:, r:r + P, c:c + P]
+            v = st.valid[:, r:r + P, c:c + P]
+            clear = v.float().mean(dim=(1, 2))
+            order = torch.argsort(clear, descending=True, stable=True)
+            order = order[clear[order] > 0.5] if bool((clear > 0.5).any()) else order[:1]
+            chosen = order.repeat(math.ceil(T / len(order)))[:T]
+            f, v = f[chosen], v[chosen]
+            good = [j for j in range(T) if float(v[j].float().mean()) >= 0.9] or [0]
+            ref = good[int(torch.randint(len(good), (1,), generator=generator))]
+            if train:  # flips and 90-degree rotations, the same for every frame
+                k = int(torch.randint(4, (1,), generator=generator))
+                f, v = torch.rot90(f, k, (1, 2)), torch.rot90(v, k, (1, 2))
+                if bool(torch.randint(2, (1,), generator=generator)):
+                    f, v = f.flip(-1), v.flip(-1)
+            f = temporal_fill(f, v)
+            kid = torch.randint(self.kernels.shape[0], (T,), generator=generator)
+            cr = blur_downsample(f, self.kernels[kid], s)
+            target = f[ref]
+            cr_n, mean, std = normalize_stack(cr, torch.ones_like(cr, dtype=torch.bool))
+            inputs.append(cr_n)
+            targets.append((target - mean) / std)
+            masks.append(v[ref])
+        return torch.stack(inputs), torch.stack(targets), torch.stack(masks)
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    best_val: float = float("inf")
+    history: list = field(default_factory=list)  # (step, train_loss, val_loss)
+
+
+def _rng_states(generator: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+
+
+def save_model(path: str, net: PIUNet, train_config: TrainConfig, bank_digest: str, state: TrainState,
+               optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None,
+               extra: dict | None = None) -> str:
+    """Write a model/checkpoint atomically (plain tensors and containers: weights_only-safe)."""
+    payload = {
+        "format": MODEL_FORMAT, "version": MODEL_VERSION, "stacksr_version": __version__,
+        "piunet": net.config.to_dict(), "train": asdict(train_config), "scale": net.config.scale,
+        "kernel_bank": bank_digest, "state_dict": net.state_dict(),
+        "state": {"step": state.step, "best_val": state.best_val, "history": state.history},
+        "extra": extra or {},
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    if generator is not None:
+        payload["rng"] = _rng_states(generator)
+    tmp = path + ".tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str, scale: int | None = None, device: str | torch.device = "cpu") -> tuple[PIUNet, dict]:
+    """Load a StackSR PIUNet file safely; refuse other formats, versions or scales."""
+    if not os.path.exists(path):
+        raise ModelFileError(f"model '{path}' does not exist")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - anything unreadable is "not ours"
+        raise ModelFileError(f"'{path}' is not a StackSR model ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"'{path}' is not a StackSR model")
+    if payload.get("version") != MODEL_VERSION:
+        raise ModelFileError(f"model '{path}' has format version {payload.get('version')}, expected {MODEL_VERSION}")
+    if scale is not None and payload["scale"] != scale:
+        raise ModelFileError(f"model '{path}' is for scale x{payload['scale']}, not x{scale}")
+    net = PIUNet(PIUNetConfig(**payload["piunet"]))
+    net.load_state_dict(payload["state_dict"])
+    return net.to(device), payload
+
+
+def train_self_supervised(
+    stacks: list[StackData],
+    kernels: torch.Tensor,
+    config: TrainConfig,
+    output: str,
+    bank_digest: str = "",
+    net_config: PIUNetConfig | None = None,
+    resume: str | None = None,
+    device: str | torch.device = "cpu",
+    monitor: Monitor | None = None,
+) -> dict:
+    """Train PIUNet; writes ``output`` (best on validation) and ``output`` + '.last'
+    (resumable). On cancel, the last checkpoint is saved and Cancelled is re-raised."""
+    mon = ensure_monitor(monitor)
+    check_scale(config.scale)
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    sampler = SelfSupervisedSampler(stacks, kernels, config)
+    net = PIUNet(net_config or PIUNetConfig(scale=config.scale)).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    state = TrainState()
+    if resume:
+        net_r, payload = load_model(resume, config.scale, device)
+        if payload.get("kernel_bank") != bank_digest:
+            raise ModelFileError(f"checkpoint '{resume}' was trained with another kernel bank")
+        net.load_state_dict(net_r.state_dict())
+        if "optimizer" in payload:
+            opt.load_state_dict(payload["optimizer"])
+        st = payload["state"]
+        state = TrainState(st["step"], st["best_val"], [tuple(h) for h in st["history"]])
+        if "rng" in payload:
+            torch.set_rng_state(payload["rng"]["torch"])
+            gen.set_state(payload["rng"]["sampler"])
+    val_gen = torch.Generator().manual_seed(config.seed + 1)
+    val_batch = sampler.sample(max(config.batch, 8), val_gen, train=False)
+    last = output + ".last"
+    t0 = time.perf_counter()
+
+    def loss_of(batch) -> torch.Tensor:
+        x, y, m = (t.to(device) for t in batch)
+        pred, log_scale = net(x)
+        loss = shift_search_l1(pred, y, m, config.max_shift)
+        if config.uncertainty:
+            c = config.max_shift
+            crop = (slice(None), slice(c, -c or None), slice(c, -c or None))
+            loss = loss + 0.1 * laplace_nll(pred[crop], log_scale[crop], y[crop], m[crop])
+        return loss.mean()
+
+    train_loss = float("nan")
+    try:
+        while state.step < config.steps:
+            mon.check()
+            net.train()
+            loss = loss_of(sampler.sample(config.batch, gen, train=True))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            train_loss = float(loss.detach())
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"training diverged at step {state.step + 1} (loss {train_loss})")
+            state.step += 1
+            if state.step % config.val_every == 0 or state.step == config.steps:
+                net.eval()
+                with torch.no_grad():
+                    val = float(loss_of(val_batch))
+                state.history.append((state.step, train_loss, val))
+                if val < state.best_val:
+                    state.best_val = val
+                    save_model(output, net, config, bank_digest, state)
+                save_model(last, net, config, bank_digest, state, opt, gen)
+            mon.progress(state.step / config.steps, f"step {state.step}/{config.steps}, loss {train_loss:.4f}")
+    except Cancelled:
+        save_model(last, net, config, bank_digest, state, opt, gen)
+        raise
+    return {"output": output, "checkpoint": last, "steps": state.step, "best_val": state.best_val,
+            "history": state.history, "seconds": round(time.perf_counter() - t0, 1)}

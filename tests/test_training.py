@@ -1,0 +1,94 @@
+"""Self-supervised PIUNet training: losses, sampler, checkpoints, resume, safe loading."""
+import os
+import pickle
+
+import pytest
+import torch
+
+from stacksr.core.degradation import gaussian_kernels
+from stacksr.core.piunet import PIUNetConfig
+from stacksr.core.progress import Cancelled, Monitor
+from stacksr.core.training import (
+    ModelFileError, SelfSupervisedSampler, StackData, TrainConfig, load_model, shift_search_l1,
+    train_self_supervised,
+)
+
+TINY = PIUNetConfig(scale=3, features=8, blocks=1)
+
+
+def _bank():
+    return gaussian_kernels(torch.tensor([1.2, 1.8, 1.5]), torch.tensor([1.0, 1.2, 1.5]), torch.tensor([0.0, 1.0, 2.0]), 15, 3)
+
+
+@pytest.fixture(scope="module")
+def lr_stack(l8_stack):
+    return StackData(l8_stack.lr, torch.ones_like(l8_stack.lr, dtype=torch.bool), "l8")
+
+
+def test_shift_search_l1_ignores_bias_and_small_shifts():
+    g = torch.Generator().manual_seed(0)
+    big = torch.rand(1, 20, 20, generator=g)
+    target = big[:, 2:18, 2:18]
+    pred = big[:, 3:19, 1:17] + 0.3  # shifted by (1, -1) and brighter
+    m = torch.ones_like(target, dtype=torch.bool)
+    assert float(shift_search_l1(pred, target, m, 1)) < 1e-6
+    assert float(shift_search_l1(pred, target, m, 0)) > 0.1
+
+
+def test_sampler_makes_cr_inputs_and_lr_targets_from_train_area_only(lr_stack):
+    cfg = TrainConfig(scale=3, frames=5, patch=8, batch=4, val_fraction=0.5)
+    sampler = SelfSupervisedSampler([lr_stack], _bank(), cfg)
+    x, y, m = sampler.sample(4, torch.Generator().manual_seed(0))
+    assert x.shape == (4, 5, 8, 8) and y.shape == (4, 24, 24) and m.shape == (4, 24, 24)
+    assert torch.isfinite(x).all() and m.all()
+    assert sampler.split_rows[0] == 30
+
+
+def test_sampler_repeats_frames_when_the_stack_is_short(lr_stack):
+    short = StackData(lr_stack.frames[:3], lr_stack.valid[:3])
+    sampler = SelfSupervisedSampler([short], _bank(), TrainConfig(frames=9, patch=8))
+    x, _, _ = sampler.sample(2, torch.Generator().manual_seed(1))
+    assert x.shape[1] == 9
+
+
+def test_training_writes_best_and_last_and_refuses_other_files(lr_stack, tmp_path):
+    cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=6, val_every=3)
+    out = str(tmp_path / "model.pt")
+    res = train_self_supervised([lr_stack], _bank(), cfg, out, bank_digest="abc", net_config=TINY)
+    assert res["steps"] == 6 and os.path.exists(out) and os.path.exists(out + ".last")
+    net, payload = load_model(out, scale=3)
+    assert payload["kernel_bank"] == "abc" and payload["train"]["patch"] == 8
+    with pytest.raises(ModelFileError, match="scale x3, not x2"):
+        load_model(out, scale=2)
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format": "stacksr-piunet"}))
+    with pytest.raises(ModelFileError):
+        load_model(str(evil))
+
+
+class _CancelAt(Monitor):
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.seen = step, 0
+
+    def _emit(self, fraction, message):
+        self.seen += 1
+
+    def is_cancelled(self):
+        return self.seen >= self.step
+
+
+def test_cancel_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(lr_stack, tmp_path):
+    cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=8, val_every=4)
+    full = str(tmp_path / "full.pt")
+    train_self_supervised([lr_stack], _bank(), cfg, full, "d", TINY)
+    part = str(tmp_path / "part.pt")
+    with pytest.raises(Cancelled):
+        train_self_supervised([lr_stack], _bank(), cfg, part, "d", TINY, monitor=_CancelAt(5))
+    train_self_supervised([lr_stack], _bank(), cfg, part, "d", TINY, resume=part + ".last")
+    a, _ = load_model(full + ".last")
+    b, _ = load_model(part + ".last")
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(va, vb), ka
+    with pytest.raises(ModelFileError, match="another kernel bank"):
+        train_self_supervised([lr_stack], _bank(), cfg, part, "other", TINY, resume=part + ".last")
