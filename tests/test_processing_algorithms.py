@@ -131,3 +131,12 @@ def test_estimate_kernels_refuses_a_prior_of_another_scale(processing, sample_im
             "LAYERS": sample_images[:2], "SCALE": 2, "PRIOR": default_fkp_path(3),
             "OUTPUT_BANK": str(tmp_path / "b.npz")})
     assert not os.path.exists(tmp_path / "b.npz")
+
+
+def test_estimate_kernels_refuses_a_kernel_size_the_prior_does_not_have(processing, sample_images, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="15x15 kernels, not 21x21"):
+        processing.run("stacksr:estimatekernels", {
+            "LAYERS": sample_images[:2], "SCALE": 3, "KERNEL_SIZE": 21, "OUTPUT_BANK": str(tmp_path / "b.npz")})
+    assert not os.path.exists(tmp_path / "b.npz")

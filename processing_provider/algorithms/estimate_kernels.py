@@ -16,6 +16,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 class EstimateKernels(StackSRAlgorithm):
     SCALE, MODE, ITERATIONS, CROP, PRIOR, DEVICE, SEED = "SCALE", "MODE", "ITERATIONS", "CROP", "PRIOR", "DEVICE", "SEED"
+    KERNEL_SIZE = "KERNEL_SIZE"
     OUTPUT_BANK, OUTPUT_LAYERS, OUTPUT_REPORT = "OUTPUT_BANK", "OUTPUT_LAYERS", "OUTPUT_REPORT"
 
     def name(self):
@@ -49,6 +50,8 @@ class EstimateKernels(StackSRAlgorithm):
         advanced = [
             QgsProcessingParameterNumber(self.ITERATIONS, "Iterations (0: default)",
                                          QgsProcessingParameterNumber.Type.Integer, 0, minValue=0, maxValue=5000),
+            QgsProcessingParameterNumber(self.KERNEL_SIZE, "Kernel size in HR pixels (0: 4 x scale + 3, the size of the shipped priors)",
+                                         QgsProcessingParameterNumber.Type.Integer, 0, minValue=0, maxValue=63),
             QgsProcessingParameterNumber(self.CROP, "Crop size used for estimation, LR pixels (-1: default, 0: whole image)",
                                          QgsProcessingParameterNumber.Type.Integer, -1, minValue=-1),
             QgsProcessingParameterFile(self.PRIOR, "Kernel prior (FKP) file (empty: the shipped one)",
@@ -81,6 +84,7 @@ class EstimateKernels(StackSRAlgorithm):
             scale=self.parameterAsInt(parameters, self.SCALE, context),
             mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],
             iterations=iterations or None, crop=None if crop < 0 else crop, prior_path=prior or None,
+            kernel_size=self.parameterAsInt(parameters, self.KERNEL_SIZE, context) or None,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             seed=self.parameterAsInt(parameters, self.SEED, context),
             layers_folder=folder or None, report_html=report or None,
