@@ -88,10 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train PIUNet self-supervised on the stack with a kernel bank")
     _stack_args(t)
-    t.add_argument("--kernel-bank", required=True)
+    t.add_argument("--kernel-bank", default=None, help="kernel bank (.npz); default: estimate one first (joint)")
     t.add_argument("--scale", type=int, default=3)
     t.add_argument("--steps", type=int, default=500)
-    t.add_argument("--patch", type=int, default=32, help="CR patch size (LR targets are scale x larger)")
+    t.add_argument("--patch", type=int, default=0, help="CR patch size (LR targets are scale x larger; 0: auto)")
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--frames", type=int, default=9)
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

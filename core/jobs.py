@@ -209,11 +209,11 @@ def run_estimate_kernels(
 
 def run_train_self_supervised(
     stacks_sources: Sequence[Sequence[ImageSource]],
-    bank_path: str,
+    bank_path: str | None,
     output: str,
     scale: int = 3,
     steps: int = 500,
-    patch: int = 32,
+    patch: int = 0,
     batch: int = 8,
     frames: int = 9,
     device: str = "auto",
@@ -222,27 +222,52 @@ def run_train_self_supervised(
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
     monitor: Monitor | None = None,
 ) -> dict:
-    """Train PIUNet self-supervised on one or more LR stacks with a kernel bank."""
+    """Train PIUNet self-supervised on one or more LR stacks.
+
+    ``bank_path``: a kernel bank of this scale; None estimates one on the fly (joint
+    DIP-FKP on every stack). ``resume``: a ``<model>.last`` checkpoint to continue.
+    ``patch``: CR patch size; 0 picks the largest (up to 32) that leaves a validation strip.
+    """
+    from .fkp import FKPError, default_fkp_path, load_fkp
+    from .kernel_estimation import estimate_kernels
     from .kernels import KernelBank, KernelBankError
-    from .training import StackData, TrainConfig, train_self_supervised
+    from .training import StackData, TrainConfig, bf16_supported, train_self_supervised
 
     mon = ensure_monitor(monitor)
     try:
         scale = check_scale(scale)
         dev, why = resolve_device(device)
-        bank = KernelBank.load(bank_path, scale=scale)
+        bank = KernelBank.load(bank_path, scale=scale) if bank_path else None
     except (ValueError, KernelBankError) as exc:
         raise StackError(str(exc)) from exc
-    inputs = [p for srcs in stacks_sources for p in _input_paths(srcs)] + [bank_path]
+    inputs = [p for srcs in stacks_sources for p in _input_paths(srcs)] + ([bank_path] if bank_path else [])
     check_output_path(output, inputs)
-    stacks = []
+    stacks, names = [], []
     for srcs in stacks_sources:
         st = read_stack(srcs, invalid_mask_values)
         stacks.append(StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0]))
-    mon.info(f"device: {why}; kernel bank {bank.digest()} ({len(bank.names)} kernels)")
-    config = TrainConfig(scale=scale, frames=frames, patch=patch, batch=batch, steps=steps, seed=seed)
+        names += st.names
+    train_mon = mon
+    if bank is None:
+        try:
+            flow = load_fkp(default_fkp_path(scale), scale, device=dev)
+        except FKPError as exc:
+            raise StackError(str(exc)) from exc
+        kernels = []
+        for i, st in enumerate(stacks):
+            sub = mon.sub(0.2 * i / len(stacks), 0.2 * (i + 1) / len(stacks))
+            kernels.append(estimate_kernels(st.frames, st.valid, flow, scale, "joint", seed=seed, device=dev, monitor=sub).kernels)
+        bank = KernelBank(torch.cat(kernels).numpy().astype(np.float32), names, scale, {"mode": "joint", "on_the_fly": True})
+        mon.info(f"estimated {len(names)} kernels on the fly (joint DIP-FKP)")
+        train_mon = mon.sub(0.2, 1.0)
+    if patch <= 0:
+        smallest = min(min(st.frames.shape[-2:]) for st in stacks)
+        patch = max(min(32, smallest // (2 * scale)), 2)
+    use_bf16 = bf16_supported(dev)
+    mon.info(f"device: {why}; bf16 autocast {'on' if use_bf16 else 'off'}; kernel bank {bank.digest()} ({len(bank.names)} kernels)")
+    config = TrainConfig(scale=scale, frames=frames, patch=patch, batch=batch, steps=steps, seed=seed, bf16=use_bf16)
     try:
         return train_self_supervised(stacks, torch.from_numpy(bank.kernels), config, output, bank.digest(),
-                                     resume=resume, device=dev, monitor=mon)
+                                     resume=resume, device=dev, monitor=train_mon)
     except ValueError as exc:
         raise StackError(str(exc)) from exc

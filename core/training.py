@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from .baselines import temporal_fill
-from .degradation import blur_downsample, check_scale
+from .degradation import blur_downsample, check_scale, shift_images
 from .piunet import PIUNet, PIUNetConfig
 from .progress import Cancelled, Monitor, ensure_monitor
 
@@ -42,6 +42,8 @@ class TrainConfig:
     val_fraction: float = 0.2
     val_every: int = 50
     seed: int = 0
+    shift_aug: float = 1.0  # random per-frame shift of the inputs, CR pixels (test-time shifts are LR pixels)
+    bf16: bool = False  # bfloat16 autocast for forward/backward
 
 
 @dataclass
@@ -106,12 +108,15 @@ class SelfSupervisedSampler:
         self.cfg = config
         s = config.scale
         self.lr_patch = config.patch * s
+        # area split: the bottom rows of every stack (val_fraction, at least one patch) validate
+        self.split_rows = []
         for st in stacks:
             H, W = st.frames.shape[-2:]
-            if min(H, W) < self.lr_patch + 4:
-                raise ValueError(f"stack '{st.name}' ({W}x{H} px) is smaller than one {self.lr_patch}-px training patch")
-        # area split: the last val_fraction of rows of every stack is validation
-        self.split_rows = [int(st.frames.shape[-2] * (1 - config.val_fraction)) for st in stacks]
+            split = H - max(int(round(H * config.val_fraction)), self.lr_patch)
+            if split < self.lr_patch or W < self.lr_patch:
+                raise ValueError(f"stack '{st.name}' ({W}x{H} px) is too small for {self.lr_patch}-px training and "
+                                 f"validation patches; use a smaller patch size")
+            self.split_rows.append(split)
 
     def _area(self, i: int, train: bool) -> tuple[int, int]:
         H = self.stacks[i].frames.shape[-2]
@@ -124,8 +129,7 @@ class SelfSupervisedSampler:
             i = int(torch.randint(len(self.stacks), (1,), generator=generator))
             st = self.stacks[i]
             r0, r1 = self._area(i, train)
-            r1 = max(r1 - P, r0)
-            r = int(torch.randint(r0, r1 + 1, (1,), generator=generator))
+            r = int(torch.randint(r0, r1 - P + 1, (1,), generator=generator))
             c = int(torch.randint(0, st.frames.shape[-1] - P + 1, (1,), generator=generator))
             f = st.frames[:, r:r + P, c:c + P]
             v = st.valid[:, r:r + P, c:c + P]
@@ -143,7 +147,12 @@ class SelfSupervisedSampler:
                     f, v = f.flip(-1), v.flip(-1)
             f = temporal_fill(f, v)
             kid = torch.randint(self.kernels.shape[0], (T,), generator=generator)
-            cr = blur_downsample(f, self.kernels[kid], s)
+            moved = f
+            if self.cfg.shift_aug > 0:
+                d = (torch.rand(T, 2, generator=generator) * 2 - 1) * self.cfg.shift_aug * s
+                d[ref] = 0.0  # the target's grid
+                moved = shift_images(f, d)
+            cr = blur_downsample(moved, self.kernels[kid], s)
             target = f[ref]
             cr_n, mean, std = normalize_stack(cr, torch.ones_like(cr, dtype=torch.bool))
             inputs.append(cr_n)
@@ -157,6 +166,16 @@ class TrainState:
     step: int = 0
     best_val: float = float("inf")
     history: list = field(default_factory=list)  # (step, train_loss, val_loss)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 autocast is fast here (CUDA, or a CPU with native bf16 instructions)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _rng_states(generator: torch.Generator) -> dict:
@@ -244,7 +263,9 @@ def train_self_supervised(
 
     def loss_of(batch) -> torch.Tensor:
         x, y, m = (t.to(device) for t in batch)
-        pred, log_scale = net(x)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            pred, log_scale = net(x)
+        pred, log_scale = pred.float(), log_scale.float()
         loss = shift_search_l1(pred, y, m, config.max_shift)
         if config.uncertainty:
             c = config.max_shift

@@ -1,0 +1,82 @@
+"""Algorithm: train PIUNet self-supervised on the user's LR time series."""
+from qgis.core import (
+    QgsProcessingOutputNumber, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+    QgsProcessingParameterFile, QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
+)
+
+from ...core.progress import Cancelled
+from .base import StackSRAlgorithm
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class TrainSelfSupervised(StackSRAlgorithm):
+    KERNEL_BANK, SCALE, STEPS, PATCH, BATCH, FRAMES, DEVICE, SEED, RESUME, OUTPUT_MODEL = (
+        "KERNEL_BANK", "SCALE", "STEPS", "PATCH", "BATCH", "FRAMES", "DEVICE", "SEED", "RESUME", "OUTPUT_MODEL")
+
+    def name(self):
+        return "trainselfsupervised"
+
+    def displayName(self):  # noqa: N802
+        return "Train super-resolution model (self-supervised)"
+
+    def shortHelpString(self):  # noqa: N802
+        return (
+            "Trains PIUNet on the time series itself, without any high-resolution image: each training sample "
+            "degrades the low-resolution (LR) images to a coarser resolution with kernels drawn at random from the "
+            "kernel bank (a different one per image), and the network learns to recover one LR image from that "
+            "coarse stack. The bottom rows of the stack are kept for validation.\n\n"
+            "Kernel bank: the output of 'Estimate degradation kernels'; when empty, kernels are estimated first "
+            "(joint mode).\n\n"
+            "Writes the model with the best validation loss, and '<model>.last', a checkpoint to resume from; "
+            "cancelling saves that checkpoint. Runs in the background; progress shows the loss of every step."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_stack_parameters()
+        self.addParameter(QgsProcessingParameterFile(
+            self.KERNEL_BANK, "Kernel bank (empty: estimate first)", extension="npz", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.STEPS, "Training steps", QgsProcessingParameterNumber.Type.Integer, 500, minValue=1, maxValue=10_000_000))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        advanced = [
+            QgsProcessingParameterNumber(self.PATCH, "Patch size (coarse pixels; LR targets are scale x larger; 0: auto)",
+                                         QgsProcessingParameterNumber.Type.Integer, 0, minValue=0, maxValue=256),
+            QgsProcessingParameterNumber(self.BATCH, "Batch size", QgsProcessingParameterNumber.Type.Integer, 8, minValue=1),
+            QgsProcessingParameterNumber(self.FRAMES, "Frames per sample (T)", QgsProcessingParameterNumber.Type.Integer,
+                                         9, minValue=2, maxValue=64),
+            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
+            QgsProcessingParameterFile(self.RESUME, "Resume from checkpoint (<model>.last)", extension="last", optional=True),
+        ]
+        for p in advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_MODEL, "Trained model", "StackSR PIUNet model (*.pt)"))
+        self.addOutput(QgsProcessingOutputNumber("BEST_VAL", "Best validation loss"))
+        self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Steps trained"))
+
+    def run_job(self, parameters, context, feedback, monitor):
+        from ...core.jobs import run_train_self_supervised  # torch is imported only when running
+
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        try:
+            res = run_train_self_supervised(
+                [self.stack_sources(parameters, context)],
+                self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None, output,
+                scale=self.parameterAsInt(parameters, self.SCALE, context),
+                steps=self.parameterAsInt(parameters, self.STEPS, context),
+                patch=self.parameterAsInt(parameters, self.PATCH, context),
+                batch=self.parameterAsInt(parameters, self.BATCH, context),
+                frames=self.parameterAsInt(parameters, self.FRAMES, context),
+                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                seed=self.parameterAsInt(parameters, self.SEED, context),
+                resume=self.parameterAsFile(parameters, self.RESUME, context) or None,
+                invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
+        except Cancelled:
+            feedback.pushInfo(f"Training cancelled; resume from the checkpoint {output}.last")
+            raise
+        feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}")
+        return {self.OUTPUT_MODEL: output, "BEST_VAL": res["best_val"], "STEPS_DONE": res["steps"]}
