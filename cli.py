@@ -150,5 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print("\nstacksr: cancelled, no output written", file=sys.stderr)
         return 130
+    finally:
+        from .core.distributed import shutdown
+
+        shutdown()
     print(json.dumps(result))
     return 0

@@ -21,7 +21,10 @@ import torch
 
 from . import __version__
 from .baselines import temporal_fill
+from torch.nn.parallel import DistributedDataParallel
+
 from .degradation import blur_downsample, check_scale, shift_images
+from .distributed import init_from_env
 from .piunet import PIUNet, PIUNetConfig
 from .progress import Cancelled, Monitor, ensure_monitor
 
@@ -234,12 +237,15 @@ def train_self_supervised(
     monitor: Monitor | None = None,
 ) -> dict:
     """Train PIUNet; writes ``output`` (best on validation) and ``output`` + '.last'
-    (resumable). On cancel, the last checkpoint is saved and Cancelled is re-raised."""
+    (resumable). On cancel, the last checkpoint is saved and Cancelled is re-raised.
+
+    Under torchrun, every process trains on its own samples with DistributedDataParallel
+    (gradients averaged across processes); only rank 0 validates and writes files."""
     mon = ensure_monitor(monitor)
     check_scale(config.scale)
-    device = torch.device(device)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
+    dist_info, device = init_from_env(torch.device(device))
+    torch.manual_seed(config.seed)  # same initial weights on every rank
+    gen = torch.Generator().manual_seed(config.seed + 1000 * dist_info.rank)  # different samples per rank
     sampler = SelfSupervisedSampler(stacks, kernels, config)
     net = PIUNet(net_config or PIUNetConfig(scale=config.scale)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -256,15 +262,16 @@ def train_self_supervised(
         if "rng" in payload:
             torch.set_rng_state(payload["rng"]["torch"])
             gen.set_state(payload["rng"]["sampler"])
+    model = DistributedDataParallel(net) if dist_info.world > 1 else net
     val_gen = torch.Generator().manual_seed(config.seed + 1)
     val_batch = sampler.sample(max(config.batch, 8), val_gen, train=False)
     last = output + ".last"
     t0 = time.perf_counter()
 
-    def loss_of(batch) -> torch.Tensor:
+    def loss_of(batch, module: torch.nn.Module) -> torch.Tensor:
         x, y, m = (t.to(device) for t in batch)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            pred, log_scale = net(x)
+            pred, log_scale = module(x)
         pred, log_scale = pred.float(), log_scale.float()
         loss = shift_search_l1(pred, y, m, config.max_shift)
         if config.uncertainty:
@@ -278,7 +285,7 @@ def train_self_supervised(
         while state.step < config.steps:
             mon.check()
             net.train()
-            loss = loss_of(sampler.sample(config.batch, gen, train=True))
+            loss = loss_of(sampler.sample(config.batch, gen, train=True), model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -286,10 +293,10 @@ def train_self_supervised(
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"training diverged at step {state.step + 1} (loss {train_loss})")
             state.step += 1
-            if state.step % config.val_every == 0 or state.step == config.steps:
+            if dist_info.is_main and (state.step % config.val_every == 0 or state.step == config.steps):
                 net.eval()
                 with torch.no_grad():
-                    val = float(loss_of(val_batch))
+                    val = float(loss_of(val_batch, net))
                 state.history.append((state.step, train_loss, val))
                 if val < state.best_val:
                     state.best_val = val
@@ -297,7 +304,8 @@ def train_self_supervised(
                 save_model(last, net, config, bank_digest, state, opt, gen)
             mon.progress(state.step / config.steps, f"step {state.step}/{config.steps}, loss {train_loss:.4f}")
     except Cancelled:
-        save_model(last, net, config, bank_digest, state, opt, gen)
+        if dist_info.is_main:
+            save_model(last, net, config, bank_digest, state, opt, gen)
         raise
     return {"output": output, "checkpoint": last, "steps": state.step, "best_val": state.best_val,
-            "history": state.history, "seconds": round(time.perf_counter() - t0, 1)}
+            "history": state.history, "seconds": round(time.perf_counter() - t0, 1), "world_size": dist_info.world}

@@ -92,3 +92,26 @@ def test_cancel_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(lr_s
         assert torch.equal(va, vb), ka
     with pytest.raises(ModelFileError, match="another kernel bank"):
         train_self_supervised([lr_stack], _bank(), cfg, part, "other", TINY, resume=part + ".last")
+
+
+def test_torchrun_gloo_with_two_processes_trains_one_model(sample_images, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from stacksr.core.kernels import KernelBank
+
+    bank = KernelBank(_bank().numpy(), ["a", "b", "c"], 3).save(str(tmp_path / "bank.npz"))
+    out = str(tmp_path / "ddp.pt")
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build", "pkg"), OMP_NUM_THREADS="1")
+    res = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "stacksr", "--quiet", "train",
+         "--inputs", *sample_images, "--kernel-bank", bank, "--steps", "3", "--batch", "2", "--device", "cpu",
+         "--output", out], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summaries = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 2 and all(s["world_size"] == 2 and s["steps"] == 3 for s in summaries)
+    net, payload = load_model(out, scale=3)
+    assert payload["state"]["step"] == 3
