@@ -56,10 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("classic", help="super-resolve with mean-of-bicubic or IBP")
+    c = sub.add_parser("sr", aliases=["classic"], help="super-resolve with mean-of-bicubic, IBP or a trained PIUNet")
     _stack_args(c)
     c.add_argument("--scale", type=int, default=3)
-    c.add_argument("--method", choices=["bicubic", "ibp"], default="ibp")
+    c.add_argument("--method", choices=["bicubic", "ibp", "piunet"], default="ibp")
+    c.add_argument("--model", default=None, help="trained model (.pt) for --method piunet")
+    c.add_argument("--tile", type=int, default=0, help="PIUNet tile size in LR pixels (0: whole stack)")
+    c.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
+    c.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     c.add_argument("--reference", type=int, default=None, help="0-based reference frame (default: clearest)")
     c.add_argument("--iterations", type=int, default=40)
     c.add_argument("--psf-sigma", type=float, default=None, help="IBP Gaussian sigma in output pixels")
@@ -89,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train PIUNet self-supervised on the stack with a kernel bank")
     _stack_args(t)
     t.add_argument("--kernel-bank", default=None, help="kernel bank (.npz); default: estimate one first (joint)")
+    t.add_argument("--hr", default=None, help="HR reference raster: supervised training instead (no kernel bank)")
     t.add_argument("--scale", type=int, default=3)
     t.add_argument("--steps", type=int, default=500)
     t.add_argument("--patch", type=int, default=0, help="CR patch size (LR targets are scale x larger; 0: auto)")
@@ -116,11 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     monitor = BarMonitor(quiet=args.quiet)
     try:
         invalid = parse_int_list(getattr(args, "mask_invalid_values", ""))
-        if args.command == "classic":
+        if args.command in ("sr", "classic"):
             sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
-            result = jobs.run_classic_sr(
+            result = jobs.run_superresolve(
                 sources, args.output, scale=args.scale, method=args.method, reference=args.reference,
                 iterations=args.iterations, psf_sigma=args.psf_sigma, register=not args.no_register,
+                model_path=args.model, tile=args.tile, uncertainty_output=args.uncertainty, device=args.device,
                 invalid_mask_values=invalid, monitor=monitor)
         elif args.command == "kernels":
             sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
@@ -128,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
                 sources, args.output, scale=args.scale, mode=args.mode, iterations=args.iterations, crop=args.crop,
                 prior_path=args.prior, device=args.device, seed=args.seed, layers_folder=args.layers,
                 report_html=args.report, invalid_mask_values=invalid, monitor=monitor)
+        elif args.command == "train" and args.hr:
+            sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
+            result = jobs.run_train_supervised(
+                sources, args.hr, args.output, scale=args.scale, steps=args.steps, patch=args.patch, batch=args.batch,
+                frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
+                invalid_mask_values=invalid, monitor=monitor)
         elif args.command == "train":
             sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
             result = jobs.run_train_self_supervised(

@@ -18,6 +18,7 @@ from .degradation import check_scale, default_kernel_size, gaussian_kernels
 from .device import resolve_device
 from .metrics import cpsnr, default_data_range, psnr, ssim
 from .progress import Monitor, ensure_monitor
+from .inference import predict
 from .registration import register_frames
 from .stack_io import (
     FMASK_INVALID_VALUES, ImageSource, StackError, check_output_path, check_same_grid,
@@ -25,6 +26,7 @@ from .stack_io import (
 )
 
 CLASSIC_METHODS = ("bicubic", "ibp")
+SR_METHODS = CLASSIC_METHODS + ("piunet",)
 KERNEL_MODES = ("per-image", "joint")
 MIN_LR_SIZE = 4
 
@@ -33,7 +35,7 @@ def _input_paths(sources: Sequence[ImageSource]) -> list[str]:
     return [p for s in sources for p in (s.path, s.mask_path) if p]
 
 
-def run_classic_sr(
+def run_superresolve(
     sources: Sequence[ImageSource],
     output: str,
     scale: int = 3,
@@ -42,26 +44,48 @@ def run_classic_sr(
     iterations: int = 40,
     psf_sigma: float | None = None,
     register: bool = True,
+    model_path: str | None = None,
+    tile: int = 0,
+    uncertainty_output: str | None = None,
+    device: str = "auto",
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
     monitor: Monitor | None = None,
 ) -> dict:
-    """Super-resolve a stack with mean-of-bicubic or IBP and write a GeoTIFF.
+    """Super-resolve a stack and write a georeferenced GeoTIFF.
 
-    ``reference``: 0-based index of the frame whose grid the result is aligned to
-    (None: the clearest frame). ``psf_sigma``: isotropic PSF sigma in HR pixels
-    assumed by IBP (None: the default of :func:`baselines.default_psf`).
+    ``method``: "bicubic" (registered mean of bicubic), "ibp" or "piunet" (a trained
+    model from ``model_path``, in ``tile``-pixel tiles when ``tile`` > 0; optionally
+    its uncertainty as a standard-deviation raster). ``reference``: 0-based frame whose
+    grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
+    PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`).
     """
+    from .training import ModelFileError, load_model
+
     mon = ensure_monitor(monitor)
     t0 = time.perf_counter()
     try:
         scale = check_scale(scale)
+        dev, why = resolve_device(device)
     except ValueError as exc:
         raise StackError(str(exc)) from exc
-    if method not in CLASSIC_METHODS:
-        raise StackError(f"method must be one of {CLASSIC_METHODS}, got '{method}'")
+    if method not in SR_METHODS:
+        raise StackError(f"method must be one of {SR_METHODS}, got '{method}'")
     if iterations < 1:
         raise StackError("iterations must be at least 1")
-    check_output_path(output, _input_paths(sources))
+    if method == "piunet" and not model_path:
+        raise StackError("method 'piunet' needs a trained model file")
+    inputs = _input_paths(sources) + ([model_path] if model_path else [])
+    for out in (output, uncertainty_output):
+        if out:
+            check_output_path(out, inputs)
+    if uncertainty_output and os.path.abspath(uncertainty_output) == os.path.abspath(output):
+        raise StackError("the uncertainty output must differ from the SR output")
+    net = None
+    if method == "piunet":
+        try:
+            net, _ = load_model(model_path, scale=scale, device=dev)
+        except ModelFileError as exc:
+            raise StackError(str(exc)) from exc
     stack = read_stack(sources, invalid_mask_values)
     if min(stack.grid.width, stack.grid.height) < MIN_LR_SIZE:
         raise StackError(f"images of {stack.grid.width}x{stack.grid.height} pixels are too small (at least {MIN_LR_SIZE}x{MIN_LR_SIZE})")
@@ -71,23 +95,30 @@ def run_classic_sr(
     mon.progress(0.05, f"read {stack.count} images of {stack.grid.width}x{stack.grid.height} px")
     mon.check()
     frames, valid = torch.from_numpy(stack.data), torch.from_numpy(stack.valid)
-    shifts = register_frames(frames, valid, ref) if register else None
-    if shifts is not None:
-        mon.info("registration (dy, dx) in LR px: " + ", ".join(f"{n}: ({d[0]:+.2f}, {d[1]:+.2f})" for n, d in zip(stack.names, shifts.tolist())))
-    mon.progress(0.15, "frames registered")
-    mon.check()
-    if method == "bicubic":
-        hr = mean_bicubic(frames, valid, scale, shifts)
+    shifts, log_scale = None, None
+    if method == "piunet":
+        mon.info(f"device: {why}")
+        hr, log_scale = predict(net, frames, valid, tile=tile, device=dev)
     else:
-        kernel = default_psf(scale) if psf_sigma is None else gaussian_kernels(psf_sigma, psf_sigma, 0.0, default_kernel_size(scale), scale)
-        hr = ibp(frames, valid, scale, shifts, kernel, iterations=iterations, monitor=mon.sub(0.15, 0.95))
+        shifts = register_frames(frames, valid, ref) if register else None
+        if shifts is not None:
+            mon.info("registration (dy, dx) in LR px: " + ", ".join(f"{n}: ({d[0]:+.2f}, {d[1]:+.2f})" for n, d in zip(stack.names, shifts.tolist())))
+        mon.progress(0.15, "frames registered")
+        mon.check()
+        if method == "bicubic":
+            hr = mean_bicubic(frames, valid, scale, shifts)
+        else:
+            kernel = default_psf(scale) if psf_sigma is None else gaussian_kernels(psf_sigma, psf_sigma, 0.0, default_kernel_size(scale), scale)
+            hr = ibp(frames, valid, scale, shifts, kernel, iterations=iterations, monitor=mon.sub(0.15, 0.95))
     nodata = output_nodata(stack)
-    out = np.where(hr_validity(valid, scale).numpy(), hr.numpy(), nodata).astype(np.float32)
+    covered = hr_validity(valid, scale).numpy()
+    out = np.where(covered, hr.numpy(), nodata).astype(np.float32)
     params = {"scale": scale, "method": method, "iterations": iterations if method == "ibp" else None,
-              "psf_sigma": psf_sigma, "register": register, "invalid_mask_values": list(invalid_mask_values)}
+              "psf_sigma": psf_sigma, "register": register, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
+              "model": os.path.basename(model_path) if model_path else None}
     tags = {
         "STACKSR_VERSION": __version__,
-        "STACKSR_ALGORITHM": "classic_sr",
+        "STACKSR_ALGORITHM": "superresolve",
         "STACKSR_METHOD": method,
         "STACKSR_SCALE": str(scale),
         "STACKSR_PARAMETERS": params,
@@ -95,10 +126,17 @@ def run_classic_sr(
         "STACKSR_REFERENCE": stack.names[ref],
         "STACKSR_SHIFTS": None if shifts is None else [[round(v, 4) for v in d] for d in shifts.tolist()],
     }
-    write_geotiff(output, out, stack.grid.scaled(scale), nodata, tags, band_names=[f"{method} x{scale}"])
+    grid = stack.grid.scaled(scale)
+    write_geotiff(output, out, grid, nodata, tags, band_names=[f"{method} x{scale}"])
+    if uncertainty_output and log_scale is not None:
+        # a Laplace distribution with scale b has standard deviation sqrt(2) * b
+        std = np.where(covered, np.sqrt(2.0) * np.exp(log_scale.numpy()), nodata).astype(np.float32)
+        write_geotiff(uncertainty_output, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
+                      band_names=["uncertainty (standard deviation)"])
     mon.progress(1.0, f"wrote {output}")
-    return {"output": output, "method": method, "scale": scale, "reference": stack.names[ref],
-            "images": stack.count, "seconds": round(time.perf_counter() - t0, 3)}
+    return {"output": output, "uncertainty": uncertainty_output if log_scale is not None else None, "method": method,
+            "scale": scale, "reference": stack.names[ref], "images": stack.count,
+            "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def run_score(
@@ -269,5 +307,46 @@ def run_train_self_supervised(
     try:
         return train_self_supervised(stacks, torch.from_numpy(bank.kernels), config, output, bank.digest(),
                                      resume=resume, device=dev, monitor=train_mon)
+    except ValueError as exc:
+        raise StackError(str(exc)) from exc
+
+
+def run_train_supervised(
+    sources: Sequence[ImageSource],
+    hr_path: str,
+    output: str,
+    scale: int = 3,
+    steps: int = 500,
+    patch: int = 0,
+    batch: int = 8,
+    frames: int = 9,
+    device: str = "auto",
+    seed: int = 0,
+    resume: str | None = None,
+    invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
+    monitor: Monitor | None = None,
+) -> dict:
+    """Train PIUNet with an HR reference raster on the stack's grid refined ``scale`` times."""
+    from .training import StackData, TrainConfig, bf16_supported, train_supervised
+
+    mon = ensure_monitor(monitor)
+    try:
+        scale = check_scale(scale)
+        dev, why = resolve_device(device)
+    except ValueError as exc:
+        raise StackError(str(exc)) from exc
+    check_output_path(output, _input_paths(sources) + [hr_path])
+    st = read_stack(sources, invalid_mask_values)
+    hr, hr_ok, hr_grid, _ = read_raster(hr_path)
+    check_same_grid(hr_grid, st.grid.scaled(scale), hr_path, f"the stack refined x{scale}")
+    if patch <= 0:
+        patch = max(min(32, min(st.grid.width, st.grid.height) // 2), 2)
+    mon.info(f"device: {why}")
+    config = TrainConfig(scale=scale, frames=frames, patch=patch, batch=batch, steps=steps, seed=seed,
+                         bf16=bf16_supported(dev))
+    hr_t = torch.from_numpy(np.where(hr_ok, hr, np.nan).astype(np.float32))
+    try:
+        return train_supervised([StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0])],
+                                [hr_t], config, output, resume=resume, device=dev, monitor=mon)
     except ValueError as exc:
         raise StackError(str(exc)) from exc

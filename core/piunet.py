@@ -133,19 +133,27 @@ class PIUNet(nn.Module):
         self.upsample = nn.Sequential(nn.Conv2d(c, c * s * s, 3, padding=1), nn.PixelShuffle(s), nn.ReLU(),
                                       nn.Conv2d(c, 2, 3, padding=1))
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fuse(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame trunk (features, TEFA blocks, registration) and the temporal mean:
+        ``(B, T, h, w) -> (B, C, h, w)``."""
         B, T, h, w = frames.shape
-        s = self.config.scale
         x0 = self.head(frames.reshape(B * T, 1, h, w).contiguous(memory_format=torch.channels_last))
         x = x0
         for block in self.blocks:
             x = block(x, T)
         x = self.tern(x0 + x)
-        x = x.reshape(B, T, *x.shape[1:]).mean(dim=1)  # permutation-invariant fusion
-        x = x + self.body_out(x)
+        return x.reshape(B, T, *x.shape[1:]).mean(dim=1)  # permutation-invariant fusion
+
+    def decode(self, fused: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """After fusion: body convolution, upsampler, bilinear global residual of the mean frame."""
+        x = fused + self.body_out(fused)
         out = self.upsample(x)
-        base = F.interpolate(frames.mean(dim=1, keepdim=True), scale_factor=s, mode="bilinear", align_corners=False)
+        base = F.interpolate(frames.mean(dim=1, keepdim=True), scale_factor=self.config.scale, mode="bilinear",
+                             align_corners=False)
         return out[:, 0] + base[:, 0], out[:, 1]
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(self.fuse(frames), frames)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -47,6 +47,8 @@ class TrainConfig:
     seed: int = 0
     shift_aug: float = 1.0  # random per-frame shift of the inputs, CR pixels (test-time shifts are LR pixels)
     bf16: bool = False  # bfloat16 autocast for forward/backward
+    noise_aug: float = 0.03  # max std of white noise added to the normalised CR inputs (blur removes
+    # most of the LR frames' own noise, which the network must still handle at test time)
 
 
 @dataclass
@@ -158,10 +160,53 @@ class SelfSupervisedSampler:
             cr = blur_downsample(moved, self.kernels[kid], s)
             target = f[ref]
             cr_n, mean, std = normalize_stack(cr, torch.ones_like(cr, dtype=torch.bool))
+            if self.cfg.noise_aug > 0 and train:
+                level = float(torch.rand(1, generator=generator)) * self.cfg.noise_aug
+                cr_n = cr_n + level * torch.randn(cr_n.shape, generator=generator)
             inputs.append(cr_n)
             targets.append((target - mean) / std)
             masks.append(v[ref])
         return torch.stack(inputs), torch.stack(targets), torch.stack(masks)
+
+
+class SupervisedSampler:
+    """Draws (LR stack, HR target, mask) batches from stacks with co-registered HR rasters."""
+
+    def __init__(self, stacks: list[StackData], hr: list[torch.Tensor], config: TrainConfig):
+        if len(hr) != len(stacks):
+            raise ValueError("give one HR reference per stack")
+        s = config.scale
+        self.stacks, self.hr, self.cfg = stacks, [h.float() for h in hr], config
+        self.split_rows = []
+        for st, h in zip(stacks, self.hr):
+            H, W = st.frames.shape[-2:]
+            if tuple(h.shape) != (H * s, W * s):
+                raise ValueError(f"HR reference of '{st.name}' is {tuple(h.shape)}, expected {(H * s, W * s)} at x{s}")
+            split = H - max(int(round(H * config.val_fraction)), config.patch)
+            if split < config.patch or W < config.patch:
+                raise ValueError(f"stack '{st.name}' ({W}x{H} px) is too small for {config.patch}-px patches")
+            self.split_rows.append(split)
+
+    def sample(self, batch: int, generator: torch.Generator, train: bool = True):
+        P, s, T = self.cfg.patch, self.cfg.scale, self.cfg.frames
+        inputs, targets, masks = [], [], []
+        for _ in range(batch):
+            i = int(torch.randint(len(self.stacks), (1,), generator=generator))
+            st = self.stacks[i]
+            r0, r1 = (0, self.split_rows[i]) if train else (self.split_rows[i], st.frames.shape[-2])
+            r = int(torch.randint(r0, r1 - P + 1, (1,), generator=generator))
+            c = int(torch.randint(0, st.frames.shape[-1] - P + 1, (1,), generator=generator))
+            f, v = st.frames[:, r:r + P, c:c + P], st.valid[:, r:r + P, c:c + P]
+            order = torch.argsort(v.float().mean(dim=(1, 2)), descending=True, stable=True)
+            chosen = order.repeat(math.ceil(T / len(order)))[:T]
+            f = temporal_fill(f[chosen], v[chosen])
+            fn, mean, std = normalize_stack(f, torch.ones_like(f, dtype=torch.bool))
+            h = self.hr[i][r * s:(r + P) * s, c * s:(c + P) * s]
+            inputs.append(fn)
+            targets.append((h - mean) / std)
+            masks.append(torch.isfinite(h))
+        y = torch.stack(targets)
+        return torch.stack(inputs), torch.nan_to_num(y), torch.stack(masks)
 
 
 @dataclass
@@ -236,8 +281,39 @@ def train_self_supervised(
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
 ) -> dict:
-    """Train PIUNet; writes ``output`` (best on validation) and ``output`` + '.last'
-    (resumable). On cancel, the last checkpoint is saved and Cancelled is re-raised.
+    """Self-supervised training (CR stacks -> LR target) with a kernel bank; see :func:`train_piunet`."""
+    return train_piunet(SelfSupervisedSampler(stacks, kernels, config), config, output, bank_digest, net_config,
+                        resume, device, monitor)
+
+
+def train_supervised(
+    stacks: list[StackData],
+    hr: list[torch.Tensor],
+    config: TrainConfig,
+    output: str,
+    net_config: PIUNetConfig | None = None,
+    resume: str | None = None,
+    device: str | torch.device = "cpu",
+    monitor: Monitor | None = None,
+) -> dict:
+    """Supervised training (LR stack -> HR image) when HR references exist; see :func:`train_piunet`."""
+    return train_piunet(SupervisedSampler(stacks, hr, config), config, output, "supervised", net_config,
+                        resume, device, monitor)
+
+
+def train_piunet(
+    sampler: "SelfSupervisedSampler | SupervisedSampler",
+    config: TrainConfig,
+    output: str,
+    bank_digest: str = "",
+    net_config: PIUNetConfig | None = None,
+    resume: str | None = None,
+    device: str | torch.device = "cpu",
+    monitor: Monitor | None = None,
+) -> dict:
+    """Train PIUNet on batches from ``sampler``; writes ``output`` (best on validation) and
+    ``output`` + '.last' (resumable). On cancel, the last checkpoint is saved and Cancelled
+    is re-raised.
 
     Under torchrun, every process trains on its own samples with DistributedDataParallel
     (gradients averaged across processes); only rank 0 validates and writes files."""
@@ -246,7 +322,6 @@ def train_self_supervised(
     dist_info, device = init_from_env(torch.device(device))
     torch.manual_seed(config.seed)  # same initial weights on every rank
     gen = torch.Generator().manual_seed(config.seed + 1000 * dist_info.rank)  # different samples per rank
-    sampler = SelfSupervisedSampler(stacks, kernels, config)
     net = PIUNet(net_config or PIUNetConfig(scale=config.scale)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = TrainState()

@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 from .algorithms.classic_sr import ClassicSuperResolve
 from .algorithms.estimate_kernels import EstimateKernels
 from .algorithms.score import ScoreAgainstReference
+from .algorithms.superresolve import SuperResolveStack
 from .algorithms.train import TrainSelfSupervised
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
@@ -26,7 +27,8 @@ class StackSRProvider(QgsProcessingProvider):
         return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
 
     def loadAlgorithms(self):  # noqa: N802
-        for alg in (ClassicSuperResolve(), EstimateKernels(), TrainSelfSupervised(), ScoreAgainstReference()):
+        for alg in (ClassicSuperResolve(), EstimateKernels(), TrainSelfSupervised(), SuperResolveStack(),
+                    ScoreAgainstReference()):
             self.addAlgorithm(alg)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802

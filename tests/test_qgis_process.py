@@ -74,3 +74,29 @@ def test_qgis_process_estimates_kernels_on_real_landsat(sample_images, sample_ma
     ds = gdal.Open(payload["results"]["KERNEL_LAYERS"][0])
     assert ds.RasterXSize == 15 and abs(ds.ReadAsArray().sum() - 1) < 1e-4
     ds = None
+
+
+def test_qgis_process_trains_on_real_landsat_and_superresolve_loads_the_model(sample_images, sample_masks, tmp_path):
+    stack_args = [f"--LAYERS={p}" for p in sample_images] + [f"--MASKS={p}" for p in sample_masks]
+    model = tmp_path / "model.pt"
+    res = _qgis_process("run", "stacksr:trainselfsupervised", "--json", *stack_args, "--SCALE=3", "--STEPS=4",
+                        "--BATCH=2", f"--OUTPUT_MODEL={model}", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    payload = json.loads(res.stdout[res.stdout.index("{"):])
+    assert payload["results"]["STEPS_DONE"] == 4 and model.exists()
+
+    out, unc = tmp_path / "sr.tif", tmp_path / "sr_std.tif"
+    res = _qgis_process("run", "stacksr:superresolve", "--json", *stack_args, f"--MODEL={model}", "--SCALE=3",
+                        "--METHOD=0", "--TILE=32", f"--OUTPUT={out}", f"--OUTPUT_UNCERTAINTY={unc}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    src, sr, std = gdal.Open(sample_images[0]), gdal.Open(str(out)), gdal.Open(str(unc))
+    assert (sr.RasterXSize, sr.RasterYSize) == (183, 183)
+    assert sr.GetGeoTransform()[0] == src.GetGeoTransform()[0] and sr.GetGeoTransform()[1] == 10.0
+    arr, sd = sr.GetRasterBand(1).ReadAsArray(), std.GetRasterBand(1).ReadAsArray()
+    src = sr = std = None
+    assert np.isfinite(arr).all() and (sd[sd != -9999] > 0).all()
+
+    res = _qgis_process("run", "stacksr:superresolve", *stack_args, f"--MODEL={model}", "--SCALE=2",
+                        f"--OUTPUT={tmp_path / 'x2.tif'}")
+    assert res.returncode != 0 and "is for scale x3, not x2" in res.stdout + res.stderr
+    assert not (tmp_path / "x2.tif").exists()

@@ -115,3 +115,15 @@ def test_torchrun_gloo_with_two_processes_trains_one_model(sample_images, tmp_pa
     assert len(summaries) == 2 and all(s["world_size"] == 2 and s["steps"] == 3 for s in summaries)
     net, payload = load_model(out, scale=3)
     assert payload["state"]["step"] == 3
+
+
+def test_supervised_training_learns_lr_to_hr(l8_stack, tmp_path):
+    from stacksr.core.training import train_supervised
+
+    stack = StackData(l8_stack.lr, torch.ones_like(l8_stack.lr, dtype=torch.bool), "l8")
+    cfg = TrainConfig(scale=3, frames=4, patch=12, batch=2, steps=4, val_every=2, val_fraction=0.4)
+    res = train_supervised([stack], [l8_stack.hr], cfg, str(tmp_path / "sup.pt"), TINY)
+    _, payload = load_model(str(tmp_path / "sup.pt"), scale=3)
+    assert res["steps"] == 4 and payload["kernel_bank"] == "supervised"
+    with pytest.raises(ValueError, match="expected"):
+        train_supervised([stack], [l8_stack.hr[:-3]], cfg, str(tmp_path / "bad.pt"), TINY)

@@ -54,13 +54,13 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.jobs import CLASSIC_METHODS, run_classic_sr  # torch is imported only when running
+        from ...core.jobs import CLASSIC_METHODS, run_superresolve  # torch is imported only when running
 
         sources = self.stack_sources(parameters, context)
         reference = self.parameterAsInt(parameters, self.REFERENCE, context)
         sigma = self.parameterAsDouble(parameters, self.PSF_SIGMA, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        summary = run_classic_sr(
+        summary = run_superresolve(
             sources, output,
             scale=self.parameterAsInt(parameters, self.SCALE, context),
             method=CLASSIC_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],

@@ -1,0 +1,100 @@
+"""Test-time finetuning (TTF): adapt PIUNet and the kernel to one stack.
+
+Minimises ``|| blur_downsample(PIUNet(stack), G(z_k)) - x_ref ||_1`` over the valid
+pixels of the reference frame (with the bias/shift search of the training loss),
+jointly over network weights and the FKP latent ``z_k`` (kept on the sphere).
+
+Speed: the network is split at the temporal fusion. The per-frame part (feature
+extraction, TEFA blocks, registration) runs once without gradients and its fused
+features are cached; only the tail (body convolution and upsampler) is finetuned,
+which makes an iteration about as cheap as a single-image network. Calibration
+runs on a crop and the tuned tail is then applied to the whole stack.
+
+PIUNet has no BatchNorm (its normalisations are per-pixel LayerNorms), so a batch of
+one scene needs no special handling; the network stays in eval mode.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .baselines import temporal_fill
+from .degradation import blur_downsample
+from .fkp import KernelFlow, project_to_sphere
+from .piunet import PIUNet
+from .progress import Monitor, ensure_monitor
+from .training import normalize_stack, shift_search_l1
+
+
+@dataclass(frozen=True)
+class TTFConfig:
+    iterations: int = 50
+    lr_net: float = 1e-4
+    lr_kernel: float = 2e-2
+    crop: int = 64  # LR pixels of the calibration window (0: whole stack)
+    max_shift: int = 1
+
+
+def test_time_finetune(
+    net: PIUNet,
+    flow: KernelFlow,
+    frames: torch.Tensor,
+    valid: torch.Tensor,
+    ref_index: int,
+    config: TTFConfig = TTFConfig(),
+    z_init: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    monitor: Monitor | None = None,
+) -> tuple[PIUNet, torch.Tensor, list[float]]:
+    """Return a finetuned copy of ``net``, the TTF kernel and the loss curve."""
+    mon = ensure_monitor(monitor)
+    s = net.config.scale
+    x = temporal_fill(frames.float(), valid)
+    xn, _, _ = normalize_stack(x, valid)
+    T, H, W = xn.shape
+    if config.crop and config.crop < min(H, W):
+        # the calibration window: the most valid, centred one is enough (kernel and weights are global)
+        r, c = (H - config.crop) // 2, (W - config.crop) // 2
+        xn = xn[:, r:r + config.crop, c:c + config.crop]
+        valid = valid[:, r:r + config.crop, c:c + config.crop]
+    tuned = copy.deepcopy(net).eval()
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        fused = tuned.fuse(xn[None])
+    params = list(tuned.body_out.parameters()) + list(tuned.upsample.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    for p in flow.parameters():
+        p.requires_grad_(False)
+    g = generator or torch.Generator().manual_seed(0)
+    z0 = z_init if z_init is not None else torch.randn(1, flow.dim, generator=g)
+    z = project_to_sphere(z0.reshape(1, -1).float()).requires_grad_(True)
+    opt = torch.optim.Adam([{"params": params, "lr": config.lr_net}, {"params": [z], "lr": config.lr_kernel}])
+    target, mask = xn[ref_index][None], valid[ref_index][None]
+    border = math.ceil((flow.config.size // 2) / s)
+    inner = torch.zeros_like(mask)
+    inner[:, border:-border or None, border:-border or None] = True
+    losses = []
+    for it in range(config.iterations):
+        mon.check()
+        sr, _ = tuned.decode(fused, xn[None])
+        pred = blur_downsample(sr, flow.kernels(z)[0], s)
+        loss = shift_search_l1(pred, target, mask & inner, config.max_shift).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            z.copy_(project_to_sphere(z))
+        losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            raise FloatingPointError(f"test-time finetuning diverged at iteration {it + 1}")
+        mon.progress((it + 1) / config.iterations, f"TTF iteration {it + 1}/{config.iterations}, loss {losses[-1]:.4f}")
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        kernel = flow.kernels(z)[0]
+    return tuned, kernel, losses
