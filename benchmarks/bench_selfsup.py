@@ -22,7 +22,8 @@ from stacksr.core.kernel_estimation import estimate_kernels
 from stacksr.core.metrics import cpsnr
 from stacksr.core.piunet import PIUNetConfig
 from stacksr.core.registration import register_frames
-from stacksr.core.training import StackData, TrainConfig, bf16_supported, train_self_supervised
+from stacksr.core.training import StackData, TrainConfig, bf16_supported, load_model, train_self_supervised
+from stacksr.core.ttf import TTFConfig, test_time_finetune
 
 
 def main() -> None:
@@ -35,11 +36,15 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--out", default="/tmp/stacksr_selfsup.pt")
+    ap.add_argument("--ttf-iterations", type=int, default=50)
+    ap.add_argument("--model", default=None, help="skip training: evaluate this model")
     args = ap.parse_args()
     stacks = l8_stacks(399)
     train, test = stacks[:6], stacks[6:]
     t0 = time.perf_counter()
-    if args.bank == "true":
+    if args.model:
+        bank = torch.empty(0)
+    elif args.bank == "true":
         bank = torch.cat([st.kernels for _, st in train])
     else:
         flow = load_fkp(default_fkp_path(3), 3)
@@ -50,18 +55,25 @@ def main() -> None:
     cfg = TrainConfig(scale=3, frames=9, patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr,
                       val_fraction=0.1, val_every=max(args.steps // 10, 1), bf16=bf16_supported(torch.device("cpu")))
     net_cfg = PIUNetConfig(scale=3, features=args.features, blocks=args.blocks)
-    res = train_self_supervised(data, bank, cfg, args.out, "bench", net_cfg)
-    print(f"trained {res['steps']} steps in {res['seconds']} s (bank {t_bank:.0f} s); val {res['history'][-3:]}", flush=True)
-    from stacksr.core.training import load_model
-
-    net, _ = load_model(args.out, 3)
-    scores = {"mean-bicubic (registered)": [], "IBP (registered, default PSF)": [], "PIUNet self-supervised": []}
+    if args.model:
+        res = {"seconds": None, "history": []}
+    else:
+        res = train_self_supervised(data, bank, cfg, args.out, "bench", net_cfg)
+        print(f"trained {res['steps']} steps in {res['seconds']} s (bank {t_bank:.0f} s); val {res['history'][-3:]}", flush=True)
+    net, _ = load_model(args.model or args.out, 3)
+    scores = {"mean-bicubic (registered)": [], "IBP (registered, default PSF)": [], "PIUNet self-supervised": [],
+              "PIUNet self-supervised + TTF": []}
+    flow = load_fkp(default_fkp_path(3), 3)
     for name, st in test:
         valid = torch.ones_like(st.lr, dtype=torch.bool)
         shifts = register_frames(st.lr, valid, 0)
         outs = {"mean-bicubic (registered)": mean_bicubic(st.lr, valid, 3, shifts),
                 "IBP (registered, default PSF)": ibp(st.lr, valid, 3, shifts),
                 "PIUNet self-supervised": predict(net, st.lr, valid)[0]}
+        t = time.perf_counter()
+        tuned, _, _ = test_time_finetune(net, flow, st.lr, valid, 0, TTFConfig(iterations=args.ttf_iterations))
+        outs["PIUNet self-supervised + TTF"] = predict(tuned, st.lr, valid)[0]
+        print(f"TTF {time.perf_counter() - t:.1f} s", flush=True)
         for k, v in outs.items():
             scores[k].append(cpsnr(v.numpy(), st.hr.numpy(), max_shift=3, data_range=DATA_RANGE).cpsnr)
         print(name, {k: round(v[-1], 2) for k, v in scores.items()}, flush=True)
@@ -69,7 +81,7 @@ def main() -> None:
     print("\n| method | cPSNR on held-out tiles (dB) |\n|---|---|")
     for k, v in summary.items():
         print(f"| {k} | {v:.2f} |")
-    save(f"selfsup_{args.bank}", {"args": vars(args), "train_seconds": res["seconds"], "bank_seconds": t_bank,
+    save(f"selfsup_{args.bank}" + ("_eval" if args.model else ""), {"args": vars(args), "train_seconds": res["seconds"], "bank_seconds": t_bank,
                                   "summary": summary, "per_tile": scores, "history": res["history"]})
 
 
