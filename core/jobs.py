@@ -26,7 +26,7 @@ from .stack_io import (
 )
 
 CLASSIC_METHODS = ("bicubic", "ibp")
-SR_METHODS = CLASSIC_METHODS + ("piunet",)
+SR_METHODS = CLASSIC_METHODS + ("piunet", "piunet+ttf")
 KERNEL_MODES = ("per-image", "joint")
 MIN_LR_SIZE = 4
 
@@ -47,19 +47,26 @@ def run_superresolve(
     model_path: str | None = None,
     tile: int = 0,
     uncertainty_output: str | None = None,
+    ttf_iterations: int = 50,
+    kernel_output: str | None = None,
     device: str = "auto",
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
     monitor: Monitor | None = None,
 ) -> dict:
     """Super-resolve a stack and write a georeferenced GeoTIFF.
 
-    ``method``: "bicubic" (registered mean of bicubic), "ibp" or "piunet" (a trained
+    ``method``: "bicubic" (registered mean of bicubic), "ibp", "piunet" (a trained
     model from ``model_path``, in ``tile``-pixel tiles when ``tile`` > 0; optionally
-    its uncertainty as a standard-deviation raster). ``reference``: 0-based frame whose
+    its uncertainty as a standard-deviation raster) or "piunet+ttf" (the model first
+    finetuned on this stack for ``ttf_iterations``, calibrated once on a crop and
+    applied to every tile; ``kernel_output`` receives the TTF kernel as a layer). ``reference``: 0-based frame whose
     grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
     PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`).
     """
+    from .fkp import FKPError, default_fkp_path, load_fkp
+    from .kernels import write_kernel_layer
     from .training import ModelFileError, load_model
+    from .ttf import TTFConfig, test_time_finetune
 
     mon = ensure_monitor(monitor)
     t0 = time.perf_counter()
@@ -70,21 +77,23 @@ def run_superresolve(
         raise StackError(str(exc)) from exc
     if method not in SR_METHODS:
         raise StackError(f"method must be one of {SR_METHODS}, got '{method}'")
-    if iterations < 1:
+    if iterations < 1 or ttf_iterations < 1:
         raise StackError("iterations must be at least 1")
-    if method == "piunet" and not model_path:
-        raise StackError("method 'piunet' needs a trained model file")
+    uses_model = method.startswith("piunet")
+    if uses_model and not model_path:
+        raise StackError(f"method '{method}' needs a trained model file")
     inputs = _input_paths(sources) + ([model_path] if model_path else [])
-    for out in (output, uncertainty_output):
+    for out in (output, uncertainty_output, kernel_output):
         if out:
             check_output_path(out, inputs)
     if uncertainty_output and os.path.abspath(uncertainty_output) == os.path.abspath(output):
         raise StackError("the uncertainty output must differ from the SR output")
-    net = None
-    if method == "piunet":
+    net = flow = None
+    if uses_model:
         try:
             net, _ = load_model(model_path, scale=scale, device=dev)
-        except ModelFileError as exc:
+            flow = load_fkp(default_fkp_path(scale), scale) if method == "piunet+ttf" else None
+        except (ModelFileError, FKPError) as exc:
             raise StackError(str(exc)) from exc
     stack = read_stack(sources, invalid_mask_values)
     if min(stack.grid.width, stack.grid.height) < MIN_LR_SIZE:
@@ -95,9 +104,14 @@ def run_superresolve(
     mon.progress(0.05, f"read {stack.count} images of {stack.grid.width}x{stack.grid.height} px")
     mon.check()
     frames, valid = torch.from_numpy(stack.data), torch.from_numpy(stack.valid)
-    shifts, log_scale = None, None
-    if method == "piunet":
+    shifts, log_scale, ttf_kernel = None, None, None
+    if uses_model:
         mon.info(f"device: {why}")
+        if flow is not None:
+            net, ttf_kernel, losses = test_time_finetune(net.cpu(), flow, frames, valid, ref, TTFConfig(iterations=ttf_iterations),
+                                                         monitor=mon.sub(0.05, 0.6))
+            mon.info(f"TTF loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        mon.progress(0.6, "predicting")
         hr, log_scale = predict(net, frames, valid, tile=tile, device=dev)
     else:
         shifts = register_frames(frames, valid, ref) if register else None
@@ -115,7 +129,8 @@ def run_superresolve(
     out = np.where(covered, hr.numpy(), nodata).astype(np.float32)
     params = {"scale": scale, "method": method, "iterations": iterations if method == "ibp" else None,
               "psf_sigma": psf_sigma, "register": register, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
-              "model": os.path.basename(model_path) if model_path else None}
+              "model": os.path.basename(model_path) if model_path else None,
+              "ttf_iterations": ttf_iterations if method == "piunet+ttf" else None}
     tags = {
         "STACKSR_VERSION": __version__,
         "STACKSR_ALGORITHM": "superresolve",
@@ -133,8 +148,11 @@ def run_superresolve(
         std = np.where(covered, np.sqrt(2.0) * np.exp(log_scale.numpy()), nodata).astype(np.float32)
         write_geotiff(uncertainty_output, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
                       band_names=["uncertainty (standard deviation)"])
+    if kernel_output and ttf_kernel is not None:
+        write_kernel_layer(kernel_output, ttf_kernel.numpy(), scale, f"TTF {stack.names[ref]}")
     mon.progress(1.0, f"wrote {output}")
-    return {"output": output, "uncertainty": uncertainty_output if log_scale is not None else None, "method": method,
+    return {"output": output, "uncertainty": uncertainty_output if log_scale is not None else None,
+            "kernel": kernel_output if ttf_kernel is not None else None, "method": method,
             "scale": scale, "reference": stack.names[ref], "images": stack.count,
             "seconds": round(time.perf_counter() - t0, 3)}
 

@@ -146,19 +146,25 @@ def kernel_grid(size: int, scale: int) -> RasterGrid:
     return RasterGrid(size, size, (-centre * px, px, 0.0, centre * px, 0.0, -px), "")
 
 
+def write_kernel_layer(path: str, kernel: np.ndarray, scale: int, source: str) -> str:
+    """One kernel as a float32 GeoTIFF on :func:`kernel_grid`, tagged with its Gaussian fit."""
+    k = np.asarray(kernel, dtype=np.float32)
+    fit = fit_gaussian(k, scale)
+    tags = {"STACKSR_KERNEL_SOURCE": source, "STACKSR_SCALE": str(scale),
+            "STACKSR_SIGMA1": f"{fit.sigma1:.4f}", "STACKSR_SIGMA2": f"{fit.sigma2:.4f}",
+            "STACKSR_THETA_DEG": f"{math.degrees(fit.theta):.2f}"}
+    return write_geotiff(path, k, kernel_grid(k.shape[-1], scale), None, tags, band_names=[f"kernel {source}"])
+
+
 def write_kernel_layers(bank: KernelBank, folder: str) -> list[str]:
     """One float32 GeoTIFF per kernel in ``folder``; returns their paths."""
     os.makedirs(folder, exist_ok=True)
-    grid = kernel_grid(bank.size, bank.scale)
     paths = []
-    for i, (k, name, fit) in enumerate(zip(bank.kernels, bank.names, bank.fits())):
+    for i, (k, name) in enumerate(zip(bank.kernels, bank.names)):
         stem = os.path.splitext(os.path.basename(name.split(":")[0]))[0]
         suffix = name.split(":")[1] if ":" in name else ""
         path = os.path.join(folder, f"kernel_{i:03d}_{stem}{('_' + suffix) if suffix else ''}.tif")
-        tags = {"STACKSR_KERNEL_SOURCE": name, "STACKSR_SCALE": str(bank.scale),
-                "STACKSR_SIGMA1": f"{fit.sigma1:.4f}", "STACKSR_SIGMA2": f"{fit.sigma2:.4f}",
-                "STACKSR_THETA_DEG": f"{math.degrees(fit.theta):.2f}"}
-        paths.append(write_geotiff(path, k, grid, None, tags, band_names=[f"kernel {name}"]))
+        paths.append(write_kernel_layer(path, k, bank.scale, name))
     return paths
 
 

@@ -24,6 +24,7 @@ import torch
 from .baselines import temporal_fill
 from .degradation import blur_downsample
 from .fkp import KernelFlow, project_to_sphere
+from .kernel_estimation import select_crop
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
 from .training import normalize_stack, shift_search_l1
@@ -56,10 +57,9 @@ def test_time_finetune(
     xn, _, _ = normalize_stack(x, valid)
     T, H, W = xn.shape
     if config.crop and config.crop < min(H, W):
-        # the calibration window: the most valid, centred one is enough (kernel and weights are global)
-        r, c = (H - config.crop) // 2, (W - config.crop) // 2
-        xn = xn[:, r:r + config.crop, c:c + config.crop]
-        valid = valid[:, r:r + config.crop, c:c + config.crop]
+        # one calibration window is enough (kernel and weights are global): the most textured valid one
+        r, c, n = select_crop(xn, valid, config.crop, 0.9)
+        xn, valid = xn[:, r:r + n, c:c + n], valid[:, r:r + n, c:c + n]
     tuned = copy.deepcopy(net).eval()
     for p in tuned.parameters():
         p.requires_grad_(False)

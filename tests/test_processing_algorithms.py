@@ -184,3 +184,36 @@ def test_cancelled_training_leaves_a_resumable_checkpoint(qgis_app, sample_image
     assert alg.runPrepared(params, context, feedback) == {}
     _, payload = load_model(out + ".last")
     assert 2 <= payload["state"]["step"] < 50 and "optimizer" in payload
+
+
+def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing, sample_images, sample_masks,
+                                                                      sample_bank, tmp_path):
+    from stacksr.core.kernels import fit_gaussian
+
+    model = str(tmp_path / "model.pt")
+    processing.run("stacksr:trainselfsupervised", {
+        "LAYERS": sample_images, "MASKS": sample_masks, "KERNEL_BANK": sample_bank, "STEPS": 2, "BATCH": 2,
+        "OUTPUT_MODEL": model})
+    out, unc, ker = (str(tmp_path / n) for n in ("sr.tif", "std.tif", "kernel.tif"))
+    res = processing.run("stacksr:superresolve", {
+        "LAYERS": sample_images, "MASKS": sample_masks, "MODEL": model, "METHOD": 0, "TTF_ITERATIONS": 5,
+        "TILE": 40, "OUTPUT": out, "OUTPUT_UNCERTAINTY": unc, "OUTPUT_KERNEL": ker})
+    assert res["OUTPUT"] == out and res["OUTPUT_UNCERTAINTY"] == unc and res["OUTPUT_KERNEL"] == ker
+    ds = gdal.Open(out)
+    assert (ds.RasterXSize, ds.RasterYSize) == (183, 183) and ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf"
+    assert np.isfinite(ds.ReadAsArray()).all()
+    ds = gdal.Open(ker)
+    k = ds.ReadAsArray()
+    ds = None
+    assert k.shape == (15, 15) and abs(k.sum() - 1) < 1e-4 and fit_gaussian(k, 3).sigma1 > 0
+
+
+def test_superresolve_refuses_a_file_that_is_not_a_model(processing, sample_images, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    fake = tmp_path / "fake.pt"
+    fake.write_bytes(b"\x80\x04not a model")
+    with pytest.raises(QgsProcessingException, match="not a StackSR model"):
+        processing.run("stacksr:superresolve", {"LAYERS": sample_images, "MODEL": str(fake), "METHOD": 1,
+                                                "OUTPUT": str(tmp_path / "o.tif")})
+    assert not (tmp_path / "o.tif").exists()

@@ -87,7 +87,7 @@ def test_qgis_process_trains_on_real_landsat_and_superresolve_loads_the_model(sa
 
     out, unc = tmp_path / "sr.tif", tmp_path / "sr_std.tif"
     res = _qgis_process("run", "stacksr:superresolve", "--json", *stack_args, f"--MODEL={model}", "--SCALE=3",
-                        "--METHOD=0", "--TILE=32", f"--OUTPUT={out}", f"--OUTPUT_UNCERTAINTY={unc}")
+                        "--METHOD=1", "--TILE=32", f"--OUTPUT={out}", f"--OUTPUT_UNCERTAINTY={unc}")
     assert res.returncode == 0, res.stdout + res.stderr
     src, sr, std = gdal.Open(sample_images[0]), gdal.Open(str(out)), gdal.Open(str(unc))
     assert (sr.RasterXSize, sr.RasterYSize) == (183, 183)

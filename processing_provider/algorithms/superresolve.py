@@ -6,24 +6,27 @@ from qgis.core import (
 
 from .base import StackSRAlgorithm
 
-METHODS = ("piunet", "ibp", "bicubic")
+METHODS = ("piunet+ttf", "piunet", "ibp", "bicubic")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 class SuperResolveStack(StackSRAlgorithm):
-    SCALE, METHOD, MODEL, TILE, DEVICE = "SCALE", "METHOD", "MODEL", "TILE", "DEVICE"
-    OUTPUT, OUTPUT_UNCERTAINTY = "OUTPUT", "OUTPUT_UNCERTAINTY"
+    SCALE, METHOD, MODEL, TILE, DEVICE, TTF_ITERATIONS = "SCALE", "METHOD", "MODEL", "TILE", "DEVICE", "TTF_ITERATIONS"
+    OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_KERNEL = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_KERNEL"
 
     def name(self):
         return "superresolve"
 
     def displayName(self):  # noqa: N802
-        return "Super-resolve stack (PIUNet)"
+        return "Super-resolve stack (PIUNet + TTF)"
 
     def shortHelpString(self):  # noqa: N802
         return (
             "Super-resolves a time series with a PIUNet model trained by 'Train super-resolution model "
             "(self-supervised)', or with a classic method on the same input, to compare.\n\n"
+            "PIUNet + TTF (test-time finetuning) first adapts the model's last layers and the blur kernel "
+            "(through the kernel prior) to this stack, so that the super-resolved image, blurred and decimated, "
+            "reproduces the reference (clearest) image; the estimated kernel can be written as a kernel layer.\n\n"
             "Large rasters are processed in overlapping tiles blended without seams (tile size in LR pixels; "
             "0 processes the whole stack at once). The optional uncertainty output is PIUNet's per-pixel "
             "standard deviation.\n\n"
@@ -36,32 +39,42 @@ class SuperResolveStack(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
         self.addParameter(QgsProcessingParameterEnum(
-            self.METHOD, "Method", options=["PIUNet (trained model)", "IBP (classic)", "Mean of bicubic (classic)"],
-            defaultValue=0))
+            self.METHOD, "Method", options=["PIUNet + test-time finetuning", "PIUNet (trained model)", "IBP (classic)",
+                                            "Mean of bicubic (classic)"], defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
         tile = QgsProcessingParameterNumber(self.TILE, "Tile size, LR pixels (0: whole stack)",
                                             QgsProcessingParameterNumber.Type.Integer, 256, minValue=0)
-        tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-        self.addParameter(tile)
+        ttf = QgsProcessingParameterNumber(self.TTF_ITERATIONS, "TTF iterations",
+                                           QgsProcessingParameterNumber.Type.Integer, 50, minValue=1, maxValue=10000)
+        for p in (tile, ttf):
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(p)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_UNCERTAINTY, "Uncertainty (standard deviation)", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_KERNEL, "TTF kernel layer", optional=True, createByDefault=False))
 
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.jobs import run_superresolve  # torch is imported only when running
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         unc = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context)
+        kernel = self.parameterAsOutputLayer(parameters, self.OUTPUT_KERNEL, context)
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         summary = run_superresolve(
             self.stack_sources(parameters, context), output,
             scale=self.parameterAsInt(parameters, self.SCALE, context), method=method,
             model_path=self.parameterAsFile(parameters, self.MODEL, context) or None,
             tile=self.parameterAsInt(parameters, self.TILE, context),
-            uncertainty_output=(unc or None) if method == "piunet" else None,
+            uncertainty_output=(unc or None) if method.startswith("piunet") else None,
+            ttf_iterations=self.parameterAsInt(parameters, self.TTF_ITERATIONS, context),
+            kernel_output=(kernel or None) if method == "piunet+ttf" else None,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
         results = {self.OUTPUT: output}
         if summary["uncertainty"]:
             results[self.OUTPUT_UNCERTAINTY] = summary["uncertainty"]
+        if summary["kernel"]:
+            results[self.OUTPUT_KERNEL] = summary["kernel"]
         return results
