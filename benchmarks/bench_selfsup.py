@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--out", default="/tmp/stacksr_selfsup.pt")
     ap.add_argument("--ttf-iterations", type=int, default=50)
+    ap.add_argument("--fp32", action="store_true", help="train without bf16 autocast (accuracy check)")
     ap.add_argument("--model", default=None, help="skip training: evaluate this model")
     args = ap.parse_args()
     stacks = l8_stacks(399)
@@ -53,7 +54,8 @@ def main() -> None:
     t_bank = time.perf_counter() - t0
     data = [StackData(st.lr, torch.ones_like(st.lr, dtype=torch.bool), name) for name, st in train]
     cfg = TrainConfig(scale=3, frames=9, patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr,
-                      val_fraction=0.1, val_every=max(args.steps // 10, 1), bf16=bf16_supported(torch.device("cpu")))
+                      val_fraction=0.1, val_every=max(args.steps // 10, 1),
+                      bf16=bf16_supported(torch.device("cpu")) and not args.fp32)
     net_cfg = PIUNetConfig(scale=3, features=args.features, blocks=args.blocks)
     if args.model:
         res = {"seconds": None, "history": []}
@@ -81,7 +83,7 @@ def main() -> None:
     print("\n| method | cPSNR on held-out tiles (dB) |\n|---|---|")
     for k, v in summary.items():
         print(f"| {k} | {v:.2f} |")
-    save(f"selfsup_{args.bank}" + ("_eval" if args.model else ""), {"args": vars(args), "train_seconds": res["seconds"], "bank_seconds": t_bank,
+    save(f"selfsup_{args.bank}_{args.steps}" + ("_fp32" if args.fp32 else "") + ("_eval" if args.model else ""), {"args": vars(args), "train_seconds": res["seconds"], "bank_seconds": t_bank,
                                   "summary": summary, "per_tile": scores, "history": res["history"]})
 
 
