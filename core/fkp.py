@@ -22,6 +22,7 @@ from torch import nn
 
 from .degradation import check_scale, default_kernel_size, gaussian_kernels, random_gaussian_params
 from .progress import Monitor, ensure_monitor
+from .stack_io import atomic_output
 
 FORMAT = "stacksr-fkp"
 FORMAT_VERSION = 1
@@ -202,9 +203,8 @@ def save_fkp(flow: KernelFlow, path: str, training: dict | None = None) -> None:
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in flow.state_dict().items()}
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": asdict(flow.config),
                "training": training or {}, "state_dict": state}
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, ".pt") as tmp:
+        torch.save(payload, tmp)
 
 
 class FKPError(ValueError):

@@ -31,6 +31,14 @@ KERNEL_MODES = ("per-image", "joint")
 MIN_LR_SIZE = 4
 
 
+def _scale_and_device(scale: int, device: str) -> tuple[int, torch.device, str]:
+    """Validated scale and the torch device with the reason it was chosen (StackError otherwise)."""
+    try:
+        return (check_scale(scale), *resolve_device(device))
+    except ValueError as exc:
+        raise StackError(str(exc)) from exc
+
+
 def _input_paths(sources: Sequence[ImageSource]) -> list[str]:
     return [p for s in sources for p in (s.path, s.mask_path) if p]
 
@@ -70,11 +78,7 @@ def run_superresolve(
 
     mon = ensure_monitor(monitor)
     t0 = time.perf_counter()
-    try:
-        scale = check_scale(scale)
-        dev, why = resolve_device(device)
-    except ValueError as exc:
-        raise StackError(str(exc)) from exc
+    scale, dev, why = _scale_and_device(scale, device)
     if method not in SR_METHODS:
         raise StackError(f"method must be one of {SR_METHODS}, got '{method}'")
     if iterations < 1 or ttf_iterations < 1:
@@ -217,11 +221,7 @@ def run_estimate_kernels(
     from .kernels import KernelBank, write_gallery, write_kernel_layers
 
     mon = ensure_monitor(monitor)
-    try:
-        scale = check_scale(scale)
-        dev, why = resolve_device(device)
-    except ValueError as exc:
-        raise StackError(str(exc)) from exc
+    scale, dev, why = _scale_and_device(scale, device)
     if mode not in KERNEL_MODES:
         raise StackError(f"mode must be one of {KERNEL_MODES}, got '{mode}'")
     size = kernel_size or default_kernel_size(scale)
@@ -290,11 +290,10 @@ def run_train_self_supervised(
     from .training import StackData, TrainConfig, bf16_supported, train_self_supervised
 
     mon = ensure_monitor(monitor)
+    scale, dev, why = _scale_and_device(scale, device)
     try:
-        scale = check_scale(scale)
-        dev, why = resolve_device(device)
         bank = KernelBank.load(bank_path, scale=scale) if bank_path else None
-    except (ValueError, KernelBankError) as exc:
+    except KernelBankError as exc:
         raise StackError(str(exc)) from exc
     inputs = [p for srcs in stacks_sources for p in _input_paths(srcs)] + ([bank_path] if bank_path else [])
     check_output_path(output, inputs)
@@ -348,11 +347,7 @@ def run_train_supervised(
     from .training import StackData, TrainConfig, bf16_supported, train_supervised
 
     mon = ensure_monitor(monitor)
-    try:
-        scale = check_scale(scale)
-        dev, why = resolve_device(device)
-    except ValueError as exc:
-        raise StackError(str(exc)) from exc
+    scale, dev, why = _scale_and_device(scale, device)
     check_output_path(output, _input_paths(sources) + [hr_path])
     st = read_stack(sources, invalid_mask_values)
     hr, hr_ok, hr_grid, _ = read_raster(hr_path)

@@ -12,7 +12,6 @@ import html
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from osgeo import gdal
 
 from .degradation import check_scale, kernel_center_offset
-from .stack_io import RasterGrid, write_geotiff
+from .stack_io import RasterGrid, atomic_output, write_geotiff
 
 BANK_FORMAT = "stacksr-kernel-bank"
 BANK_VERSION = 1
@@ -98,19 +97,10 @@ class KernelBank:
 
     def save(self, path: str) -> str:
         meta = {"format": BANK_FORMAT, "version": BANK_VERSION, **self.meta}
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".stacksr-", suffix=".npz", dir=folder)
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(
-                    fh, kernels=self.kernels.astype(np.float32), names=np.array(self.names, dtype=str),
-                    scale=np.int64(self.scale), meta=np.array(json.dumps(meta)))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_output(path, ".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh, kernels=self.kernels.astype(np.float32), names=np.array(self.names, dtype=str),
+                scale=np.int64(self.scale), meta=np.array(json.dumps(meta)))
         return path
 
     @staticmethod

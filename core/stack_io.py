@@ -9,11 +9,12 @@ is in use, so every band is read while its dataset variable is alive.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from osgeo import gdal, osr
@@ -261,6 +262,24 @@ def check_output_path(path: str, inputs: Iterable[str]) -> None:
         raise StackError(f"output folder '{folder}' is not writable")
 
 
+@contextlib.contextmanager
+def atomic_output(path: str, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    Every StackSR output goes through here, so an error or a cancel never leaves a
+    partial file behind, and a previous output stays intact until the new one is complete.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".stacksr-", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_geotiff(
     path: str,
     array: np.ndarray,
@@ -279,10 +298,7 @@ def write_geotiff(
         arr = arr[None]
     if arr.shape[1:] != (grid.height, grid.width):
         raise ValueError(f"array of shape {arr.shape[1:]} does not match the {grid.height}x{grid.width} grid")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".stacksr-", suffix=".tif", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(path, ".tif") as tmp:
         drv = gdal.GetDriverByName("GTiff")
         opts = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
         ds = drv.Create(tmp, grid.width, grid.height, arr.shape[0], gdal.GDT_Float32, opts)
@@ -301,11 +317,6 @@ def write_geotiff(
             del band
         ds.FlushCache()
         ds = None
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

@@ -27,6 +27,7 @@ from .degradation import blur_downsample, check_scale, shift_images
 from .distributed import init_from_env
 from .piunet import PIUNet, PIUNetConfig
 from .progress import Cancelled, Monitor, ensure_monitor
+from .stack_io import atomic_output
 
 MODEL_FORMAT = "stacksr-piunet"
 MODEL_VERSION = 1
@@ -245,9 +246,8 @@ def save_model(path: str, net: PIUNet, train_config: TrainConfig, bank_digest: s
         payload["optimizer"] = optimizer.state_dict()
     if generator is not None:
         payload["rng"] = _rng_states(generator)
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, ".pt") as tmp:
+        torch.save(payload, tmp)
     return path
 
 
