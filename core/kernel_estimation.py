@@ -114,6 +114,16 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
 
 
+def _dip_setup(kernels: int, h: int, w: int, flow: KernelFlow, scale: int, config: EstimationConfig,
+               generator: torch.Generator, device: torch.device):
+    """A seeded DIP generator, its fixed HR-size noise input and ``kernels`` latents on the sphere."""
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    net = SkipNet(config.dip).to(device)
+    noise = dip_noise(config.dip.input_channels, h * scale, w * scale, generator).to(device)
+    z = project_to_sphere(torch.randn(kernels, flow.dim, generator=generator)).to(device).requires_grad_(True)
+    return net, noise, z
+
+
 def estimate_kernel_single(
     lr: torch.Tensor,
     valid: torch.Tensor,
@@ -128,10 +138,7 @@ def estimate_kernel_single(
     mon = ensure_monitor(monitor)
     h, w = lr.shape
     size = flow.config.size
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-    net = SkipNet(config.dip).to(device)
-    noise = dip_noise(config.dip.input_channels, h * scale, w * scale, generator).to(device)
-    z = project_to_sphere(torch.randn(1, flow.dim, generator=generator)).to(device).requires_grad_(True)
+    net, noise, z = _dip_setup(1, h, w, flow, scale, config, generator, device)
     opt_img = torch.optim.Adam(net.parameters(), lr=config.lr_image)
     opt_z = torch.optim.Adam([z], lr=config.lr_kernel)
     y, m = lr.to(device)[None], _loss_mask(valid.to(device)[None], math.ceil((size // 2) / scale))
@@ -171,10 +178,7 @@ def estimate_kernels_joint(
     mon = ensure_monitor(monitor)
     T, h, w = frames.shape
     size = flow.config.size
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-    net = SkipNet(config.dip).to(device)
-    noise = dip_noise(config.dip.input_channels, h * scale, w * scale, generator).to(device)
-    z = project_to_sphere(torch.randn(T, flow.dim, generator=generator)).to(device).requires_grad_(True)
+    net, noise, z = _dip_setup(T, h, w, flow, scale, config, generator, device)
     d = (shifts.float() * scale).to(device).requires_grad_(True)  # HR pixels
     gain = torch.ones(T, 1, 1, device=device, requires_grad=True)
     bias = torch.zeros(T, 1, 1, device=device, requires_grad=True)
