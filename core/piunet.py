@@ -119,6 +119,16 @@ class TERN(nn.Module):
         return out.reshape(BT, C, H, W)
 
 
+def _icnr_(weight: torch.Tensor, scale: int) -> None:
+    """ICNR initialisation of the convolution before a pixel shuffle: the s*s sub-pixel
+    outputs of a channel start identical, so the untrained upsampler has no checkerboard."""
+    out_ch = weight.shape[0] // (scale * scale)
+    base = torch.empty(out_ch, *weight.shape[1:])
+    nn.init.kaiming_uniform_(base, a=5 ** 0.5)
+    with torch.no_grad():
+        weight.copy_(base.repeat_interleave(scale * scale, dim=0))
+
+
 class PIUNet(nn.Module):
     """``forward(frames (B, T, h, w)) -> (sr (B, s*h, s*w), log_scale (B, s*h, s*w))``.
 
@@ -138,6 +148,7 @@ class PIUNet(nn.Module):
         self.body_out = nn.Conv2d(c, c, 3, padding=1)
         self.upsample = nn.Sequential(nn.Conv2d(c, c * s * s, 3, padding=1), nn.PixelShuffle(s), nn.ReLU(),
                                       nn.Conv2d(c, 2, 3, padding=1))
+        _icnr_(self.upsample[0].weight, s)
 
     def fuse(self, frames: torch.Tensor) -> torch.Tensor:
         """Per-frame trunk (features, TEFA blocks, registration) and the temporal mean:
