@@ -100,3 +100,28 @@ def test_qgis_process_trains_on_real_landsat_and_superresolve_loads_the_model(sa
                         f"--OUTPUT={tmp_path / 'x2.tif'}")
     assert res.returncode != 0 and "is for scale x3, not x2" in res.stdout + res.stderr
     assert not (tmp_path / "x2.tif").exists()
+
+
+def test_without_torch_the_provider_loads_and_algorithms_say_how_to_install_it(sample_images, tmp_path):
+    import os
+
+    from conftest import ROOT
+
+    # the plugin folder on the path, but not the venv that holds torch
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    pkg = os.path.join(ROOT, ".build", "pkg")
+    home = tmp_path / "home"
+    profile = home / ".local/share/QGIS/QGIS3/profiles/default/QGIS"
+    profile.mkdir(parents=True)
+    (profile / "QGIS3.ini").write_text("[PythonPlugins]\nstacksr=true\n")
+    env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=pkg, PYTHONPATH=pkg, XDG_RUNTIME_DIR=str(home))
+    listing = subprocess.run(["/usr/bin/qgis_process.bin", "list"], capture_output=True, text=True, env=env, timeout=120)
+    assert "stacksr:superresolve" in listing.stdout
+    out = tmp_path / "x.tif"
+    res = subprocess.run(["/usr/bin/qgis_process.bin", "run", "stacksr:superresolveclassic",
+                          *[f"--LAYERS={p}" for p in sample_images[:2]], f"--OUTPUT={out}"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode != 0
+    text = res.stdout + res.stderr
+    assert "StackSR needs PyTorch" in text and "/usr/bin/python3.11\" -m pip install --user torch==2.13.0" in text
+    assert not out.exists()
