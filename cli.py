@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = jobs.run_score(args.sr, args.reference, args.reference_mask, invalid,
                                     max_shift=args.max_shift, data_range=args.data_range)
-    except (StackError, ValueError, OSError) as exc:
+    except (StackError, ValueError, OSError, ArithmeticError) as exc:
         print(f"\nstacksr: error: {exc}", file=sys.stderr)
         return 2
     except (Cancelled, KeyboardInterrupt):

@@ -127,3 +127,9 @@ def test_supervised_training_learns_lr_to_hr(l8_stack, tmp_path):
     assert res["steps"] == 4 and payload["kernel_bank"] == "supervised"
     with pytest.raises(ValueError, match="expected"):
         train_supervised([stack], [l8_stack.hr[:-3]], cfg, str(tmp_path / "bad.pt"), TINY)
+
+
+def test_diverging_training_stops_with_a_clear_message(lr_stack, tmp_path):
+    cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=20, val_every=10, lr=1e12)
+    with pytest.raises(FloatingPointError, match="training diverged at step"):
+        train_self_supervised([lr_stack], _bank(), cfg, str(tmp_path / "m.pt"), "d", TINY)

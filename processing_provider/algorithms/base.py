@@ -114,7 +114,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         except Cancelled:
             feedback.reportError("Cancelled: no output was written.")
             return {}
-        except (StackError, ValueError) as exc:
+        except (StackError, ValueError, ArithmeticError) as exc:  # ArithmeticError: a diverging optimiser
             raise QgsProcessingException(str(exc)) from exc
 
     def run_job(self, parameters, context, feedback, monitor):
