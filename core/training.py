@@ -105,6 +105,31 @@ def laplace_nll(pred: torch.Tensor, log_scale: torch.Tensor, target: torch.Tenso
     return (nll * m).sum(dim=(1, 2)) / n
 
 
+def area_split(stacks: list[StackData], patch: int, val_fraction: float) -> list[int]:
+    """First validation row of every stack: its bottom rows (``val_fraction``, at least one
+    ``patch``) validate, the rest trains, so the two areas never share a pixel."""
+    rows = []
+    for st in stacks:
+        H, W = st.frames.shape[-2:]
+        split = H - max(int(round(H * val_fraction)), patch)
+        if split < patch or W < patch:
+            raise ValueError(f"stack '{st.name}' ({W}x{H} px) is too small for {patch}-px training and "
+                             f"validation patches; use a smaller patch size")
+        rows.append(split)
+    return rows
+
+
+def draw_patch(stacks: list[StackData], split_rows: list[int], patch: int, generator: torch.Generator,
+               train: bool) -> tuple[int, int, int]:
+    """(stack index, row, column) of a random ``patch``-px window inside the training or validation area."""
+    i = int(torch.randint(len(stacks), (1,), generator=generator))
+    H, W = stacks[i].frames.shape[-2:]
+    r0, r1 = (0, split_rows[i]) if train else (split_rows[i], H)
+    r = int(torch.randint(r0, r1 - patch + 1, (1,), generator=generator))
+    c = int(torch.randint(0, W - patch + 1, (1,), generator=generator))
+    return i, r, c
+
+
 class SelfSupervisedSampler:
     """Draws (CR stack, LR target, target mask) batches from LR stacks and a kernel bank."""
 
@@ -114,29 +139,14 @@ class SelfSupervisedSampler:
         self.cfg = config
         s = config.scale
         self.lr_patch = config.patch * s
-        # area split: the bottom rows of every stack (val_fraction, at least one patch) validate
-        self.split_rows = []
-        for st in stacks:
-            H, W = st.frames.shape[-2:]
-            split = H - max(int(round(H * config.val_fraction)), self.lr_patch)
-            if split < self.lr_patch or W < self.lr_patch:
-                raise ValueError(f"stack '{st.name}' ({W}x{H} px) is too small for {self.lr_patch}-px training and "
-                                 f"validation patches; use a smaller patch size")
-            self.split_rows.append(split)
-
-    def _area(self, i: int, train: bool) -> tuple[int, int]:
-        H = self.stacks[i].frames.shape[-2]
-        return (0, self.split_rows[i]) if train else (self.split_rows[i], H)
+        self.split_rows = area_split(stacks, self.lr_patch, config.val_fraction)
 
     def sample(self, batch: int, generator: torch.Generator, train: bool = True):
         P, s, T = self.lr_patch, self.cfg.scale, self.cfg.frames
         inputs, targets, masks = [], [], []
         for _ in range(batch):
-            i = int(torch.randint(len(self.stacks), (1,), generator=generator))
+            i, r, c = draw_patch(self.stacks, self.split_rows, P, generator, train)
             st = self.stacks[i]
-            r0, r1 = self._area(i, train)
-            r = int(torch.randint(r0, r1 - P + 1, (1,), generator=generator))
-            c = int(torch.randint(0, st.frames.shape[-1] - P + 1, (1,), generator=generator))
             f = st.frames[:, r:r + P, c:c + P]
             v = st.valid[:, r:r + P, c:c + P]
             clear = v.float().mean(dim=(1, 2))
@@ -178,25 +188,18 @@ class SupervisedSampler:
             raise ValueError("give one HR reference per stack")
         s = config.scale
         self.stacks, self.hr, self.cfg = stacks, [h.float() for h in hr], config
-        self.split_rows = []
         for st, h in zip(stacks, self.hr):
             H, W = st.frames.shape[-2:]
             if tuple(h.shape) != (H * s, W * s):
                 raise ValueError(f"HR reference of '{st.name}' is {tuple(h.shape)}, expected {(H * s, W * s)} at x{s}")
-            split = H - max(int(round(H * config.val_fraction)), config.patch)
-            if split < config.patch or W < config.patch:
-                raise ValueError(f"stack '{st.name}' ({W}x{H} px) is too small for {config.patch}-px patches")
-            self.split_rows.append(split)
+        self.split_rows = area_split(stacks, config.patch, config.val_fraction)
 
     def sample(self, batch: int, generator: torch.Generator, train: bool = True):
         P, s, T = self.cfg.patch, self.cfg.scale, self.cfg.frames
         inputs, targets, masks = [], [], []
         for _ in range(batch):
-            i = int(torch.randint(len(self.stacks), (1,), generator=generator))
+            i, r, c = draw_patch(self.stacks, self.split_rows, P, generator, train)
             st = self.stacks[i]
-            r0, r1 = (0, self.split_rows[i]) if train else (self.split_rows[i], st.frames.shape[-2])
-            r = int(torch.randint(r0, r1 - P + 1, (1,), generator=generator))
-            c = int(torch.randint(0, st.frames.shape[-1] - P + 1, (1,), generator=generator))
             f, v = st.frames[:, r:r + P, c:c + P], st.valid[:, r:r + P, c:c + P]
             order = torch.argsort(v.float().mean(dim=(1, 2)), descending=True, stable=True)
             chosen = order.repeat(math.ceil(T / len(order)))[:T]
