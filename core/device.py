@@ -1,13 +1,18 @@
 """Choosing the torch device: auto (GPU when there is one), cpu or cuda."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # importable without torch (the QGIS parameters use it)
 
 
 def resolve_device(name: str = "auto") -> tuple[torch.device, str]:
     """Return the device and a one-line reason, for the log."""
+    import torch  # noqa: F811 - imported here so that DEVICE_CHOICES needs no torch
+
     name = (name or "auto").lower()
     if name not in DEVICE_CHOICES:
         raise ValueError(f"device must be one of {DEVICE_CHOICES}, got '{name}'")

@@ -4,11 +4,12 @@ import sys
 
 from qgis.core import (
     QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBand,
-    QgsProcessingParameterDefinition, QgsProcessingParameterMultipleLayers, QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
+    QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
 )
 from qgis.PyQt.QtGui import QIcon
 
+from ...core.device import DEVICE_CHOICES
 from ...core.progress import Cancelled
 from ...core.stack_io import FMASK_INVALID_VALUES, StackError, parse_int_list, sources_from_inputs
 from ..feedback import FeedbackMonitor
@@ -78,6 +79,18 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
             ",".join(str(v) for v in FMASK_INVALID_VALUES), optional=True)
         values.setFlags(values.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         self.addParameter(values)
+
+    SCALE, DEVICE = "SCALE", "DEVICE"
+
+    def add_scale_parameter(self) -> None:
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
+
+    def add_device_parameter(self) -> None:
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICE_CHOICES), defaultValue=0))
+
+    def device_choice(self, parameters, context) -> str:
+        return DEVICE_CHOICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
     def stack_sources(self, parameters, context):
         layers = self.parameterAsLayerList(parameters, self.LAYERS, context) or []

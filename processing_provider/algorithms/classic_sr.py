@@ -8,8 +8,8 @@ from .base import StackSRAlgorithm
 
 
 class ClassicSuperResolve(StackSRAlgorithm):
-    SCALE, METHOD, REFERENCE, ITERATIONS, PSF_SIGMA, REGISTER, OUTPUT = (
-        "SCALE", "METHOD", "REFERENCE", "ITERATIONS", "PSF_SIGMA", "REGISTER", "OUTPUT")
+    METHOD, REFERENCE, ITERATIONS, PSF_SIGMA, REGISTER, OUTPUT = (
+        "METHOD", "REFERENCE", "ITERATIONS", "PSF_SIGMA", "REGISTER", "OUTPUT")
 
     def name(self):
         return "superresolveclassic"
@@ -33,8 +33,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_stack_parameters()
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
+        self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=["Mean of bicubic", "Iterative back-projection (IBP)"], defaultValue=1))
         advanced = [

@@ -11,11 +11,10 @@ from ..layer_styles import KernelLayerStyler
 from .base import StackSRAlgorithm
 
 MODES = ("per-image", "joint")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class EstimateKernels(StackSRAlgorithm):
-    SCALE, MODE, ITERATIONS, CROP, PRIOR, DEVICE, SEED = "SCALE", "MODE", "ITERATIONS", "CROP", "PRIOR", "DEVICE", "SEED"
+    MODE, ITERATIONS, CROP, PRIOR, SEED = "MODE", "ITERATIONS", "CROP", "PRIOR", "SEED"
     KERNEL_SIZE = "KERNEL_SIZE"
     OUTPUT_BANK, OUTPUT_LAYERS, OUTPUT_REPORT = "OUTPUT_BANK", "OUTPUT_LAYERS", "OUTPUT_REPORT"
 
@@ -41,12 +40,11 @@ class EstimateKernels(StackSRAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_stack_parameters()
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
+        self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterEnum(
             self.MODE, "Mode", options=["Per image (DIP-FKP, as in the paper)", "Joint over the stack (faster, more accurate)"],
             defaultValue=1))
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.add_device_parameter()
         advanced = [
             QgsProcessingParameterNumber(self.ITERATIONS, "Iterations (0: default)",
                                          QgsProcessingParameterNumber.Type.Integer, 0, minValue=0, maxValue=5000),
@@ -85,7 +83,7 @@ class EstimateKernels(StackSRAlgorithm):
             mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],
             iterations=iterations or None, crop=None if crop < 0 else crop, prior_path=prior or None,
             kernel_size=self.parameterAsInt(parameters, self.KERNEL_SIZE, context) or None,
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            device=self.device_choice(parameters, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             layers_folder=folder or None, report_html=report or None,
             invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)

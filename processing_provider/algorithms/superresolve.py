@@ -7,11 +7,10 @@ from qgis.core import (
 from .base import StackSRAlgorithm
 
 METHODS = ("piunet+ttf", "piunet", "ibp", "bicubic")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class SuperResolveStack(StackSRAlgorithm):
-    SCALE, METHOD, MODEL, TILE, DEVICE, TTF_ITERATIONS = "SCALE", "METHOD", "MODEL", "TILE", "DEVICE", "TTF_ITERATIONS"
+    METHOD, MODEL, TILE, TTF_ITERATIONS = "METHOD", "MODEL", "TILE", "TTF_ITERATIONS"
     OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_KERNEL = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_KERNEL"
 
     def name(self):
@@ -36,12 +35,11 @@ class SuperResolveStack(StackSRAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_stack_parameters()
         self.addParameter(QgsProcessingParameterFile(self.MODEL, "Trained model (.pt)", extension="pt", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
+        self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=["PIUNet + test-time finetuning", "PIUNet (trained model)", "IBP (classic)",
                                             "Mean of bicubic (classic)"], defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.add_device_parameter()
         tile = QgsProcessingParameterNumber(self.TILE, "Tile size, LR pixels (0: whole stack)",
                                             QgsProcessingParameterNumber.Type.Integer, 256, minValue=0)
         ttf = QgsProcessingParameterNumber(self.TTF_ITERATIONS, "TTF iterations",
@@ -70,7 +68,7 @@ class SuperResolveStack(StackSRAlgorithm):
             uncertainty_output=(unc or None) if method.startswith("piunet") else None,
             ttf_iterations=self.parameterAsInt(parameters, self.TTF_ITERATIONS, context),
             kernel_output=(kernel or None) if method == "piunet+ttf" else None,
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            device=self.device_choice(parameters, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
         results = {self.OUTPUT: output}
         if summary["uncertainty"]:

@@ -1,18 +1,17 @@
 """Algorithm: train PIUNet self-supervised on the user's LR time series."""
 from qgis.core import (
-    QgsProcessingOutputNumber, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+    QgsProcessingOutputNumber, QgsProcessingParameterDefinition,
     QgsProcessingParameterFile, QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
 )
 
 from ...core.progress import Cancelled
 from .base import StackSRAlgorithm
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class TrainSelfSupervised(StackSRAlgorithm):
-    KERNEL_BANK, SCALE, STEPS, PATCH, BATCH, FRAMES, DEVICE, SEED, RESUME, OUTPUT_MODEL = (
-        "KERNEL_BANK", "SCALE", "STEPS", "PATCH", "BATCH", "FRAMES", "DEVICE", "SEED", "RESUME", "OUTPUT_MODEL")
+    KERNEL_BANK, STEPS, PATCH, BATCH, FRAMES, SEED, RESUME, OUTPUT_MODEL = (
+        "KERNEL_BANK", "STEPS", "PATCH", "BATCH", "FRAMES", "SEED", "RESUME", "OUTPUT_MODEL")
 
     def name(self):
         return "trainselfsupervised"
@@ -36,11 +35,10 @@ class TrainSelfSupervised(StackSRAlgorithm):
         self.add_stack_parameters()
         self.addParameter(QgsProcessingParameterFile(
             self.KERNEL_BANK, "Kernel bank (empty: estimate first)", extension="npz", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
+        self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterNumber(
             self.STEPS, "Training steps", QgsProcessingParameterNumber.Type.Integer, 500, minValue=1, maxValue=10_000_000))
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.add_device_parameter()
         advanced = [
             QgsProcessingParameterNumber(self.PATCH, "Patch size (coarse pixels; LR targets are scale x larger; 0: auto)",
                                          QgsProcessingParameterNumber.Type.Integer, 0, minValue=0, maxValue=256),
@@ -71,7 +69,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
                 patch=self.parameterAsInt(parameters, self.PATCH, context),
                 batch=self.parameterAsInt(parameters, self.BATCH, context),
                 frames=self.parameterAsInt(parameters, self.FRAMES, context),
-                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                device=self.device_choice(parameters, context),
                 seed=self.parameterAsInt(parameters, self.SEED, context),
                 resume=self.parameterAsFile(parameters, self.RESUME, context) or None,
                 invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
