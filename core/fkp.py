@@ -144,10 +144,6 @@ class KernelFlow(nn.Module):
         """Latents ``(N, K*K)`` -> kernels ``(N, K, K)``; differentiable in ``z``."""
         return logits_to_kernels(self.inverse(z), self.config.size)
 
-    def latents(self, kernels: torch.Tensor) -> torch.Tensor:
-        """Kernels ``(N, K, K)`` -> latents ``(N, K*K)``."""
-        return self(kernels_to_logits(kernels))[0]
-
 
 def project_to_sphere(z: torch.Tensor) -> torch.Tensor:
     """Spherical projection onto radius sqrt(dim), where standard-normal latents concentrate."""

@@ -214,10 +214,10 @@ def run_estimate_kernels(
     monitor: Monitor | None = None,
 ) -> dict:
     """Estimate one blur kernel per image (DIP-FKP) and write the kernel bank (+ layers, gallery)."""
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from .fkp import FKPError, default_fkp_path, load_fkp
-    from .kernel_estimation import config_dict, default_config, estimate_kernels
+    from .kernel_estimation import default_config, estimate_kernels
     from .kernels import KernelBank, write_gallery, write_kernel_layers
 
     mon = ensure_monitor(monitor)
@@ -246,7 +246,7 @@ def run_estimate_kernels(
     mon.progress(0.02, f"read {stack.count} images; estimating kernels ({mode})")
     res = estimate_kernels(torch.from_numpy(stack.data), torch.from_numpy(stack.valid), flow, scale, mode,
                            config, seed, dev, mon.sub(0.02, 0.95))
-    meta = {"mode": mode, "seed": seed, "device": str(dev), "config": config_dict(config),
+    meta = {"mode": mode, "seed": seed, "device": str(dev), "config": asdict(config),
             "prior": os.path.basename(prior_path or default_fkp_path(scale)), "seconds": round(res.seconds, 2),
             "final_loss": [round(l[-1], 8) for l in res.losses], "crops": res.crops,
             "shifts": None if res.shifts is None else res.shifts.tolist(), "stacksr_version": __version__}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -261,7 +261,3 @@ def estimate_kernels(
         losses.append(loss)
         crops.append((r, c, n))
     return EstimationResult(torch.stack(kernels), torch.stack(latents), None, losses, time.perf_counter() - t0, crops)
-
-
-def config_dict(config: EstimationConfig) -> dict:
-    return asdict(config)
