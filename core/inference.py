@@ -1,4 +1,11 @@
-"""PIUNet inference on an LR stack, whole or in overlapping tiles blended without seams."""
+"""PIUNet inference on an LR stack, whole or in tiles that reproduce the whole-stack result.
+
+Tiling is exact rather than blended: the network's global pools come from one
+context per raster (:func:`stack_context`), and each tile is computed with a halo of
+the network's receptive radius, of which only the core is kept. Every output pixel
+therefore sees the same inputs as in a single pass over the raster, so there are no
+seams to hide, and memory is bounded by the tile.
+"""
 from __future__ import annotations
 
 import math
@@ -7,23 +14,33 @@ import torch
 
 from .baselines import temporal_fill
 from .piunet import PIUNet
+from .progress import Monitor, ensure_monitor
 from .training import normalize_stack
 
+CONTEXT_CROP = 64  # LR pixels per context crop
+CONTEXT_GRID = 3  # crops per axis on rasters larger than two crops
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
-    if tile >= length:
+
+def _context_starts(length: int, crop: int, count: int) -> list[int]:
+    if count <= 1 or length <= crop:
         return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    return starts + [length - tile]
+    return sorted({round(i * (length - crop) / (count - 1)) for i in range(count)})
 
 
-def _ramp(length: int, fade: int) -> torch.Tensor:
-    """1-D blending weight: rises linearly over ``fade`` pixels at both ends."""
-    i = torch.arange(length, dtype=torch.float32) + 0.5
-    if fade <= 0:
-        return torch.ones(length)
-    return torch.minimum(torch.ones(length), torch.minimum(i, length - i) / fade)
+def stack_context(net: PIUNet, xn: torch.Tensor, device: str | torch.device = "cpu") -> list[torch.Tensor]:
+    """Global pools of a normalised, gap-filled stack ``(T, H, W)``: from the whole stack when
+    it is at most two crops wide, else from a regular grid of crops (a bounded cost that does not
+    depend on the tiling)."""
+    T, H, W = xn.shape
+    crop = CONTEXT_CROP
+    if max(H, W) <= 2 * crop:
+        crops = xn[None]
+    else:
+        ch, cw = min(crop, H), min(crop, W)
+        crops = torch.stack([xn[:, r:r + ch, c:c + cw]
+                             for r in _context_starts(H, ch, CONTEXT_GRID) for c in _context_starts(W, cw, CONTEXT_GRID)])
+    with torch.no_grad():
+        return net.context(crops.to(device))
 
 
 def predict(
@@ -31,44 +48,40 @@ def predict(
     frames: torch.Tensor,
     valid: torch.Tensor,
     tile: int = 0,
-    overlap: int = 16,
     device: str | torch.device = "cpu",
+    monitor: Monitor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SR image and Laplace log-scale ``(s*H, s*W)`` in the input's units.
 
-    ``tile`` (LR pixels, 0 = whole stack) bounds memory: tiles overlap by ``overlap``
-    LR pixels and are blended with linear ramps. The stack is normalised once with
-    global statistics, so tiles agree radiometrically.
+    ``tile`` (LR pixels, 0 = whole stack) bounds memory: each tile is processed with a
+    halo of ``net.receptive_radius()`` pixels, so the result equals the untiled one. The
+    stack is normalised once with global statistics.
     """
+    mon = ensure_monitor(monitor)
     s = net.config.scale
     x = temporal_fill(frames.float(), valid)
     xn, mean, std = normalize_stack(x, valid)
     T, H, W = xn.shape
     net = net.to(device).eval()
-    tile = min(tile, H, W) if tile > 0 else max(H, W)
-    overlap = min(overlap, tile // 2)
+    context = stack_context(net, xn, device)
+    halo = net.receptive_radius()
+    tile = max(H, W) if tile <= 0 else tile
     sr = torch.zeros(H * s, W * s)
     log_scale = torch.zeros(H * s, W * s)
-    weight = torch.zeros(H * s, W * s)
+    rows, cols = range(0, H, tile), range(0, W, tile)
+    done, total = 0, len(rows) * len(cols)
     with torch.no_grad():
-        for r in _starts(H, tile, overlap):
-            for c in _starts(W, tile, overlap):
+        for r in rows:
+            for c in cols:
+                mon.check()
+                r0, r1 = max(r - halo, 0), min(r + tile + halo, H)
+                c0, c1 = max(c - halo, 0), min(c + tile + halo, W)
+                out, ls = net(xn[None, :, r0:r1, c0:c1].to(device), context)
                 th, tw = min(tile, H - r), min(tile, W - c)
-                out, ls = net(xn[None, :, r:r + th, c:c + tw].to(device))
-                wy = _ramp(th * s, overlap * s // 2) if th < H else torch.ones(th * s)
-                wx = _ramp(tw * s, overlap * s // 2) if tw < W else torch.ones(tw * s)
-                if r == 0:
-                    wy[: th * s // 2] = 1.0  # no fade at the raster's own border
-                if r + th == H:
-                    wy[th * s // 2:] = 1.0
-                if c == 0:
-                    wx[: tw * s // 2] = 1.0
-                if c + tw == W:
-                    wx[tw * s // 2:] = 1.0
-                w = torch.outer(wy, wx)
-                hs, ws = slice(r * s, (r + th) * s), slice(c * s, (c + tw) * s)
-                sr[hs, ws] += out[0].float().cpu() * w
-                log_scale[hs, ws] += ls[0].float().cpu() * w
-                weight[hs, ws] += w
-    weight = weight.clamp(min=1e-8)
-    return sr / weight * std + mean, log_scale / weight + math.log(std)
+                core = (slice((r - r0) * s, (r - r0 + th) * s), slice((c - c0) * s, (c - c0 + tw) * s))
+                dest = (slice(r * s, (r + th) * s), slice(c * s, (c + tw) * s))
+                sr[dest] = out[0][core].float().cpu()
+                log_scale[dest] = ls[0][core].float().cpu()
+                done += 1
+                mon.progress(done / total, f"tile {done}/{total}")
+    return sr * std + mean, log_scale + math.log(std)

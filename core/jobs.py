@@ -116,7 +116,7 @@ def run_superresolve(
                                                          monitor=mon.sub(0.05, 0.6))
             mon.info(f"TTF loss {losses[0]:.4f} -> {losses[-1]:.4f}")
         mon.progress(0.6, "predicting")
-        hr, log_scale = predict(net, frames, valid, tile=tile, device=dev)
+        hr, log_scale = predict(net, frames, valid, tile=tile, device=dev, monitor=mon.sub(0.6, 0.95))
     else:
         shifts = register_frames(frames, valid, ref) if register else None
         if shifts is not None:

@@ -12,10 +12,16 @@ log-scale of a Laplace distribution (uncertainty).
 
 Every operation is either per frame or symmetric across frames, so the output
 does not depend on frame order and any T works.
+
+Global context: squeeze-excitation and TERN pool features over the whole input. To
+make tiled inference of a large raster equal to one pass over it, these pools can be
+given from outside (:meth:`PIUNet.context`, computed once per raster); every other
+operation is local, reaching :meth:`PIUNet.receptive_radius` LR pixels.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -77,10 +83,10 @@ class SqueezeExcitation(nn.Module):
         hidden = max(channels // reduction, 4)
         self.fc = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels), nn.Sigmoid())
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:  # (B*T, C, H, W)
+    def forward(self, x: torch.Tensor, frames: int, pools: "_Pools") -> torch.Tensor:  # (B*T, C, H, W)
         BT, C = x.shape[:2]
-        pooled = x.mean(dim=(2, 3)).reshape(BT // frames, frames, C).mean(dim=1)
-        w = self.fc(pooled).repeat_interleave(frames, dim=0)
+        pooled = pools(lambda: x.mean(dim=(2, 3)).reshape(BT // frames, frames, C).mean(dim=1, keepdim=True))
+        w = self.fc(pooled[:, 0]).repeat_interleave(frames, dim=0)
         return x * w[:, :, None, None]
 
 
@@ -92,9 +98,9 @@ class TEFABlock(nn.Module):
         self.conv2 = _frame_conv(channels, channels)
         self.se = SqueezeExcitation(channels)
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, pools: "_Pools") -> torch.Tensor:
         x = self.attention(x, frames)
-        return x + self.se(self.conv2(F.relu(self.conv1(x))), frames)
+        return x + self.se(self.conv2(F.relu(self.conv1(x))), frames, pools)
 
 
 class TERN(nn.Module):
@@ -110,13 +116,41 @@ class TERN(nn.Module):
             self.head.bias.fill_(-8.0)
             self.head.bias[(kernel * kernel) // 2] = 8.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B*T, C, H, W)
+    def forward(self, x: torch.Tensor, frames: int, pools: "_Pools") -> torch.Tensor:  # (B*T, C, H, W)
         BT, C, H, W = x.shape
         K = self.kernel
-        filt = torch.softmax(self.head(F.relu(self.conv(x)).mean(dim=(2, 3))), dim=-1)  # (B*T, K*K)
+        pooled = pools(lambda: F.relu(self.conv(x)).mean(dim=(2, 3)).reshape(BT // frames, frames, C))
+        filt = torch.softmax(self.head(pooled.reshape(BT, C)), dim=-1)  # (B*T, K*K)
         weight = filt.reshape(BT, 1, K, K).repeat_interleave(C, dim=0)
         out = F.conv2d(F.pad(x.reshape(1, BT * C, H, W), (K // 2,) * 4, mode="replicate"), weight, groups=BT * C)
         return out.reshape(BT, C, H, W)
+
+
+class _Pools:
+    """Source of the global pools of one forward pass, in layer order. Each pool is
+    ``(B, k, C)``: ``k`` = 1 for squeeze-excitation, T (one per frame) for TERN.
+
+    ``given``: pools of a context, ``(1, k, C)`` each, broadcast over the batch.
+    ``shared``: average the computed pools over the batch (the crops of one raster) and
+    keep them in ``taken``.
+    """
+
+    def __init__(self, batch: int, given: list[torch.Tensor] | None = None, shared: bool = False):
+        self.batch, self.given, self.shared = batch, given, shared
+        self.taken: list[torch.Tensor] = []
+
+    def __call__(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if self.given is not None:
+            if len(self.taken) >= len(self.given):
+                raise ValueError("the context does not match this network (too few pools)")
+            pooled = self.given[len(self.taken)]
+            pooled = pooled.to(torch.float32).expand(self.batch, *pooled.shape[1:])
+        else:
+            pooled = compute()
+            if self.shared:
+                pooled = pooled.mean(dim=0, keepdim=True).expand_as(pooled)
+        self.taken.append(pooled[:1])
+        return pooled
 
 
 def _icnr_(weight: torch.Tensor, scale: int) -> None:
@@ -150,16 +184,36 @@ class PIUNet(nn.Module):
                                       nn.Conv2d(c, 2, 3, padding=1))
         _icnr_(self.upsample[0].weight, s)
 
-    def fuse(self, frames: torch.Tensor) -> torch.Tensor:
-        """Per-frame trunk (features, TEFA blocks, registration) and the temporal mean:
-        ``(B, T, h, w) -> (B, C, h, w)``."""
+    def receptive_radius(self) -> int:
+        """LR pixels beyond which an input pixel cannot change an output pixel (the global
+        pools aside): head, two convolutions per block, TERN filter, body, upsampler convolution,
+        the HR convolution after the shuffle and the bilinear residual."""
+        return 1 + 2 * self.config.blocks + self.config.tern_kernel // 2 + 1 + 1 + 1 + 1
+
+    def _fuse(self, frames: torch.Tensor, pools: _Pools) -> torch.Tensor:
         B, T, h, w = frames.shape
         x0 = self.head(frames.reshape(B * T, 1, h, w).contiguous(memory_format=torch.channels_last))
         x = x0
         for block in self.blocks:
-            x = block(x, T)
-        x = self.tern(x0 + x)
+            x = block(x, T, pools)
+        x = self.tern(x0 + x, T, pools)
+        if pools.given is not None and len(pools.taken) != len(pools.given):
+            raise ValueError("the context does not match this network (too many pools)")
         return x.reshape(B, T, *x.shape[1:]).mean(dim=1)  # permutation-invariant fusion
+
+    def fuse(self, frames: torch.Tensor, context: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-frame trunk (features, TEFA blocks, registration) and the temporal mean:
+        ``(B, T, h, w) -> (B, C, h, w)``. ``context``: global pools from :meth:`context`
+        (None: pool over each input itself)."""
+        return self._fuse(frames, _Pools(frames.shape[0], context))
+
+    def context(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        """Global pools of a raster, estimated on crops ``(N, T, h, w)`` of it (averaged over
+        the crops layer by layer). Passing them to :meth:`forward` makes the output of any
+        window of the raster independent of the window."""
+        pools = _Pools(crops.shape[0], shared=True)
+        self._fuse(crops, pools)
+        return [p.detach() for p in pools.taken]
 
     def decode(self, fused: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """After fusion: body convolution, upsampler, bilinear global residual of the mean frame."""
@@ -169,8 +223,8 @@ class PIUNet(nn.Module):
                              align_corners=False)
         return out[:, 0] + base[:, 0], out[:, 1]
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decode(self.fuse(frames), frames)
+    def forward(self, frames: torch.Tensor, context: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(self.fuse(frames, context), frames)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,7 +8,8 @@ Speed: the network is split at the temporal fusion. The per-frame part (feature
 extraction, TEFA blocks, registration) runs once without gradients and its fused
 features are cached; only the tail (body convolution and upsampler) is finetuned,
 which makes an iteration about as cheap as a single-image network. Calibration
-runs on a crop and the tuned tail is then applied to the whole stack.
+runs on a crop, with the global pools of the whole stack (the same context that
+:func:`inference.predict` uses), and the tuned tail is then applied to the whole stack.
 
 PIUNet has no BatchNorm (its normalisations are per-pixel LayerNorms), so a batch of
 one scene needs no special handling; the network stays in eval mode.
@@ -24,6 +25,7 @@ import torch
 from .baselines import temporal_fill
 from .degradation import blur_downsample
 from .fkp import KernelFlow, project_to_sphere
+from .inference import stack_context
 from .kernel_estimation import select_crop
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
@@ -56,15 +58,16 @@ def test_time_finetune(
     x = temporal_fill(frames.float(), valid)
     xn, _, _ = normalize_stack(x, valid)
     T, H, W = xn.shape
+    tuned = copy.deepcopy(net).eval()
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    context = stack_context(tuned, xn)
     if config.crop and config.crop < min(H, W):
         # one calibration window is enough (kernel and weights are global): the most textured valid one
         r, c, n = select_crop(xn, valid, config.crop, 0.9)
         xn, valid = xn[:, r:r + n, c:c + n], valid[:, r:r + n, c:c + n]
-    tuned = copy.deepcopy(net).eval()
-    for p in tuned.parameters():
-        p.requires_grad_(False)
     with torch.no_grad():
-        fused = tuned.fuse(xn[None])
+        fused = tuned.fuse(xn[None], context)
     params = list(tuned.body_out.parameters()) + list(tuned.upsample.parameters())
     for p in params:
         p.requires_grad_(True)

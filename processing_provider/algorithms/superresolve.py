@@ -26,8 +26,9 @@ class SuperResolveStack(StackSRAlgorithm):
             "PIUNet + TTF (test-time finetuning) first adapts the model's last layers and the blur kernel "
             "(through the kernel prior) to this stack, so that the super-resolved image, blurred and decimated, "
             "reproduces the reference (clearest) image; the estimated kernel can be written as a kernel layer.\n\n"
-            "Large rasters are processed in overlapping tiles blended without seams (tile size in LR pixels; "
-            "0 processes the whole stack at once). The optional uncertainty output is PIUNet's per-pixel "
+            "Large rasters are processed in tiles (tile size in LR pixels; 0 processes the whole stack at once). "
+            "Each tile is computed with a margin covering the network's reach and shares the raster's global "
+            "statistics, so the tiled result equals the whole-stack result: there are no seams. The optional uncertainty output is PIUNet's per-pixel "
             "standard deviation.\n\n"
             "The model must have been trained for the chosen scale; other files are refused."
         )
