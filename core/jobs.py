@@ -287,7 +287,7 @@ def run_train_self_supervised(
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernel_estimation import estimate_kernels
     from .kernels import KernelBank, KernelBankError
-    from .training import StackData, TrainConfig, bf16_supported, train_self_supervised
+    from .training import StackData, TrainConfig, area_split, bf16_supported, train_self_supervised
 
     mon = ensure_monitor(monitor)
     scale, dev, why = _scale_and_device(scale, device)
@@ -302,6 +302,13 @@ def run_train_self_supervised(
         st = read_stack(srcs, invalid_mask_values)
         stacks.append(StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0]))
         names += st.names
+    if patch <= 0:
+        smallest = min(min(st.frames.shape[-2:]) for st in stacks)
+        patch = max(min(32, smallest // (2 * scale)), 2)
+    try:  # refuse stacks too small for the patches before any kernel estimation
+        area_split(stacks, patch * scale, TrainConfig.val_fraction)
+    except ValueError as exc:
+        raise StackError(str(exc)) from exc
     train_mon = mon
     if bank is None:
         try:
@@ -315,9 +322,6 @@ def run_train_self_supervised(
         bank = KernelBank(torch.cat(kernels).numpy().astype(np.float32), names, scale, {"mode": "joint", "on_the_fly": True})
         mon.info(f"estimated {len(names)} kernels on the fly (joint DIP-FKP)")
         train_mon = mon.sub(0.2, 1.0)
-    if patch <= 0:
-        smallest = min(min(st.frames.shape[-2:]) for st in stacks)
-        patch = max(min(32, smallest // (2 * scale)), 2)
     use_bf16 = bf16_supported(dev)
     mon.info(f"device: {why}; bf16 autocast {'on' if use_bf16 else 'off'}; kernel bank {bank.digest()} ({len(bank.names)} kernels)")
     config = TrainConfig(scale=scale, frames=frames, patch=patch, batch=batch, steps=steps, seed=seed, bf16=use_bf16)

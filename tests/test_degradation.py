@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from stacksr.core.degradation import (
     blur_downsample, check_scale, default_kernel_size, degrade, gaussian_kernels, kernel_center_offset,
@@ -106,3 +107,36 @@ def test_integer_frame_shift_equals_shifted_reference():
 def test_unsupported_scale_is_rejected():
     with pytest.raises(ValueError, match="scale must be one of"):
         check_scale(5)
+
+
+# ---- properties (hypothesis): random sizes, scales, kernels -------------------------------------
+
+_sizes = st.integers(1, 12)
+_scales = st.sampled_from([2, 3, 4])
+
+
+@settings(max_examples=40, deadline=None)
+@given(scale=_scales, h=_sizes, w=_sizes, s1=st.floats(0.3, 4.0), s2=st.floats(0.3, 4.0), theta=st.floats(0, 3.2),
+       seed=st.integers(0, 2 ** 16), a=st.floats(-3, 3), b=st.floats(-3, 3))
+def test_degradation_is_linear_preserves_constants_and_maps_to_the_lr_grid(scale, h, w, s1, s2, theta, seed, a, b):
+    g = torch.Generator().manual_seed(seed)
+    k = gaussian_kernels(s1, s2, theta, default_kernel_size(scale), scale)
+    x, y = torch.randn(2, h * scale, w * scale, generator=g, dtype=torch.float64)
+    out = blur_downsample(torch.stack([x, y, a * x + b * y]), k.double(), scale)
+    assert out.shape == (3, h, w)
+    assert torch.allclose(out[2], a * out[0] + b * out[1], atol=1e-9)
+    const = blur_downsample(torch.full((h * scale, w * scale), 7.5, dtype=torch.float64), k.double(), scale)
+    assert torch.allclose(const, torch.full_like(const, 7.5), atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(scale=_scales, h=st.integers(14, 20), w=st.integers(14, 20), dy=st.integers(-2, 2), dx=st.integers(-2, 2),
+       seed=st.integers(0, 2 ** 16))
+def test_degradation_commutes_with_whole_lr_pixel_shifts_away_from_the_border(scale, h, w, dy, dx, seed):
+    g = torch.Generator().manual_seed(seed)
+    k = gaussian_kernels(1.5, 0.9, 0.4, default_kernel_size(scale), scale).double()
+    x = torch.randn(h * scale, w * scale, generator=g, dtype=torch.float64)
+    moved = torch.roll(x, (dy * scale, dx * scale), dims=(0, 1))
+    a, b = blur_downsample(x, k, scale), torch.roll(blur_downsample(moved, k, scale), (-dy, -dx), dims=(0, 1))
+    m = 2 + math.ceil(k.shape[-1] / 2 / scale)  # LR pixels the border padding and the roll can reach
+    assert torch.allclose(a[m:h - m, m:w - m], b[m:h - m, m:w - m], atol=1e-9)

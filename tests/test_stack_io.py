@@ -4,10 +4,11 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from osgeo import gdal
 
 from stacksr.core.stack_io import (
-    RasterGrid, StackError, check_output_path, parse_int_list, read_stack, sources_from_inputs, write_geotiff,
+    RasterGrid, StackError, check_output_path, check_same_grid, parse_int_list, read_stack, sources_from_inputs, write_geotiff,
 )
 
 gdal.UseExceptions()
@@ -155,3 +156,33 @@ def test_band_lists_parse_ranges():
     assert parse_int_list("") == []
     with pytest.raises(StackError, match="cannot read 'x'"):
         parse_int_list("1,x")
+
+
+# ---- property (hypothesis): grid validation accepts exactly the identical grids ------------------
+_UTM33 = 'PROJCS["WGS 84 / UTM zone 33N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",15],PARAMETER["scale_factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32633"]]'  # noqa: E501
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=st.integers(1, 5000), h=st.integers(1, 5000), px=st.floats(0.5, 1000), x0=st.floats(-1e6, 1e6),
+       y0=st.floats(-1e7, 1e7), change=st.sampled_from(["none", "width", "height", "pixel", "origin_x", "origin_y", "crs"]),
+       amount=st.floats(0.01, 10))
+def test_grid_validation_refuses_any_single_difference_and_nothing_else(w, h, px, x0, y0, change, amount):
+    ref = RasterGrid(w, h, (x0, px, 0.0, y0, 0.0, -px), _UTM33)
+    gt = list(ref.geotransform)
+    width, height, crs = w, h, _UTM33
+    if change == "width":
+        width += 1
+    elif change == "height":
+        height += 1
+    elif change == "pixel":
+        gt[1] += px * amount
+    elif change in ("origin_x", "origin_y"):
+        gt[0 if change == "origin_x" else 3] += px * amount  # at least 1 % of a pixel
+    elif change == "crs":
+        crs = _UTM33.replace("zone 33N", "zone 34N").replace('"central_meridian",15', '"central_meridian",21').replace("32633", "32634")
+    other = RasterGrid(width, height, tuple(gt), crs)
+    if change == "none":
+        check_same_grid(other, ref, "b.tif", "a.tif")
+    else:
+        with pytest.raises(StackError, match="'b.tif'"):
+            check_same_grid(other, ref, "b.tif", "a.tif")

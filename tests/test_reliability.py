@@ -1,0 +1,239 @@
+"""Reliability: bad values, numerical safety, cancellation timing, determinism, kept outputs."""
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal
+
+from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_self_supervised
+from stacksr.core.piunet import PIUNet, PIUNetConfig
+from stacksr.core.progress import Cancelled, Monitor
+from stacksr.core.stack_io import ImageSource, StackError, read_stack
+from stacksr.core.training import TrainConfig, TrainState, load_model, save_model
+
+gdal.UseExceptions()
+METHODS = ("bicubic", "ibp", "piunet", "piunet+ttf")
+
+
+def _write(path, arr, dtype=gdal.GDT_Float32, like=None, nodata=None):
+    """A GeoTIFF with the sample's georeferencing (or a plain UTM grid)."""
+    drv = gdal.GetDriverByName("GTiff")
+    ds = drv.Create(str(path), arr.shape[1], arr.shape[0], 1, dtype)
+    if like:
+        src = gdal.Open(like)
+        ds.SetGeoTransform(src.GetGeoTransform())
+        ds.SetProjection(src.GetProjection())
+        src = None
+    else:
+        ds.SetGeoTransform((500000.0, 30.0, 0.0, 4000000.0, 0.0, -30.0))
+    band = ds.GetRasterBand(1)
+    if nodata is not None:
+        band.SetNoDataValue(nodata)
+    band.WriteArray(arr)
+    band = None
+    ds = None  # keep the dataset alive until its band is released (GDAL 3.6)
+    return str(path)
+
+
+def _sources(paths):
+    return [ImageSource(p) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("model") / "tiny.pt")
+    torch.manual_seed(0)
+    save_model(path, PIUNet(PIUNetConfig(scale=3, features=16, blocks=4)), TrainConfig(scale=3), "test", TrainState())
+    return path
+
+
+def _run_all_methods(paths, tmp_path, model):
+    outs = {}
+    for m in METHODS:
+        out = str(tmp_path / f"{m.replace('+', '_')}.tif")
+        run_superresolve(_sources(paths), out, 3, method=m, iterations=5, model_path=model, ttf_iterations=3,
+                         uncertainty_output=out.replace(".tif", "_std.tif") if m.startswith("piunet") else None)
+        ds = gdal.Open(out)
+        outs[m] = ds.GetRasterBand(1).ReadAsArray()
+        ds = None
+    return outs
+
+
+def test_nan_and_inf_pixels_are_nodata_and_never_reach_the_output(sample_images, tmp_path, tiny_model):
+    paths = []
+    for i, src in enumerate(sample_images[:4]):
+        ds = gdal.Open(src)
+        arr = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
+        ds = None
+        arr[5 + i, :] = np.nan
+        arr[:, 7 + 2 * i] = np.inf
+        arr[30, 30] = -np.inf
+        paths.append(_write(tmp_path / f"f{i}.tif", arr, like=src, nodata=-9999))
+    stack = read_stack(_sources(paths))
+    assert not stack.valid[0, 5].any() and not stack.valid[1, :, 9].any() and not stack.valid[:, 30, 30].any()
+    for m, arr in _run_all_methods(paths, tmp_path, tiny_model).items():
+        covered = np.kron(read_stack(_sources(paths)).valid.any(axis=0), np.ones((3, 3))) > 0
+        assert np.isfinite(arr[covered]).all() and (arr[~covered] == -9999).all(), m
+
+
+def test_stack_of_only_nan_and_inf_is_refused(tmp_path):
+    paths = [_write(tmp_path / f"n{i}.tif", np.full((20, 20), v, np.float32)) for i, v in enumerate([np.nan, np.inf])]
+    with pytest.raises(StackError, match="every pixel of every image is nodata"):
+        run_superresolve(_sources(paths), str(tmp_path / "out.tif"))
+    assert sorted(os.listdir(tmp_path)) == ["n0.tif", "n1.tif"]
+
+
+@pytest.mark.parametrize("kind", ["constant", "nearly constant", "uint16 full range", "int16 full range"])
+def test_every_method_gives_finite_output_on_degenerate_and_high_dynamic_range_stacks(kind, sample_images, tmp_path,
+                                                                                      tiny_model):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, src in enumerate(sample_images[:4]):
+        ds = gdal.Open(src)
+        real = ds.GetRasterBand(1).ReadAsArray().astype(np.float64)
+        ds = None
+        if kind == "constant":
+            arr, dtype = np.full(real.shape, 1234, np.uint16), gdal.GDT_UInt16
+        elif kind == "nearly constant":
+            arr, dtype = (1234 + (rng.random(real.shape) < 0.01)).astype(np.uint16), gdal.GDT_UInt16
+        else:  # the real image stretched to the type's full range, extremes included
+            lo, hi, dtype = (0, 65535, gdal.GDT_UInt16) if kind.startswith("uint16") else (-32768, 32767, gdal.GDT_Int16)
+            stretched = lo + (real - real.min()) / (real.max() - real.min()) * (hi - lo)
+            arr = np.round(stretched).astype(np.uint16 if lo == 0 else np.int16)
+        paths.append(_write(tmp_path / f"d{i}.tif", arr, dtype, like=src))
+    outs = _run_all_methods(paths, tmp_path, tiny_model)
+    for m, arr in outs.items():
+        assert np.isfinite(arr).all(), m
+        if kind == "constant":
+            assert np.allclose(arr, 1234, atol=1.0), m
+    for name in os.listdir(tmp_path):
+        if name.endswith("_std.tif"):
+            ds = gdal.Open(str(tmp_path / name))
+            assert np.isfinite(ds.GetRasterBand(1).ReadAsArray()).all()
+            ds = None
+    bank = str(tmp_path / "bank.npz")
+    res = run_estimate_kernels(_sources(paths[:2]), bank, 3, mode="joint", iterations=6)
+    assert all(np.isfinite([k["sigma1"], k["sigma2"]]).all() for k in res["kernels"])
+
+
+def test_rasters_smaller_than_the_kernel_or_the_patch_are_refused(sample_images, tmp_path):
+    small = []
+    for i, src in enumerate(sample_images[:2]):
+        ds = gdal.Translate(str(tmp_path / f"s{i}.tif"), src, srcWin=[0, 0, 3, 3])
+        ds = None
+        small.append(str(tmp_path / f"s{i}.tif"))
+    with pytest.raises(StackError, match="3x3 pixels are too small"):
+        run_superresolve(_sources(small), str(tmp_path / "sr.tif"))
+    with pytest.raises(StackError, match="smaller than the 15x15 kernel"):
+        run_estimate_kernels(_sources(small), str(tmp_path / "bank.npz"), 3)
+    mid = []
+    for i, src in enumerate(sample_images[:2]):
+        ds = gdal.Translate(str(tmp_path / f"m{i}.tif"), src, srcWin=[0, 0, 20, 20])
+        ds = None
+        mid.append(str(tmp_path / f"m{i}.tif"))
+    with pytest.raises(StackError, match="too small for .*training and validation patches"):
+        run_train_self_supervised([_sources(mid)], None, str(tmp_path / "m.pt"), 3, steps=2, patch=8)
+    assert not [n for n in os.listdir(tmp_path) if not n.startswith(("s", "m"))]
+    assert not [n for n in os.listdir(tmp_path) if n.endswith((".pt", ".npz", "sr.tif"))]
+
+
+def _unwritable(folder):
+    """Make ``folder`` unwritable even for root (immutable attribute), else by permissions."""
+    if os.geteuid() == 0 and shutil.which("chattr"):
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+    os.chmod(folder, 0o555)
+    return lambda: os.chmod(folder, 0o755)
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(sample_images, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    restore = _unwritable(locked)
+    try:
+        with pytest.raises(StackError, match="is not writable"):
+            run_superresolve(_sources(sample_images[:2]), str(locked / "sr.tif"))
+        with pytest.raises(StackError, match="is not writable"):
+            run_estimate_kernels(_sources(sample_images[:2]), str(locked / "bank.npz"))
+        with pytest.raises(StackError, match="is not writable"):
+            run_train_self_supervised([_sources(sample_images[:2])], None, str(locked / "m.pt"))
+    finally:
+        restore()
+    assert os.listdir(locked) == []
+
+
+def test_model_file_of_another_format_version_is_refused(tiny_model, tmp_path, sample_images):
+    payload = torch.load(tiny_model, weights_only=True)
+    payload["version"] = 99
+    future = str(tmp_path / "future.pt")
+    torch.save(payload, future)
+    with pytest.raises(StackError, match="format version 99, expected 1"):
+        run_superresolve(_sources(sample_images[:2]), str(tmp_path / "sr.tif"), method="piunet", model_path=future)
+    assert os.listdir(tmp_path) == ["future.pt"]
+
+
+class _CancelAfter(Monitor):
+    """Asks to cancel ``delay`` seconds after the first progress report; records when."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay, self.asked = delay, None
+
+    def _emit(self, fraction, message):
+        if self.asked is None and not hasattr(self, "_timer"):
+            self._timer = threading.Timer(self.delay, lambda: setattr(self, "asked", time.perf_counter()))
+            self._timer.start()
+
+    def is_cancelled(self):
+        return self.asked is not None
+
+
+@pytest.mark.parametrize("job", ["kernel estimation", "TTF", "tiled prediction"])
+def test_cancel_stops_long_work_within_two_seconds(job, sample_images, tmp_path, tiny_model):
+    mon = _CancelAfter(0.5)
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled):
+        if job == "kernel estimation":
+            run_estimate_kernels(_sources(sample_images), str(out) + ".npz", 3, mode="per-image", iterations=100000,
+                                 monitor=mon)
+        else:
+            run_superresolve(_sources(sample_images), str(out) + ".tif", 3, method="piunet+ttf" if job == "TTF" else "piunet",
+                             model_path=tiny_model, ttf_iterations=100000, tile=4, monitor=mon)
+    stopped = time.perf_counter()
+    assert mon.asked is not None and stopped - mon.asked < 2.0
+    assert os.listdir(tmp_path) == []
+
+
+def test_cancelled_rerun_leaves_the_previous_output_intact(sample_images, tmp_path):
+    out = str(tmp_path / "ibp.tif")
+    run_superresolve(_sources(sample_images), out, 3, method="ibp", iterations=5)
+    before = hashlib.sha256(open(out, "rb").read()).hexdigest()
+    with pytest.raises(Cancelled):
+        run_superresolve(_sources(sample_images), out, 3, method="ibp", iterations=100000, monitor=_CancelAfter(0.3))
+    assert hashlib.sha256(open(out, "rb").read()).hexdigest() == before
+    assert os.listdir(tmp_path) == ["ibp.tif"]
+
+
+def test_same_seed_gives_the_same_kernels_model_and_super_resolution(sample_images, tmp_path):
+    srcs = _sources(sample_images[:4])
+    digests, models, srs = [], [], []
+    for run in ("a", "b"):
+        bank = str(tmp_path / f"bank_{run}.npz")
+        digests.append(run_estimate_kernels(srcs, bank, 3, mode="joint", iterations=10, seed=3)["digest"])
+        model = str(tmp_path / f"model_{run}.pt")
+        run_train_self_supervised([srcs], bank, model, 3, steps=3, patch=6, batch=2, frames=4, seed=3)
+        models.append(load_model(model)[0].state_dict())
+        sr = str(tmp_path / f"sr_{run}.tif")
+        run_superresolve(srcs, sr, 3, method="piunet+ttf", model_path=model, ttf_iterations=3, tile=24)
+        ds = gdal.Open(sr)
+        srs.append(ds.GetRasterBand(1).ReadAsArray())
+        ds = None
+    assert digests[0] == digests[1]
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+    assert np.array_equal(srs[0], srs[1], equal_nan=True)
