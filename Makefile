@@ -8,7 +8,7 @@ DEMO_OUT := demo_output
 export PYTHONPATH := $(CURDIR)/$(PKG)
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: deps demo test bench
+.PHONY: deps demo test bench zip example-model
 deps: $(VENV)/.installed $(PKG)/stacksr
 
 $(VENV)/.installed: requirements.txt scripts/install_system_deps.sh
@@ -43,3 +43,11 @@ test: deps
 
 bench: deps
 	cd benchmarks && ../$(PY) bench_classic.py && ../$(PY) bench_kernels.py
+
+# the installable plugin zip (dist/stacksr-<version>.zip): runtime files only
+zip:
+	$(PYTHON_SYSTEM) scripts/build_zip.py
+
+# regenerate the shipped Graphical Modeler example (examples/stacksr_chain.model3)
+example-model: deps
+	$(PY) scripts/build_example_model.py

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--iterations", type=int, default=40)
     c.add_argument("--psf-sigma", type=float, default=None, help="IBP Gaussian sigma in output pixels")
     c.add_argument("--no-register", action="store_true", help="skip sub-pixel registration")
+    c.add_argument("--report", default=None, help="HTML report of the run (settings, TTF loss and kernel, consistency)")
     c.add_argument("--output", required=True)
 
     s = sub.add_parser("score", help="cPSNR / PSNR / SSIM against a reference raster")
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", default=None, help="checkpoint (<model>.last) to resume from")
+    t.add_argument("--report", default=None, help="HTML report of the run (loss curves, settings, kernel bank)")
     t.add_argument("--output", required=True, help="model file (.pt); <output>.last is the resumable checkpoint")
 
     f = sub.add_parser("train-fkp", help="train the flow-based kernel prior shipped in models/")
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 iterations=args.iterations, psf_sigma=args.psf_sigma, register=not args.no_register,
                 model_path=args.model, tile=args.tile, uncertainty_output=args.uncertainty, device=args.device,
                 ttf_iterations=args.ttf_iterations, kernel_output=args.kernel_output,
-                invalid_mask_values=invalid, monitor=monitor)
+                invalid_mask_values=invalid, report_html=args.report, monitor=monitor)
         elif args.command == "kernels":
             sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
             result = jobs.run_estimate_kernels(
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             result = jobs.run_train_self_supervised(
                 [sources], args.kernel_bank, args.output, scale=args.scale, steps=args.steps, patch=args.patch,
                 batch=args.batch, frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
-                invalid_mask_values=invalid, monitor=monitor)
+                invalid_mask_values=invalid, report_html=args.report, monitor=monitor)
         elif args.command == "train-fkp":
             from .core.fkp import save_fkp, train_fkp
 

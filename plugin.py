@@ -1,16 +1,28 @@
-"""QGIS plugin object: registers the StackSR Processing provider.
+"""QGIS plugin object: registers the StackSR Processing provider; in the GUI, adds the kernel
+viewer and the PyTorch installer to the Plugins menu.
 
-Nothing here touches ``iface`` at load time, so headless ``qgis_process`` works.
+Nothing touches ``iface`` before ``initGui``, so headless ``qgis_process`` works.
 """
-from qgis.core import QgsApplication
+import importlib.util
+import os
 
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction, QPushButton
+
+from .deps import deps_dir
 from .processing_provider.provider import StackSRProvider
+
+MENU = "&StackSR"
 
 
 class StackSRPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.provider = None
+        self.actions = []
+        self.viewer = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         if self.provider is None:
@@ -19,8 +31,42 @@ class StackSRPlugin:
 
     def initGui(self):  # noqa: N802
         self.initProcessing()
+        icon = QIcon(os.path.join(os.path.dirname(__file__), "icon.svg"))
+        for text, slot in (("Kernel viewer", self.show_kernel_viewer), ("Install PyTorch...", self.show_installer)):
+            action = QAction(icon, text, self.iface.mainWindow())
+            action.triggered.connect(slot)
+            self.iface.addPluginToMenu(MENU, action)
+            self.actions.append(action)
+        if importlib.util.find_spec("torch") is None:
+            bar = self.iface.messageBar()
+            item = bar.createMessage("StackSR", "PyTorch is not installed: the deep-learning algorithms need it.")
+            button = QPushButton("Install PyTorch...")
+            button.clicked.connect(self.show_installer)
+            item.layout().addWidget(button)
+            bar.pushWidget(item)
+
+    def show_kernel_viewer(self):
+        from .ui.kernel_viewer import KernelViewerDock
+
+        if self.viewer is None:
+            self.viewer = KernelViewerDock(self.iface.mainWindow())
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.viewer)
+        self.viewer.show()
+        self.viewer.raise_()
+
+    def show_installer(self):
+        from .ui.deps_dialog import InstallDependenciesDialog
+
+        InstallDependenciesDialog(deps_dir(QgsApplication.qgisSettingsDirPath()), parent=self.iface.mainWindow()).exec_()
 
     def unload(self):
+        for action in self.actions:
+            self.iface.removePluginMenu(MENU, action)
+        self.actions = []
+        if self.viewer is not None:
+            self.iface.removeDockWidget(self.viewer)
+            self.viewer.deleteLater()
+            self.viewer = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=42)
     ap.add_argument("--blocks", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--residual", choices=["bilinear", "ibp"], default="bilinear",
+                    help="global residual: the published bilinear mean, or IBP (the network refines IBP)")
     ap.add_argument("--out", default="/tmp/stacksr_selfsup.pt")
     ap.add_argument("--ttf-iterations", type=int, default=50)
     ap.add_argument("--fp32", action="store_true", help="train without bf16 autocast (accuracy check)")
@@ -56,7 +58,7 @@ def main() -> None:
     cfg = TrainConfig(scale=3, frames=9, patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr,
                       val_fraction=0.1, val_every=max(args.steps // 10, 1),
                       bf16=bf16_supported(torch.device("cpu")) and not args.fp32)
-    net_cfg = PIUNetConfig(scale=3, features=args.features, blocks=args.blocks)
+    net_cfg = PIUNetConfig(scale=3, features=args.features, blocks=args.blocks, residual=args.residual)
     if args.model:
         res = {"seconds": None, "history": []}
     else:
@@ -83,7 +85,7 @@ def main() -> None:
     print("\n| method | cPSNR on held-out tiles (dB) |\n|---|---|")
     for k, v in summary.items():
         print(f"| {k} | {v:.2f} |")
-    save(f"selfsup_{args.bank}_{args.steps}" + ("_fp32" if args.fp32 else "") + ("_eval" if args.model else ""), {"args": vars(args), "train_seconds": res["seconds"], "bank_seconds": t_bank,
+    save(f"selfsup_{args.bank}_{args.steps}" + ("_ibpres" if args.residual == "ibp" else "") + ("_fp32" if args.fp32 else "") + ("_eval" if args.model else ""), {"args": vars(args), "train_seconds": res["seconds"], "bank_seconds": t_bank,
                                   "summary": summary, "per_tile": scores, "history": res["history"]})
 
 

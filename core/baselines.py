@@ -64,10 +64,11 @@ def ibp(
     iterations: int = 40,
     step: float = 1.0,
     monitor: Monitor | None = None,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Irani-Peleg iterative back-projection.
 
-    Starts from :func:`mean_bicubic` and repeats ``x += step * A^T(m * (y - A x)) / A^T m``
+    Starts from ``init`` (default :func:`mean_bicubic`) and repeats ``x += step * A^T(m * (y - A x)) / A^T m``
     where ``A_t`` shifts, blurs and decimates (:func:`degradation.degrade` geometry)
     and ``m`` masks invalid LR pixels. The per-pixel normalisation by ``A^T m`` makes
     cloud holes and SLC-off gaps harmless. ``kernels``: ``(K, K)`` or ``(T, K, K)``;
@@ -96,7 +97,7 @@ def ibp(
             (g,) = torch.autograd.grad(forward(xr), xr, grad_outputs=v)
         return g
 
-    x = mean_bicubic(frames, valid, scale, shifts)
+    x = mean_bicubic(frames, valid, scale, shifts) if init is None else init.to(frames.dtype)
     norm = adjoint(x, m).clamp(min=1e-3 * float(m.mean().clamp(min=1e-6)))
     for it in range(iterations):
         mon.check()

@@ -13,8 +13,9 @@ import math
 import torch
 
 from .baselines import temporal_fill
-from .piunet import PIUNet
+from .piunet import PIUNet, residual_base
 from .progress import Monitor, ensure_monitor
+from .registration import register_frames
 from .training import normalize_stack
 
 CONTEXT_CROP = 64  # LR pixels per context crop
@@ -43,6 +44,14 @@ def stack_context(net: PIUNet, xn: torch.Tensor, device: str | torch.device = "c
         return net.context(crops.to(device))
 
 
+def stack_base(net: PIUNet, xn: torch.Tensor, valid: torch.Tensor, reference: int = 0) -> torch.Tensor | None:
+    """The global residual of a ``residual="ibp"`` network for a whole normalised stack, on the
+    grid of frame ``reference`` (frames registered to it); None for the published network."""
+    if net.config.residual != "ibp":
+        return None
+    return residual_base(net.config, xn, valid, register_frames(xn, valid, reference))
+
+
 def predict(
     net: PIUNet,
     frames: torch.Tensor,
@@ -50,12 +59,14 @@ def predict(
     tile: int = 0,
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
+    reference: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SR image and Laplace log-scale ``(s*H, s*W)`` in the input's units.
 
     ``tile`` (LR pixels, 0 = whole stack) bounds memory: each tile is processed with a
     halo of ``net.receptive_radius()`` pixels, so the result equals the untiled one. The
-    stack is normalised once with global statistics.
+    stack is normalised once with global statistics. ``reference``: the frame whose grid an
+    IBP-residual network's output follows.
     """
     mon = ensure_monitor(monitor)
     s = net.config.scale
@@ -64,6 +75,7 @@ def predict(
     T, H, W = xn.shape
     net = net.to(device).eval()
     context = stack_context(net, xn, device)
+    base = stack_base(net, xn, valid, reference)
     halo = net.receptive_radius()
     tile = max(H, W) if tile <= 0 else tile
     sr = torch.zeros(H * s, W * s)
@@ -76,7 +88,8 @@ def predict(
                 mon.check()
                 r0, r1 = max(r - halo, 0), min(r + tile + halo, H)
                 c0, c1 = max(c - halo, 0), min(c + tile + halo, W)
-                out, ls = net(xn[None, :, r0:r1, c0:c1].to(device), context)
+                b = None if base is None else base[None, r0 * s:r1 * s, c0 * s:c1 * s].to(device)
+                out, ls = net(xn[None, :, r0:r1, c0:c1].to(device), context, b)
                 th, tw = min(tile, H - r), min(tile, W - c)
                 core = (slice((r - r0) * s, (r - r0 + th) * s), slice((c - c0) * s, (c - c0 + tw) * s))
                 dest = (slice(r * s, (r + th) * s), slice(c * s, (c + tw) * s))

@@ -59,9 +59,11 @@ def run_superresolve(
     kernel_output: str | None = None,
     device: str = "auto",
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
+    report_html: str | None = None,
     monitor: Monitor | None = None,
 ) -> dict:
-    """Super-resolve a stack and write a georeferenced GeoTIFF.
+    """Super-resolve a stack and write a georeferenced GeoTIFF (``report_html``: settings, TTF
+    loss curve and kernel, and how well the result reproduces the reference frame).
 
     ``method``: "bicubic" (registered mean of bicubic), "ibp", "piunet" (a trained
     model from ``model_path``, in ``tile``-pixel tiles when ``tile`` > 0; optionally
@@ -87,7 +89,7 @@ def run_superresolve(
     if uses_model and not model_path:
         raise StackError(f"method '{method}' needs a trained model file")
     inputs = _input_paths(sources) + ([model_path] if model_path else [])
-    for out in (output, uncertainty_output, kernel_output):
+    for out in (output, uncertainty_output, kernel_output, report_html):
         if out:
             check_output_path(out, inputs)
     if uncertainty_output and os.path.abspath(uncertainty_output) == os.path.abspath(output):
@@ -108,7 +110,7 @@ def run_superresolve(
     mon.progress(0.05, f"read {stack.count} images of {stack.grid.width}x{stack.grid.height} px")
     mon.check()
     frames, valid = torch.from_numpy(stack.data), torch.from_numpy(stack.valid)
-    shifts, log_scale, ttf_kernel = None, None, None
+    shifts, log_scale, ttf_kernel, losses = None, None, None, []
     if uses_model:
         mon.info(f"device: {why}")
         if flow is not None:
@@ -116,7 +118,7 @@ def run_superresolve(
                                                          monitor=mon.sub(0.05, 0.6))
             mon.info(f"TTF loss {losses[0]:.4f} -> {losses[-1]:.4f}")
         mon.progress(0.6, "predicting")
-        hr, log_scale = predict(net, frames, valid, tile=tile, device=dev, monitor=mon.sub(0.6, 0.95))
+        hr, log_scale = predict(net, frames, valid, tile=tile, device=dev, monitor=mon.sub(0.6, 0.95), reference=ref)
     else:
         shifts = register_frames(frames, valid, ref) if register else None
         if shifts is not None:
@@ -154,11 +156,42 @@ def run_superresolve(
                       band_names=["uncertainty (standard deviation)"])
     if kernel_output and ttf_kernel is not None:
         write_kernel_layer(kernel_output, ttf_kernel.numpy(), scale, f"TTF {stack.names[ref]}")
+    seconds = round(time.perf_counter() - t0, 3)
+    if report_html:
+        _sr_report(report_html, hr, frames[ref], valid[ref], scale, ttf_kernel, losses,
+                   [("method", method), ("scale", f"x{scale}"), ("images", stack.count),
+                    ("reference frame", stack.names[ref]), ("device", str(dev) if uses_model else "cpu"),
+                    ("tile (LR px)", tile if uses_model else "-"), ("seconds", seconds)])
     mon.progress(1.0, f"wrote {output}")
-    return {"output": output, "uncertainty": uncertainty_output if log_scale is not None else None,
+    return {"output": output, "uncertainty": uncertainty_output if log_scale is not None else None, "report": report_html,
             "kernel": kernel_output if ttf_kernel is not None else None, "method": method,
-            "scale": scale, "reference": stack.names[ref], "images": stack.count,
-            "seconds": round(time.perf_counter() - t0, 3)}
+            "scale": scale, "reference": stack.names[ref], "images": stack.count, "seconds": seconds}
+
+
+def _sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: torch.Tensor, scale: int,
+               ttf_kernel: torch.Tensor | None, losses: list[float], summary: list[tuple]) -> None:
+    """Settings, TTF curve and kernel, and the reference-consistency check: the SR image blurred
+    with the TTF kernel (else the default PSF), decimated and compared with the reference frame."""
+    from .degradation import blur_downsample
+    from .kernels import fit_caption, fit_gaussian, kernel_png_base64
+    from .report import figure, line_chart, table, write_report
+
+    kernel = ttf_kernel if ttf_kernel is not None else default_psf(scale)
+    back = blur_downsample(torch.nan_to_num(hr.float()), kernel.float(), scale)
+    ok = ref_valid & torch.isfinite(back)
+    rmse = float(((back - ref_frame.float())[ok] ** 2).mean().sqrt()) if bool(ok.any()) else float("nan")
+    spread = float(ref_frame[ref_valid].float().std()) if bool(ref_valid.any()) else float("nan")
+    sections = [("Summary", table(summary)),
+                ("Consistency with the reference frame", table(
+                    [("RMSE of SR blurred and decimated vs reference (input units)", rmse),
+                     ("standard deviation of the reference (for scale)", spread),
+                     ("kernel used", "TTF kernel" if ttf_kernel is not None else "default PSF")]))]
+    if losses:
+        sections.append(("Test-time finetuning loss", line_chart({"L1 loss": list(enumerate(losses, 1))}, "iteration", "loss")))
+    if ttf_kernel is not None:
+        k = ttf_kernel.numpy()
+        sections.append(("TTF kernel", figure(kernel_png_base64(k), fit_caption("TTF kernel", fit_gaussian(k, scale)))))
+    write_report(path, "StackSR super-resolution report", sections)
 
 
 def run_score(
@@ -276,9 +309,11 @@ def run_train_self_supervised(
     seed: int = 0,
     resume: str | None = None,
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
+    report_html: str | None = None,
     monitor: Monitor | None = None,
 ) -> dict:
-    """Train PIUNet self-supervised on one or more LR stacks.
+    """Train PIUNet self-supervised on one or more LR stacks (``report_html``: loss curve,
+    settings and the kernel bank used).
 
     ``bank_path``: a kernel bank of this scale; None estimates one on the fly (joint
     DIP-FKP on every stack). ``resume``: a ``<model>.last`` checkpoint to continue.
@@ -296,7 +331,9 @@ def run_train_self_supervised(
     except KernelBankError as exc:
         raise StackError(str(exc)) from exc
     inputs = [p for srcs in stacks_sources for p in _input_paths(srcs)] + ([bank_path] if bank_path else [])
-    check_output_path(output, inputs)
+    for out in (output, report_html):
+        if out:
+            check_output_path(out, inputs)
     stacks, names = [], []
     for srcs in stacks_sources:
         st = read_stack(srcs, invalid_mask_values)
@@ -326,10 +363,34 @@ def run_train_self_supervised(
     mon.info(f"device: {why}; bf16 autocast {'on' if use_bf16 else 'off'}; kernel bank {bank.digest()} ({len(bank.names)} kernels)")
     config = TrainConfig(scale=scale, frames=frames, patch=patch, batch=batch, steps=steps, seed=seed, bf16=use_bf16)
     try:
-        return train_self_supervised(stacks, torch.from_numpy(bank.kernels), config, output, bank.digest(),
-                                     resume=resume, device=dev, monitor=train_mon)
+        res = train_self_supervised(stacks, torch.from_numpy(bank.kernels), config, output, bank.digest(),
+                                    resume=resume, device=dev, monitor=train_mon)
     except ValueError as exc:
         raise StackError(str(exc)) from exc
+    if report_html:
+        _training_report(report_html, res, config, str(dev), names, bank)
+        res["report"] = report_html
+    return res
+
+
+def _training_report(path: str, res: dict, config, device: str, images: Sequence[str], bank=None) -> None:
+    from dataclasses import asdict
+
+    from .kernels import gallery_section
+    from .report import line_chart, table, write_report
+
+    hist = res["history"]
+    sections = [
+        ("Summary", table([("model", os.path.basename(res["output"])), ("steps", res["steps"]),
+                           ("best validation loss", res["best_val"]), ("seconds", res["seconds"]), ("device", device),
+                           ("images", len(images))])),
+        ("Loss", line_chart({"training (last batch)": [(h[0], h[1]) for h in hist],
+                             "validation (held-out area)": [(h[0], h[2]) for h in hist]}, "step", "loss")),
+        ("Settings", table(sorted(asdict(config).items()), ("setting", "value"))),
+    ]
+    if bank is not None:
+        sections.append(("Kernel bank", gallery_section(bank)))
+    write_report(path, "StackSR training report", sections)
 
 
 def run_train_supervised(

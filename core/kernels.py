@@ -19,6 +19,7 @@ import torch
 from osgeo import gdal
 
 from .degradation import check_scale, kernel_center_offset
+from .report import figure, write_report
 from .stack_io import RasterGrid, atomic_output, write_geotiff
 
 BANK_FORMAT = "stacksr-kernel-bank"
@@ -158,7 +159,7 @@ def write_kernel_layers(bank: KernelBank, folder: str) -> list[str]:
     return paths
 
 
-def _colorize(k: np.ndarray) -> np.ndarray:
+def colorize_kernel(k: np.ndarray) -> np.ndarray:
     """Kernel -> RGB uint8 with a perceptual dark-blue-to-yellow ramp (viridis-like)."""
     stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
     v = k / max(float(k.max()), 1e-12)
@@ -196,29 +197,33 @@ def gallery_png(bank: KernelBank, zoom: int = 8, columns: int = 8) -> bytes:
     canvas = np.full((rows * cell, cols * cell, 3), 255, dtype=np.uint8)
     for i, k in enumerate(bank.kernels):
         r, c = divmod(i, cols)
-        tile = np.kron(_colorize(k), np.ones((zoom, zoom, 1), dtype=np.uint8))
+        tile = np.kron(colorize_kernel(k), np.ones((zoom, zoom, 1), dtype=np.uint8))
         canvas[r * cell + 2:r * cell + 2 + K * zoom, c * cell + 2:c * cell + 2 + K * zoom] = tile
     return _png_bytes(canvas)
 
 
+def kernel_png_base64(kernel: np.ndarray, zoom: int = 8) -> str:
+    """One kernel in the colour ramp, enlarged (nearest neighbour), as base64 PNG."""
+    return base64.b64encode(_png_bytes(np.kron(colorize_kernel(kernel), np.ones((zoom, zoom, 1), dtype=np.uint8)))).decode()
+
+
+def fit_caption(name: str, fit: GaussianFit) -> str:
+    return (f"{html.escape(name)}<br/>&sigma;<sub>1</sub> {fit.sigma1:.2f}, &sigma;<sub>2</sub> {fit.sigma2:.2f} px, "
+            f"&theta; {math.degrees(fit.theta):.0f}&deg;")
+
+
+def gallery_section(bank: KernelBank) -> str:
+    """HTML fragment: every kernel with its image name and fitted sigmas and angle."""
+    cards = "".join(figure(kernel_png_base64(k), fit_caption(name, fit))
+                    for k, name, fit in zip(bank.kernels, bank.names, bank.fits()))
+    return (f"<p>Scale x{bank.scale}, {bank.size}x{bank.size} kernels, sigmas in HR pixels, angle counter-clockwise "
+            f"from east. Bank digest {bank.digest()}.</p>{cards}")
+
+
 def write_gallery(bank: KernelBank, html_path: str, png_path: str | None = None, title: str = "Estimated kernels") -> str:
-    """An HTML page (self-contained) showing each kernel with its fitted sigmas and angle."""
-    cards = []
-    for k, name, fit in zip(bank.kernels, bank.names, bank.fits()):
-        img = base64.b64encode(_png_bytes(np.kron(_colorize(k), np.ones((8, 8, 1), dtype=np.uint8)))).decode()
-        cards.append(
-            f'<figure><img src="data:image/png;base64,{img}" alt="kernel"/><figcaption>{html.escape(name)}<br/>'
-            f"&sigma;<sub>1</sub> {fit.sigma1:.2f}, &sigma;<sub>2</sub> {fit.sigma2:.2f} px, "
-            f"&theta; {math.degrees(fit.theta):.0f}&deg;</figcaption></figure>")
-    page = (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif} figure{display:inline-block;margin:6px;text-align:center;"
-        "font-size:11px;width:140px} img{image-rendering:pixelated;width:120px;height:120px}</style></head><body>"
-        f"<h2>{html.escape(title)}</h2><p>Scale x{bank.scale}, {bank.size}x{bank.size} kernels, sigmas in HR pixels, "
-        f"angle counter-clockwise from east. Bank digest {bank.digest()}.</p>{''.join(cards)}</body></html>")
-    with open(html_path, "w", encoding="utf-8") as fh:
-        fh.write(page)
+    """An HTML report (self-contained) showing each kernel with its fitted sigmas and angle."""
+    write_report(html_path, title, [("Kernels", gallery_section(bank))])
     if png_path:
-        with open(png_path, "wb") as fh:
+        with atomic_output(png_path, ".png") as tmp, open(tmp, "wb") as fh:
             fh.write(gallery_png(bank))
     return html_path

@@ -30,6 +30,9 @@ import torch.nn.functional as F
 from .degradation import check_scale
 
 
+RESIDUALS = ("bilinear", "ibp")
+
+
 @dataclass(frozen=True)
 class PIUNetConfig:
     scale: int = 3
@@ -37,6 +40,8 @@ class PIUNetConfig:
     blocks: int = 16
     heads: int = 1
     tern_kernel: int = 5
+    residual: str = "bilinear"  # global residual: "bilinear" (mean frame, as published) or "ibp"
+    ibp_iterations: int = 20  # iterations of the IBP residual (the same in training and inference)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,6 +179,8 @@ class PIUNet(nn.Module):
     def __init__(self, config: PIUNetConfig = PIUNetConfig()):
         super().__init__()
         check_scale(config.scale)
+        if config.residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {RESIDUALS}, got '{config.residual}'")
         self.config = config
         c, s = config.features, config.scale
         self.head = _frame_conv(1, c)
@@ -215,16 +222,36 @@ class PIUNet(nn.Module):
         self._fuse(crops, pools)
         return [p.detach() for p in pools.taken]
 
-    def decode(self, fused: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """After fusion: body convolution, upsampler, bilinear global residual of the mean frame."""
+    def decode(self, fused: torch.Tensor, frames: torch.Tensor,
+               base: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """After fusion: body convolution, upsampler and the global residual: the mean frame
+        upsampled bilinearly, or ``base`` ``(B, s*h, s*w)`` (an IBP estimate, see
+        :func:`residual_base`) for ``residual="ibp"``."""
         x = fused + self.body_out(fused)
         out = self.upsample(x)
-        base = F.interpolate(frames.mean(dim=1, keepdim=True), scale_factor=self.config.scale, mode="bilinear",
-                             align_corners=False)
-        return out[:, 0] + base[:, 0], out[:, 1]
+        if self.config.residual == "ibp":
+            if base is None:
+                raise ValueError("this PIUNet adds to an IBP estimate: pass base (see residual_base)")
+        else:
+            base = F.interpolate(frames.mean(dim=1, keepdim=True), scale_factor=self.config.scale, mode="bilinear",
+                                 align_corners=False)[:, 0]
+        return out[:, 0] + base.to(out.dtype), out[:, 1]
 
-    def forward(self, frames: torch.Tensor, context: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decode(self.fuse(frames, context), frames)
+    def forward(self, frames: torch.Tensor, context: list[torch.Tensor] | None = None,
+                base: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(self.fuse(frames, context), frames, base)
+
+
+def residual_base(config: PIUNetConfig, frames: torch.Tensor, valid: torch.Tensor,
+                  shifts: torch.Tensor | None) -> torch.Tensor | None:
+    """The global residual a ``residual="ibp"`` network adds to: IBP of one stack ``(T, h, w)``
+    (shifts of each frame w.r.t. the output grid, LR px) with the default PSF; None otherwise."""
+    if config.residual != "ibp":
+        return None
+    from .baselines import ibp
+
+    with torch.no_grad():
+        return ibp(frames.float(), valid, config.scale, shifts, iterations=config.ibp_iterations)
 
 
 def count_parameters(model: nn.Module) -> int:

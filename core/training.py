@@ -25,7 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .degradation import blur_downsample, check_scale, shift_images
 from .distributed import init_from_env
-from .piunet import PIUNet, PIUNetConfig
+from .piunet import PIUNet, PIUNetConfig, residual_base
+from .registration import register_frames
 from .progress import Cancelled, Monitor, ensure_monitor
 from .stack_io import atomic_output
 
@@ -140,10 +141,12 @@ class SelfSupervisedSampler:
         s = config.scale
         self.lr_patch = config.patch * s
         self.split_rows = area_split(stacks, self.lr_patch, config.val_fraction)
+        self.net_config: PIUNetConfig | None = None  # set by train_piunet: decides the residual base
 
     def sample(self, batch: int, generator: torch.Generator, train: bool = True):
+        """(CR inputs, LR targets, target masks, IBP residual bases or None)."""
         P, s, T = self.lr_patch, self.cfg.scale, self.cfg.frames
-        inputs, targets, masks = [], [], []
+        inputs, targets, masks, bases = [], [], [], []
         for _ in range(batch):
             i, r, c = draw_patch(self.stacks, self.split_rows, P, generator, train)
             st = self.stacks[i]
@@ -177,7 +180,11 @@ class SelfSupervisedSampler:
             inputs.append(cr_n)
             targets.append((target - mean) / std)
             masks.append(v[ref])
-        return torch.stack(inputs), torch.stack(targets), torch.stack(masks)
+            if self.net_config is not None and self.net_config.residual == "ibp":
+                # the applied shifts in CR pixels, w.r.t. the target's grid (d[ref] = 0)
+                bases.append(residual_base(self.net_config, cr_n, torch.ones_like(cr_n, dtype=torch.bool),
+                                           d / s if self.cfg.shift_aug > 0 else None))
+        return torch.stack(inputs), torch.stack(targets), torch.stack(masks), (torch.stack(bases) if bases else None)
 
 
 class SupervisedSampler:
@@ -193,10 +200,11 @@ class SupervisedSampler:
             if tuple(h.shape) != (H * s, W * s):
                 raise ValueError(f"HR reference of '{st.name}' is {tuple(h.shape)}, expected {(H * s, W * s)} at x{s}")
         self.split_rows = area_split(stacks, config.patch, config.val_fraction)
+        self.net_config: PIUNetConfig | None = None
 
     def sample(self, batch: int, generator: torch.Generator, train: bool = True):
         P, s, T = self.cfg.patch, self.cfg.scale, self.cfg.frames
-        inputs, targets, masks = [], [], []
+        inputs, targets, masks, bases = [], [], [], []
         for _ in range(batch):
             i, r, c = draw_patch(self.stacks, self.split_rows, P, generator, train)
             st = self.stacks[i]
@@ -209,8 +217,11 @@ class SupervisedSampler:
             inputs.append(fn)
             targets.append((h - mean) / std)
             masks.append(torch.isfinite(h))
+            if self.net_config is not None and self.net_config.residual == "ibp":
+                ok = torch.ones_like(fn, dtype=torch.bool)
+                bases.append(residual_base(self.net_config, fn, ok, register_frames(fn, ok, 0)))
         y = torch.stack(targets)
-        return torch.stack(inputs), torch.nan_to_num(y), torch.stack(masks)
+        return torch.stack(inputs), torch.nan_to_num(y), torch.stack(masks), (torch.stack(bases) if bases else None)
 
 
 @dataclass
@@ -326,6 +337,7 @@ def train_piunet(
     torch.manual_seed(config.seed)  # same initial weights on every rank
     gen = torch.Generator().manual_seed(config.seed + 1000 * dist_info.rank)  # different samples per rank
     net = PIUNet(net_config or PIUNetConfig(scale=config.scale)).to(device)
+    sampler.net_config = net.config
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = TrainState()
     if resume:
@@ -347,9 +359,9 @@ def train_piunet(
     t0 = time.perf_counter()
 
     def loss_of(batch, module: torch.nn.Module) -> torch.Tensor:
-        x, y, m = (t.to(device) for t in batch)
+        x, y, m, base = (None if t is None else t.to(device) for t in batch)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            pred, log_scale = module(x)
+            pred, log_scale = module(x, base=base)
         pred, log_scale = pred.float(), log_scale.float()
         loss = shift_search_l1(pred, y, m, config.max_shift)
         if config.uncertainty:

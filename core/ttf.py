@@ -25,7 +25,7 @@ import torch
 from .baselines import temporal_fill
 from .degradation import blur_downsample
 from .fkp import KernelFlow, project_to_sphere
-from .inference import stack_context
+from .inference import stack_base, stack_context
 from .kernel_estimation import select_crop
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
@@ -62,10 +62,13 @@ def test_time_finetune(
     for p in tuned.parameters():
         p.requires_grad_(False)
     context = stack_context(tuned, xn)
+    base = stack_base(tuned, xn, valid, ref_index)
     if config.crop and config.crop < min(H, W):
         # one calibration window is enough (kernel and weights are global): the most textured valid one
         r, c, n = select_crop(xn, valid, config.crop, 0.9)
         xn, valid = xn[:, r:r + n, c:c + n], valid[:, r:r + n, c:c + n]
+        base = None if base is None else base[r * s:(r + n) * s, c * s:(c + n) * s]
+    base = None if base is None else base[None]
     with torch.no_grad():
         fused = tuned.fuse(xn[None], context)
     params = list(tuned.body_out.parameters()) + list(tuned.upsample.parameters())
@@ -84,7 +87,7 @@ def test_time_finetune(
     losses = []
     for it in range(config.iterations):
         mon.check()
-        sr, _ = tuned.decode(fused, xn[None])
+        sr, _ = tuned.decode(fused, xn[None], base)
         pred = blur_downsample(sr, flow.kernels(z)[0], s)
         loss = shift_search_l1(pred, target, mask & inner, config.max_shift).mean()
         opt.zero_grad(set_to_none=True)

@@ -1,14 +1,14 @@
 """Post-processors that style and group layers loaded when an algorithm completes."""
 from qgis.core import (
-    QgsColorRampShader, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer, QgsRasterShader,
-    QgsSingleBandPseudoColorRenderer, QgsStyle,
+    QgsColorRampShader, QgsContrastEnhancement, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer,
+    QgsRasterMinMaxOrigin, QgsRasterShader, QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer, QgsStyle,
 )
 
 KERNELS_GROUP = "Kernels"
 
 
-def pseudocolor(layer: QgsRasterLayer, ramp_name: str = "Viridis") -> None:
-    """Continuous pseudocolor from the band's min to max, nearest-neighbour resampling."""
+def pseudocolor(layer: QgsRasterLayer, ramp_name: str = "Viridis", nearest: bool = True) -> None:
+    """Continuous pseudocolor from the band's min to max (nearest-neighbour resampling unless told)."""
     stats = layer.dataProvider().bandStatistics(1)
     ramp = QgsStyle.defaultStyle().colorRamp(ramp_name)
     shader_fn = QgsColorRampShader(stats.minimumValue, stats.maximumValue, ramp)
@@ -19,12 +19,57 @@ def pseudocolor(layer: QgsRasterLayer, ramp_name: str = "Viridis") -> None:
     renderer.setClassificationMin(stats.minimumValue)
     renderer.setClassificationMax(stats.maximumValue)
     layer.setRenderer(renderer)
-    layer.resampleFilter().setZoomedInResampler(None)  # nearest neighbour
-    layer.resampleFilter().setZoomedOutResampler(None)
+    if nearest:
+        layer.resampleFilter().setZoomedInResampler(None)  # nearest neighbour
+        layer.resampleFilter().setZoomedOutResampler(None)
     layer.triggerRepaint()
 
 
-class KernelLayerStyler(QgsProcessingLayerPostProcessorInterface):
+def gray_stretch(layer: QgsRasterLayer) -> None:
+    """Grey levels stretched between the 2 % and 98 % cumulative counts (reflectance images)."""
+    renderer = QgsSingleBandGrayRenderer(layer.dataProvider(), 1)
+    lo, hi = layer.dataProvider().cumulativeCut(1, 0.02, 0.98, layer.extent(), 250000)
+    ce = QgsContrastEnhancement(layer.dataProvider().dataType(1))
+    ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+    ce.setMinimumValue(lo)
+    ce.setMaximumValue(hi)
+    renderer.setContrastEnhancement(ce)
+    origin = QgsRasterMinMaxOrigin()
+    origin.setLimits(QgsRasterMinMaxOrigin.Limits.CumulativeCut)
+    renderer.setMinMaxOrigin(origin)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+class _KeptAlive(QgsProcessingLayerPostProcessorInterface):
+    _alive: list = []
+
+    @classmethod
+    def create(cls):
+        """A new post-processor per layer: LayerDetails takes ownership of (and deletes) it, and
+        Processing calls it after the algorithm object is gone, so Python keeps a reference."""
+        styler = cls()
+        cls._alive.append(styler)
+        return styler
+
+
+class SRLayerStyler(_KeptAlive):
+    """Super-resolved image: grey, 2-98 % stretch."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if isinstance(layer, QgsRasterLayer):
+            gray_stretch(layer)
+
+
+class UncertaintyLayerStyler(_KeptAlive):
+    """Uncertainty (standard deviation): Magma pseudocolor, smooth resampling."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if isinstance(layer, QgsRasterLayer):
+            pseudocolor(layer, "Magma", nearest=False)
+
+
+class KernelLayerStyler(_KeptAlive):
     """Pseudocolor + move into the "Kernels" group of the project's layer tree."""
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
@@ -42,13 +87,3 @@ class KernelLayerStyler(QgsProcessingLayerPostProcessorInterface):
         if node.parent() is not group:
             group.addChildNode(node.clone())
             node.parent().removeChildNode(node)
-
-    _alive: list = []
-
-    @classmethod
-    def create(cls) -> "KernelLayerStyler":
-        """A new styler per layer: LayerDetails takes ownership of (and deletes) it, and
-        Processing calls it after the algorithm object is gone, so Python keeps a reference."""
-        styler = cls()
-        cls._alive.append(styler)
-        return styler

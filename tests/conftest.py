@@ -50,7 +50,7 @@ def qgis_app():
     """One real QgsApplication with Processing and the StackSR provider, for the whole session."""
     from qgis.core import QgsApplication
 
-    app = QgsApplication([], False)
+    app = QgsApplication([], True)  # GUI-enabled (offscreen): the ui/ widgets are tested too
     app.initQgis()
     sys.path.append("/usr/share/qgis/python/plugins")
     from processing.core.Processing import Processing

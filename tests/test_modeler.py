@@ -1,60 +1,53 @@
-"""A Graphical Modeler model chaining estimate kernels -> train -> super-resolve, run headless."""
+"""The shipped Graphical Modeler model (estimate kernels -> train -> super-resolve), run headless."""
+import importlib.util
 import os
 
 from osgeo import gdal
 
+from conftest import ROOT
 
-def _chain_model():
-    from qgis.core import (
-        QgsProcessing, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
-        QgsProcessingModelChildParameterSource as Src, QgsProcessingModelOutput, QgsProcessingModelParameter,
-        QgsProcessingParameterMultipleLayers,
-    )
+MODEL3 = os.path.join(ROOT, "examples", "stacksr_chain.model3")
 
-    model = QgsProcessingModelAlgorithm("stacksr_chain", "StackSR chain")
-    model.addModelParameter(QgsProcessingParameterMultipleLayers("stack", "Stack", QgsProcessing.TypeRaster),
-                            QgsProcessingModelParameter("stack"))
 
-    def child(alg_id, child_id, sources):
-        c = QgsProcessingModelChildAlgorithm(alg_id)
-        c.setChildId(child_id)
-        for p in c.algorithm().parameterDefinitions():
-            if p.name() in sources:
-                c.addParameterSources(p.name(), [sources[p.name()]])
-            elif not p.isDestination() and p.defaultValue() is not None:
-                c.addParameterSources(p.name(), [Src.fromStaticValue(p.defaultValue())])  # as the Modeler GUI does
-        return c
+def _load_shipped():
+    from qgis.core import QgsProcessingModelAlgorithm
 
-    stack = Src.fromModelParameter("stack")
-    kernels = child("stacksr:estimatekernels", "kernels", {"LAYERS": stack, "MODE": Src.fromStaticValue(1),
-                                                           "ITERATIONS": Src.fromStaticValue(20)})
-    train = child("stacksr:trainselfsupervised", "train", {
-        "LAYERS": stack, "KERNEL_BANK": Src.fromChildOutput("kernels", "OUTPUT_BANK"),
-        "STEPS": Src.fromStaticValue(2), "BATCH": Src.fromStaticValue(2)})
-    sr = child("stacksr:superresolve", "sr", {
-        "LAYERS": stack, "MODEL": Src.fromChildOutput("train", "OUTPUT_MODEL"), "METHOD": Src.fromStaticValue(0),
-        "TTF_ITERATIONS": Src.fromStaticValue(3)})
-    out = QgsProcessingModelOutput("sr_output", "Super-resolved")
-    out.setChildOutputName("OUTPUT")
-    sr.setModelOutputs({"sr_output": out})
-    for c in (kernels, train, sr):
-        model.addChildAlgorithm(c)
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(MODEL3), MODEL3
     return model
 
 
-def test_model_chains_kernel_estimation_training_and_superresolution(qgis_app, sample_images, tmp_path):
+def test_shipped_model_is_what_the_builder_script_writes(qgis_app):
+    spec = importlib.util.spec_from_file_location("build_example_model", os.path.join(ROOT, "scripts", "build_example_model.py"))
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    built, shipped = builder.build(), _load_shipped()
+    assert sorted(built.childAlgorithms()) == sorted(shipped.childAlgorithms())
+    assert sorted(p.name() for p in built.parameterDefinitions()) == sorted(p.name() for p in shipped.parameterDefinitions())
+    for cid in built.childAlgorithms():
+        a, b = built.childAlgorithm(cid), shipped.childAlgorithm(cid)
+        assert a.algorithmId() == b.algorithmId()
+        assert {k: [s.toVariant() for s in v] for k, v in a.parameterSources().items()} == \
+               {k: [s.toVariant() for s in v] for k, v in b.parameterSources().items()}
+
+
+def test_shipped_model_chains_kernel_estimation_training_and_superresolution(qgis_app, sample_images, sample_masks,
+                                                                             tmp_path):
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
-    model = _chain_model()
+    model = _load_shipped()
     ok, errors = model.validate()
     assert ok, errors
+    dest = sorted(p.name() for p in model.destinationParameterDefinitions())
+    assert dest == ["kernels:kernel_bank", "sr:super_resolved", "train:model"]
     out = str(tmp_path / "chain_sr.tif")
-    dest = [p.name() for p in model.destinationParameterDefinitions()]
-    assert dest == ["sr:sr_output"]
-    res = processing.run(model, {"stack": sample_images, "sr:sr_output": out},
-                         context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
-    assert res["sr:sr_output"] == out and os.path.exists(out)
+    res = processing.run(model, {
+        "stack": sample_images, "masks": sample_masks, "kernel_iterations": 20, "train_steps": 2, "ttf_iterations": 3,
+        "sr:super_resolved": out, "train:model": str(tmp_path / "model.pt"), "kernels:kernel_bank": str(tmp_path / "bank.npz"),
+    }, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    assert res["sr:super_resolved"] == out and os.path.exists(out)
+    assert os.path.exists(tmp_path / "model.pt") and os.path.exists(tmp_path / "bank.npz")
     ds = gdal.Open(out)
     assert (ds.RasterXSize, ds.RasterYSize) == (183, 183) and ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf"
     ds = None

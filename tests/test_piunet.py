@@ -30,3 +30,23 @@ def test_untrained_network_starts_near_the_bilinear_mean():
     with torch.no_grad():
         sr, _ = net(x)
     assert (sr - 2.0).abs().mean() < 0.5
+
+
+def test_ibp_residual_network_adds_its_correction_to_the_given_ibp_estimate():
+    from stacksr.core.baselines import ibp
+    from stacksr.core.piunet import residual_base
+
+    cfg = PIUNetConfig(scale=3, features=8, blocks=1, residual="ibp", ibp_iterations=5)
+    net = PIUNet(cfg).eval()
+    frames = torch.randn(4, 12, 12)
+    valid = torch.ones_like(frames, dtype=torch.bool)
+    shifts = torch.tensor([[0.0, 0.0], [0.3, -0.2], [-0.4, 0.1], [0.2, 0.4]])
+    base = residual_base(cfg, frames, valid, shifts)
+    assert torch.allclose(base, ibp(frames, valid, 3, shifts, iterations=5))
+    with torch.no_grad():
+        sr, _ = net(frames[None], base=base[None])
+        sr2, _ = net(frames[None], base=base[None] + 1.0)
+    assert torch.allclose(sr2 - sr, torch.ones_like(sr), atol=1e-5)
+    with pytest.raises(ValueError, match="pass base"):
+        net(frames[None])
+    assert residual_base(PIUNetConfig(scale=3), frames, valid, shifts) is None

@@ -20,6 +20,21 @@ def test_provider_lists_algorithms(qgis_app):
     assert {"stacksr:superresolveclassic", "stacksr:score"} <= ids
 
 
+def test_every_algorithm_has_help_an_icon_and_modeler_safe_parameters(qgis_app):
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QUrl
+
+    algs = QgsApplication.processingRegistry().providerById("stacksr").algorithms()
+    assert len(algs) == 5
+    for alg in algs:
+        assert len(alg.shortHelpString()) > 80, alg.id()
+        assert os.path.exists(QUrl(alg.helpUrl()).toLocalFile()), alg.helpUrl()
+        assert not alg.icon().isNull(), alg.id()
+        assert alg.createInstance() is not alg and alg.createInstance().name() == alg.name()
+        for p in alg.parameterDefinitions():
+            assert " " not in p.name() and p.description(), (alg.id(), p.name())
+
+
 def test_classic_sr_from_layers_with_masks(processing, sample_images, sample_masks, tmp_path):
     out = str(tmp_path / "ibp.tif")
     res = processing.run("stacksr:superresolveclassic", {
@@ -153,16 +168,24 @@ def sample_bank(tmp_path_factory):
     return KernelBank(ks.numpy(), ["a", "b"], 3).save(str(tmp_path_factory.mktemp("bank") / "bank.npz"))
 
 
-def test_train_self_supervised_writes_a_loadable_model(processing, sample_images, sample_masks, sample_bank, tmp_path):
+def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, sample_images, sample_masks,
+                                                                    sample_bank, tmp_path):
+    from qgis.core import QgsApplication, QgsProcessingOutputHtml
+
     from stacksr.core.training import load_model
 
     out = str(tmp_path / "model.pt")
     res = processing.run("stacksr:trainselfsupervised", {
-        "LAYERS": sample_images, "MASKS": sample_masks, "KERNEL_BANK": sample_bank, "SCALE": 3, "STEPS": 3,
-        "BATCH": 2, "OUTPUT_MODEL": out})
-    assert res["STEPS_DONE"] == 3 and os.path.exists(out) and os.path.exists(out + ".last")
+        "LAYERS": sample_images, "MASKS": sample_masks, "KERNEL_BANK": sample_bank, "SCALE": 3, "STEPS": 4,
+        "BATCH": 2, "OUTPUT_MODEL": out, "OUTPUT_REPORT": "TEMPORARY_OUTPUT"})
+    assert res["STEPS_DONE"] == 4 and os.path.exists(out) and os.path.exists(out + ".last")
     net, payload = load_model(out, scale=3)
     assert payload["train"]["patch"] == 10  # auto: the 61-px stack leaves room for validation
+    # the report is created by default, as an HTML output (what the Results Viewer lists)
+    alg = QgsApplication.processingRegistry().algorithmById("stacksr:trainselfsupervised")
+    assert isinstance(alg.outputDefinition("OUTPUT_REPORT"), QgsProcessingOutputHtml)
+    page = open(res["OUTPUT_REPORT"], encoding="utf-8").read()
+    assert "Loss" in page and "<polyline" in page and "Kernel bank" in page and "model.pt" in page
 
 
 def test_cancelled_training_leaves_a_resumable_checkpoint(qgis_app, sample_images, sample_bank, tmp_path):
@@ -195,9 +218,14 @@ def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing
         "LAYERS": sample_images, "MASKS": sample_masks, "KERNEL_BANK": sample_bank, "STEPS": 2, "BATCH": 2,
         "OUTPUT_MODEL": model})
     out, unc, ker = (str(tmp_path / n) for n in ("sr.tif", "std.tif", "kernel.tif"))
-    res = processing.run("stacksr:superresolve", {
+    from qgis.core import QgsProject, QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer
+
+    project = QgsProject.instance()
+    project.clear()
+    res = processing.runAndLoadResults("stacksr:superresolve", {
         "LAYERS": sample_images, "MASKS": sample_masks, "MODEL": model, "METHOD": 0, "TTF_ITERATIONS": 5,
-        "TILE": 40, "OUTPUT": out, "OUTPUT_UNCERTAINTY": unc, "OUTPUT_KERNEL": ker})
+        "TILE": 40, "OUTPUT": out, "OUTPUT_UNCERTAINTY": unc, "OUTPUT_KERNEL": ker,
+        "OUTPUT_REPORT": str(tmp_path / "report.html")})
     assert res["OUTPUT"] == out and res["OUTPUT_UNCERTAINTY"] == unc and res["OUTPUT_KERNEL"] == ker
     ds = gdal.Open(out)
     assert (ds.RasterXSize, ds.RasterYSize) == (183, 183) and ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf"
@@ -206,6 +234,16 @@ def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing
     k = ds.ReadAsArray()
     ds = None
     assert k.shape == (15, 15) and abs(k.sum() - 1) < 1e-4 and fit_gaussian(k, 3).sigma1 > 0
+    # loaded with styles: grey SR, pseudocolor uncertainty, the kernel in the "Kernels" group
+    layers = {os.path.basename(lyr.source()): lyr for lyr in project.mapLayers().values()}
+    assert isinstance(layers["sr.tif"].renderer(), QgsSingleBandGrayRenderer)
+    assert isinstance(layers["std.tif"].renderer(), QgsSingleBandPseudoColorRenderer)
+    assert project.layerTreeRoot().findGroup("Kernels").findLayers()[0].layer().source() == ker
+    project.clear()
+    page = open(res["OUTPUT_REPORT"], encoding="utf-8").read()
+    for part in ("Test-time finetuning loss", "<polyline", "TTF kernel", "Consistency with the reference frame",
+                 "piunet+ttf"):
+        assert part in page, part
 
 
 def test_superresolve_refuses_a_file_that_is_not_a_model(processing, sample_images, tmp_path):

@@ -123,5 +123,23 @@ def test_without_torch_the_provider_loads_and_algorithms_say_how_to_install_it(s
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode != 0
     text = res.stdout + res.stderr
-    assert "StackSR needs PyTorch" in text and "/usr/bin/python3.11\" -m pip install --user torch==2.13.0" in text
+    deps = home / ".local/share/QGIS/QGIS3/profiles/default/stacksr_deps/python3.11"
+    assert "StackSR needs PyTorch" in text
+    assert f'/usr/bin/python3.11" -m pip install --target "{deps}" torch==2.13.0' in text
     assert not out.exists()
+    # what the install puts into the plugin-owned folder (here: links to the venv's packages) is found
+    # at the next start, and the algorithm runs
+    import torch
+
+    deps.mkdir(parents=True)
+    site = os.path.dirname(os.path.dirname(torch.__file__))
+    for name in os.listdir(site):
+        os.symlink(os.path.join(site, name), deps / name)
+    from stacksr.deps import prune
+
+    prune(str(deps))  # as after a real install: QGIS's numpy/GDAL must stay the ones used
+    res = subprocess.run(["/usr/bin/qgis_process.bin", "run", "stacksr:superresolveclassic", "--SCALE=2",
+                          *[f"--LAYERS={p}" for p in sample_images[:2]], f"--OUTPUT={out}"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert out.exists()

@@ -7,9 +7,9 @@ from stacksr.core.piunet import PIUNet, PIUNetConfig
 from stacksr.core.training import normalize_stack
 
 
-def _small_net(scale: int, blocks: int = 2, seed: int = 0) -> PIUNet:
+def _small_net(scale: int, blocks: int = 2, seed: int = 0, residual: str = "bilinear") -> PIUNet:
     torch.manual_seed(seed)
-    net = PIUNet(PIUNetConfig(scale=scale, features=8, blocks=blocks)).eval()
+    net = PIUNet(PIUNetConfig(scale=scale, features=8, blocks=blocks, residual=residual)).eval()
     with torch.no_grad():  # random, non-trivial TERN filters and gates so that the pools matter
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -43,9 +43,10 @@ def test_given_context_replaces_the_pools_of_the_input():
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scale=st.sampled_from([2, 3, 4]), h=st.integers(8, 44), w=st.integers(8, 44), t=st.integers(2, 4),
-       tile=st.integers(4, 40), blocks=st.integers(1, 2), seed=st.integers(0, 1000))
-def test_tiled_prediction_equals_untiled_for_any_size_scale_and_tile(scale, h, w, t, tile, blocks, seed):
-    net = _small_net(scale, blocks, seed)
+       tile=st.integers(4, 40), blocks=st.integers(1, 2), seed=st.integers(0, 1000),
+       residual=st.sampled_from(["bilinear", "ibp"]))
+def test_tiled_prediction_equals_untiled_for_any_size_scale_and_tile(scale, h, w, t, tile, blocks, seed, residual):
+    net = _small_net(scale, blocks, seed, residual)
     g = torch.Generator().manual_seed(seed)
     frames = 1000 + 100 * torch.randn(t, h, w, generator=g)
     valid = torch.rand(t, h, w, generator=g) > 0.2

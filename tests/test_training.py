@@ -38,7 +38,8 @@ def test_shift_search_l1_ignores_bias_and_small_shifts():
 def test_sampler_makes_cr_inputs_and_lr_targets_from_train_area_only(lr_stack):
     cfg = TrainConfig(scale=3, frames=5, patch=8, batch=4, val_fraction=0.5)
     sampler = SelfSupervisedSampler([lr_stack], _bank(), cfg)
-    x, y, m = sampler.sample(4, torch.Generator().manual_seed(0))
+    x, y, m, base = sampler.sample(4, torch.Generator().manual_seed(0))
+    assert base is None  # no network set: the published bilinear residual needs no base
     assert x.shape == (4, 5, 8, 8) and y.shape == (4, 24, 24) and m.shape == (4, 24, 24)
     assert torch.isfinite(x).all() and m.all()
     assert sampler.split_rows[0] == 30
@@ -47,7 +48,7 @@ def test_sampler_makes_cr_inputs_and_lr_targets_from_train_area_only(lr_stack):
 def test_sampler_repeats_frames_when_the_stack_is_short(lr_stack):
     short = StackData(lr_stack.frames[:3], lr_stack.valid[:3])
     sampler = SelfSupervisedSampler([short], _bank(), TrainConfig(frames=9, patch=8))
-    x, _, _ = sampler.sample(2, torch.Generator().manual_seed(1))
+    x, _, _, _ = sampler.sample(2, torch.Generator().manual_seed(1))
     assert x.shape[1] == 9
 
 

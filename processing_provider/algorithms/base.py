@@ -1,44 +1,23 @@
 """Shared parameter handling for StackSR algorithms (stack inputs, errors, cancel)."""
 import os
-import sys
 
 from qgis.core import (
-    QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBand,
+    QgsApplication, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBand,
     QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
 )
+from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ...core.device import DEVICE_CHOICES
 from ...core.progress import Cancelled
 from ...core.stack_io import FMASK_INVALID_VALUES, StackError, parse_int_list, sources_from_inputs
+from ...deps import deps_dir, missing_torch_message
 from ..feedback import FeedbackMonitor
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-HELP_URL = "https://example.org/stacksr#processing-algorithms"
-
-
-def _qgis_python() -> str:
-    """The interpreter QGIS embeds (sys.executable is the QGIS binary or a PATH guess there)."""
-    if os.name == "nt":
-        return os.path.join(sys.base_exec_prefix, "python.exe")
-    return os.path.join(sys.base_exec_prefix, "bin", f"python{sys.version_info.major}.{sys.version_info.minor}")
-
-
-def _pinned_torch() -> str:
-    """The torch requirement pinned in requirements.txt (the single source of the version)."""
-    try:
-        with open(os.path.join(PLUGIN_DIR, "requirements.txt"), encoding="utf-8") as fh:
-            return next(line.strip() for line in fh if line.strip().startswith("torch"))
-    except (OSError, StopIteration):
-        return "torch"
-
-
-def missing_torch_message() -> str:
-    """One message saying how to install PyTorch into QGIS's own Python."""
-    return (f"StackSR needs PyTorch, which QGIS does not ship. Install it into QGIS's Python with: "
-            f"\"{_qgis_python()}\" -m pip install --user {_pinned_torch()} (this leaves numpy and GDAL as they are), "
-            f"then restart QGIS.")
+# the README shipped inside the plugin (works offline; there is no public site yet)
+HELP_URL = QUrl.fromLocalFile(os.path.join(PLUGIN_DIR, "README.md")).toString()
 
 
 class StackSRAlgorithm(QgsProcessingAlgorithm):
@@ -121,7 +100,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         try:
             import torch  # noqa: F401 - QGIS does not ship it; say how to get it before anything else
         except ImportError as exc:
-            raise QgsProcessingException(missing_torch_message()) from exc
+            raise QgsProcessingException(missing_torch_message(deps_dir(QgsApplication.qgisSettingsDirPath()))) from exc
         try:
             return self.run_job(parameters, context, feedback, monitor)
         except Cancelled:

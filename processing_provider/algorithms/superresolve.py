@@ -1,9 +1,10 @@
 """Algorithm: super-resolve a stack with a trained PIUNet (or a classic method, to compare)."""
 from qgis.core import (
     QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
-    QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterFileDestination, QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
 )
 
+from ..layer_styles import KernelLayerStyler, SRLayerStyler, UncertaintyLayerStyler
 from .base import StackSRAlgorithm
 
 METHODS = ("piunet+ttf", "piunet", "ibp", "bicubic")
@@ -12,6 +13,7 @@ METHODS = ("piunet+ttf", "piunet", "ibp", "bicubic")
 class SuperResolveStack(StackSRAlgorithm):
     METHOD, MODEL, TILE, TTF_ITERATIONS = "METHOD", "MODEL", "TILE", "TTF_ITERATIONS"
     OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_KERNEL = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_KERNEL"
+    OUTPUT_REPORT = "OUTPUT_REPORT"
 
     def name(self):
         return "superresolve"
@@ -53,6 +55,8 @@ class SuperResolveStack(StackSRAlgorithm):
             self.OUTPUT_UNCERTAINTY, "Uncertainty (standard deviation)", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_KERNEL, "TTF kernel layer", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_REPORT, "Run report", "HTML files (*.html)", optional=True, createByDefault=True))
 
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.jobs import run_superresolve  # torch is imported only when running
@@ -60,6 +64,7 @@ class SuperResolveStack(StackSRAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         unc = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context)
         kernel = self.parameterAsOutputLayer(parameters, self.OUTPUT_KERNEL, context)
+        report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         summary = run_superresolve(
             self.stack_sources(parameters, context), output,
@@ -70,8 +75,16 @@ class SuperResolveStack(StackSRAlgorithm):
             ttf_iterations=self.parameterAsInt(parameters, self.TTF_ITERATIONS, context),
             kernel_output=(kernel or None) if method == "piunet+ttf" else None,
             device=self.device_choice(parameters, context),
-            invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
+            invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
+        stylers = {self.OUTPUT: SRLayerStyler, self.OUTPUT_UNCERTAINTY: UncertaintyLayerStyler,
+                   self.OUTPUT_KERNEL: KernelLayerStyler}
+        for name, path in ((self.OUTPUT, output), (self.OUTPUT_UNCERTAINTY, summary["uncertainty"]),
+                           (self.OUTPUT_KERNEL, summary["kernel"])):
+            if path and context.willLoadLayerOnCompletion(path):
+                context.layerToLoadOnCompletionDetails(path).setPostProcessor(stylers[name].create())
         results = {self.OUTPUT: output}
+        if summary["report"]:
+            results[self.OUTPUT_REPORT] = summary["report"]
         if summary["uncertainty"]:
             results[self.OUTPUT_UNCERTAINTY] = summary["uncertainty"]
         if summary["kernel"]:

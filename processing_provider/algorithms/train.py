@@ -12,6 +12,7 @@ from .base import StackSRAlgorithm
 class TrainSelfSupervised(StackSRAlgorithm):
     KERNEL_BANK, STEPS, PATCH, BATCH, FRAMES, SEED, RESUME, OUTPUT_MODEL = (
         "KERNEL_BANK", "STEPS", "PATCH", "BATCH", "FRAMES", "SEED", "RESUME", "OUTPUT_MODEL")
+    OUTPUT_REPORT = "OUTPUT_REPORT"
 
     def name(self):
         return "trainselfsupervised"
@@ -53,6 +54,8 @@ class TrainSelfSupervised(StackSRAlgorithm):
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_MODEL, "Trained model", "StackSR PIUNet model (*.pt)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_REPORT, "Training report", "HTML files (*.html)", optional=True, createByDefault=True))
         self.addOutput(QgsProcessingOutputNumber("BEST_VAL", "Best validation loss"))
         self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Steps trained"))
 
@@ -60,6 +63,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
         from ...core.jobs import run_train_self_supervised  # torch is imported only when running
 
         output = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
         try:
             res = run_train_self_supervised(
                 [self.stack_sources(parameters, context)],
@@ -72,9 +76,12 @@ class TrainSelfSupervised(StackSRAlgorithm):
                 device=self.device_choice(parameters, context),
                 seed=self.parameterAsInt(parameters, self.SEED, context),
                 resume=self.parameterAsFile(parameters, self.RESUME, context) or None,
-                invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
+                invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
         except Cancelled:
             feedback.pushInfo(f"Training cancelled; resume from the checkpoint {output}.last")
             raise
         feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}")
-        return {self.OUTPUT_MODEL: output, "BEST_VAL": res["best_val"], "STEPS_DONE": res["steps"]}
+        results = {self.OUTPUT_MODEL: output, "BEST_VAL": res["best_val"], "STEPS_DONE": res["steps"]}
+        if report:
+            results[self.OUTPUT_REPORT] = report
+        return results

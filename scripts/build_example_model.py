@@ -1,0 +1,103 @@
+"""Writes examples/stacksr_chain.model3: estimate kernels -> train self-supervised -> super-resolve.
+
+Run with ``make example-model`` (real QGIS, offscreen). The model exposes the stack, its
+masks and the main budgets as model parameters, so it runs unchanged in the Graphical
+Modeler, in batch mode and through qgis_process.
+"""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUTPUT = os.path.join(ROOT, "examples", "stacksr_chain.model3")
+
+
+def build():
+    from qgis.core import (
+        QgsProcessing, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource as Src, QgsProcessingModelOutput, QgsProcessingModelParameter,
+        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+    )
+
+    model = QgsProcessingModelAlgorithm("stacksr_chain", "Estimate kernels, train and super-resolve", "StackSR")
+    model.setHelpContent({"ALG_DESC": "Chains the three StackSR algorithms on one time series: DIP-FKP kernel "
+                                      "estimation (joint), self-supervised PIUNet training with those kernels, and "
+                                      "PIUNet + test-time finetuning super-resolution of the same stack."})
+    params = [
+        QgsProcessingParameterMultipleLayers("stack", "Time series (one raster per date)", QgsProcessing.TypeRaster),
+        QgsProcessingParameterMultipleLayers("masks", "Cloud/quality masks (optional, same order)",
+                                             QgsProcessing.TypeRaster, optional=True),
+        QgsProcessingParameterNumber("kernel_iterations", "Kernel estimation iterations (0: default)",
+                                     QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
+        QgsProcessingParameterNumber("train_steps", "Training steps", QgsProcessingParameterNumber.Type.Integer,
+                                     500, minValue=1),
+        QgsProcessingParameterNumber("ttf_iterations", "TTF iterations", QgsProcessingParameterNumber.Type.Integer,
+                                     50, minValue=1),
+    ]
+    for i, p in enumerate(params):
+        mp = QgsProcessingModelParameter(p.name())
+        mp.setPosition(mp.position().__class__(120, 80 + 70 * i))
+        model.addModelParameter(p, mp)
+
+    def child(alg_id, child_id, sources, outputs, x):
+        c = QgsProcessingModelChildAlgorithm(alg_id)
+        c.setChildId(child_id)
+        c.setDescription(c.algorithm().displayName())
+        for p in c.algorithm().parameterDefinitions():
+            if p.name() in sources:
+                c.addParameterSources(p.name(), [sources[p.name()]])
+            elif not p.isDestination() and p.defaultValue() is not None:
+                c.addParameterSources(p.name(), [Src.fromStaticValue(p.defaultValue())])  # as the Modeler GUI does
+        outs = {}
+        for name, (child_output, description) in outputs.items():
+            o = QgsProcessingModelOutput(name, description)
+            o.setChildOutputName(child_output)
+            o.setChildId(child_id)
+            outs[name] = o
+        c.setModelOutputs(outs)
+        c.setPosition(c.position().__class__(x, 200))
+        return c
+
+    stack, masks = Src.fromModelParameter("stack"), Src.fromModelParameter("masks")
+    kernels = child("stacksr:estimatekernels", "kernels", {
+        "LAYERS": stack, "MASKS": masks, "MODE": Src.fromStaticValue(1),
+        "ITERATIONS": Src.fromModelParameter("kernel_iterations")}, {"kernel_bank": ("OUTPUT_BANK", "Kernel bank")}, 400)
+    train = child("stacksr:trainselfsupervised", "train", {
+        "LAYERS": stack, "MASKS": masks, "KERNEL_BANK": Src.fromChildOutput("kernels", "OUTPUT_BANK"),
+        "STEPS": Src.fromModelParameter("train_steps")}, {"model": ("OUTPUT_MODEL", "Trained model")}, 700)
+    sr = child("stacksr:superresolve", "sr", {
+        "LAYERS": stack, "MASKS": masks, "MODEL": Src.fromChildOutput("train", "OUTPUT_MODEL"),
+        "METHOD": Src.fromStaticValue(0), "TTF_ITERATIONS": Src.fromModelParameter("ttf_iterations")},
+        {"super_resolved": ("OUTPUT", "Super-resolved raster")}, 1000)
+    for c in (kernels, train, sr):
+        model.addChildAlgorithm(c)
+    return model
+
+
+def main() -> int:
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    sys.path.append("/usr/share/qgis/python/plugins")
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    from stacksr.processing_provider.provider import StackSRProvider
+
+    provider = StackSRProvider()  # keep a reference: the registry does not own Python providers
+    QgsApplication.processingRegistry().addProvider(provider)
+    model = build()
+    ok, errors = model.validate()
+    if not ok:
+        print("invalid model: " + "; ".join(errors), file=sys.stderr)
+        return 1
+    os.makedirs(os.path.dirname(OUTPUT), exist_ok=True)
+    if not model.toFile(OUTPUT):
+        print(f"could not write {OUTPUT}", file=sys.stderr)
+        return 1
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""ui/ widgets on a real (offscreen) QGIS: the kernel viewer dock with real estimated kernels."""
+import numpy as np
+import pytest
+from osgeo import gdal
+
+
+@pytest.fixture(scope="module")
+def real_bank(tmp_path_factory, sample_images):
+    from stacksr.core.jobs import run_estimate_kernels
+    from stacksr.core.stack_io import ImageSource
+
+    path = str(tmp_path_factory.mktemp("bank") / "landsat7_kernels.npz")
+    run_estimate_kernels([ImageSource(p) for p in sample_images], path, 3, mode="joint", iterations=30)
+    return path
+
+
+def test_kernel_viewer_shows_every_kernel_with_its_image_and_fit_and_screenshots_as_a_grid(qgis_app, real_bank,
+                                                                                          sample_images, tmp_path):
+    from qgis.PyQt.QtWidgets import QLabel
+
+    from stacksr.core.kernels import KernelBank
+    from stacksr.ui.kernel_viewer import KernelViewerDock, short_name
+
+    dock = KernelViewerDock()
+    dock.resize(720, 560)
+    dock.load_bank(real_bank)
+    dock.show()
+    qgis_app.processEvents()
+    bank = KernelBank.load(real_bank)
+    assert dock.cell_count() == len(sample_images) == len(bank.names)
+    captions = [w.text() for w in dock.findChildren(QLabel) if "\u03c3\u2081" in w.text()]
+    assert len(captions) == len(bank.names)
+    fit = bank.fits()[0]
+    assert short_name(bank.names[0]) in captions[0] and f"{fit.sigma1:.2f}" in captions[0]
+    shot = str(tmp_path / "kernel_viewer.png")
+    assert dock.grab().save(shot, "PNG")
+    ds = gdal.Open(shot)
+    assert (ds.RasterXSize, ds.RasterYSize) == (720, 560)
+    rgb = np.stack([ds.GetRasterBand(b + 1).ReadAsArray() for b in range(3)], axis=-1).astype(int)
+    ds = None
+    assert rgb.std() > 20  # not a blank widget
+    # the kernels are drawn: pixels of the ramp's dark end (kernel tails) and bright end (peaks)
+    dark = (np.abs(rgb - [68, 1, 84]).sum(axis=-1) < 30).sum()
+    bright = (np.abs(rgb - [253, 231, 37]).sum(axis=-1) < 60).sum()
+    assert dark > 8 * 15 * 15 and bright > 8 * 8
+    dock.close()
+
+
+def test_kernel_viewer_explains_a_file_that_is_not_a_kernel_bank(qgis_app, sample_images):
+    from stacksr.ui.kernel_viewer import KernelViewerDock
+
+    dock = KernelViewerDock()
+    dock.load_bank(sample_images[0])
+    assert dock.cell_count() == 0 and "Cannot show kernels" in dock.summary.text()
+    dock.close()
+
+
+def test_install_dialog_runs_pip_into_the_plugin_folder_and_keeps_numpy_out(qgis_app, tmp_path):
+    """The real pip, into a throwaway folder, with a small package instead of the torch wheel;
+    numpy pulled in by the requirement is removed afterwards (QGIS's own stays in use)."""
+    import sys
+    import time
+
+    from stacksr.deps import deps_dir
+    from stacksr.ui.deps_dialog import InstallDependenciesDialog
+
+    folder = deps_dir(str(tmp_path))
+    assert folder.startswith(str(tmp_path)) and folder.endswith(f"python{sys.version_info.major}.{sys.version_info.minor}")
+    dialog = InstallDependenciesDialog(folder, "sortedcontainers")
+    assert dialog.command[1:5] == ["-m", "pip", "install", "--target"] and dialog.command[5] == folder
+    dialog.start()
+    deadline = time.time() + 120
+    while dialog.succeeded is None and time.time() < deadline:
+        qgis_app.processEvents()
+        time.sleep(0.05)
+    assert dialog.succeeded, dialog.log.toPlainText()
+    import os
+
+    assert "sortedcontainers" in os.listdir(folder) and folder in sys.path
+    sys.path.remove(folder)
+    os.makedirs(os.path.join(folder, "numpy"))
+    from stacksr.deps import prune
+
+    assert prune(folder) == ["numpy"] and "sortedcontainers" in os.listdir(folder)
+    dialog.close()

@@ -1,0 +1,106 @@
+"""Kernel viewer: a dock showing the kernels of a kernel bank as a grid, each with the image it
+was estimated from and its fitted Gaussian (sigmas in HR pixels, angle from east)."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QImage, QPixmap
+from qgis.PyQt.QtWidgets import (
+    QDockWidget, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget,
+)
+
+from ..core.kernels import KernelBank, KernelBankError, colorize_kernel
+
+ZOOM = 8  # screen pixels per kernel pixel (nearest neighbour: kernels are tiny)
+COLUMNS = 4
+NAME_CHARS = 22  # longer image names are shortened in the middle (the full name is the tooltip)
+
+
+def short_name(name: str, limit: int = NAME_CHARS) -> str:
+    stem = os.path.splitext(name)[0] if name.lower().endswith((".tif", ".tiff", ".vrt", ".jp2")) else name
+    if len(stem) <= limit:
+        return stem
+    half = (limit - 1) // 2
+    return stem[:half] + "\u2026" + stem[-(limit - 1 - half):]
+
+
+def kernel_pixmap(kernel: np.ndarray, zoom: int = ZOOM) -> QPixmap:
+    """The kernel in the gallery's colour ramp, enlarged without smoothing."""
+    rgb = np.ascontiguousarray(np.kron(colorize_kernel(kernel), np.ones((zoom, zoom, 1), dtype=np.uint8)))
+    h, w, _ = rgb.shape
+    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(image.copy())  # copy: the QImage must not outlive the numpy buffer
+
+
+class KernelViewerDock(QDockWidget):
+    """``load_bank(path)`` or ``set_bank(bank, title)`` fills the grid; "Open kernel bank..." asks for a file."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("StackSR kernels", parent)
+        self.setObjectName("StackSRKernelViewer")
+        self.bank: KernelBank | None = None
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        top = QHBoxLayout()
+        self.summary = QLabel("No kernel bank loaded.")
+        self.summary.setWordWrap(True)
+        self.open_button = QPushButton("Open kernel bank...")
+        self.open_button.clicked.connect(self._ask_for_bank)
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.open_button)
+        layout.addLayout(top)
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.grid_host)
+        layout.addWidget(scroll, 1)
+        self.setWidget(body)
+
+    def _ask_for_bank(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a StackSR kernel bank", "", "StackSR kernel bank (*.npz)")
+        if path:
+            self.load_bank(path)
+
+    def load_bank(self, path: str) -> None:
+        """Show the bank at ``path``; an unreadable file shows its error instead of raising."""
+        try:
+            bank = KernelBank.load(path)
+        except KernelBankError as exc:
+            self._clear()
+            self.bank = None
+            self.summary.setText(f"<b>Cannot show kernels:</b> {exc}")
+            return
+        self.set_bank(bank, os.path.basename(path))
+
+    def set_bank(self, bank: KernelBank, title: str = "") -> None:
+        self._clear()
+        self.bank = bank
+        mode = bank.meta.get("mode", "?")
+        self.summary.setText(f"<b>{title or 'kernel bank'}</b>: {len(bank.names)} kernels, {bank.size}x{bank.size} at "
+                             f"x{bank.scale} ({mode}); sigmas in HR pixels, angle counter-clockwise from east")
+        for i, (kernel, name, fit) in enumerate(zip(bank.kernels, bank.names, bank.fits())):
+            cell = QWidget()
+            box = QVBoxLayout(cell)
+            image = QLabel()
+            image.setPixmap(kernel_pixmap(kernel))
+            image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            caption = QLabel(f"{short_name(name)}\n\u03c3\u2081 {fit.sigma1:.2f}  \u03c3\u2082 {fit.sigma2:.2f}  "
+                             f"\u03b8 {math.degrees(fit.theta):.0f}\u00b0")
+            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            caption.setToolTip(name)
+            box.addWidget(image)
+            box.addWidget(caption)
+            self.grid.addWidget(cell, i // COLUMNS, i % COLUMNS)
+
+    def cell_count(self) -> int:
+        return self.grid.count()
+
+    def _clear(self) -> None:
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
