@@ -17,12 +17,18 @@ DEFAULT_PSF_SIGMA_FRACTION = 0.55
 
 
 def temporal_fill(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Replace invalid pixels by the mean of the valid frames at that pixel (else the frame mean)."""
-    counts = valid.sum(dim=0)
-    tmean = (frames * valid).sum(dim=0) / counts.clamp(min=1)
-    fmean = (frames * valid).sum(dim=(-2, -1)) / valid.sum(dim=(-2, -1)).clamp(min=1)
-    fill = torch.where(counts > 0, tmean[None], fmean[:, None, None])
+    """Replace invalid pixels by the mean of the valid frames at that pixel (else the frame mean).
+    ``(..., T, h, w)``: leading dimensions are independent stacks."""
+    counts = valid.sum(dim=-3, keepdim=True)
+    tmean = (frames * valid).sum(dim=-3, keepdim=True) / counts.clamp(min=1)
+    fmean = (frames * valid).sum(dim=(-2, -1), keepdim=True) / valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
+    fill = torch.where(counts > 0, tmean, fmean)
     return torch.where(valid, frames, fill)
+
+
+def _shift_stacks(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """shift_images over ``(..., T, H, W)`` with ``(..., T, 2)`` shifts."""
+    return shift_images(x.reshape(-1, *x.shape[-2:]), shifts.reshape(-1, 2)).reshape(x.shape)
 
 
 def hr_validity(valid: torch.Tensor, scale: int) -> torch.Tensor:
@@ -35,18 +41,18 @@ def _aligned_upsampled(frames: torch.Tensor, valid: torch.Tensor, scale: int, sh
     up = upsample_bicubic(temporal_fill(frames, valid), scale)
     w = valid.to(frames.dtype).repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     if shifts is not None:
-        back = -shifts.to(frames.dtype) * scale
-        up = shift_images(up, back)
-        w = shift_images(w, back, mode="bilinear")
+        back = (-shifts.to(frames.dtype) * scale).reshape(-1, 2)
+        up = shift_images(up.reshape(-1, *up.shape[-2:]), back).reshape(up.shape)
+        w = shift_images(w.reshape(-1, *w.shape[-2:]), back, mode="bilinear").reshape(w.shape)
     return up, w
 
 
 def mean_bicubic(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: torch.Tensor | None = None) -> torch.Tensor:
     """Average of the bicubically upsampled frames, each moved back onto the reference grid."""
     up, w = _aligned_upsampled(frames, valid, scale, shifts)
-    wsum = w.sum(dim=0)
-    mean_all = up.mean(dim=0)
-    return torch.where(wsum > 1e-6, (up * w).sum(dim=0) / wsum.clamp(min=1e-6), mean_all)
+    wsum = w.sum(dim=-3)
+    mean_all = up.mean(dim=-3)
+    return torch.where(wsum > 1e-6, (up * w).sum(dim=-3) / wsum.clamp(min=1e-6), mean_all)
 
 
 def default_psf(scale: int, size: int | None = None) -> torch.Tensor:
@@ -72,10 +78,11 @@ def ibp(
     where ``A_t`` shifts, blurs and decimates (:func:`degradation.degrade` geometry)
     and ``m`` masks invalid LR pixels. The per-pixel normalisation by ``A^T m`` makes
     cloud holes and SLC-off gaps harmless. ``kernels``: ``(K, K)`` or ``(T, K, K)``;
-    an isotropic Gaussian is assumed when None.
+    an isotropic Gaussian is assumed when None. ``frames`` may be a batch ``(B, T, h, w)``
+    of independent stacks (``shifts`` ``(B, T, 2)``), computed together.
     """
     mon = ensure_monitor(monitor)
-    T = frames.shape[0]
+    T = frames.shape[-3]
     if kernels is None:
         kernels = default_psf(scale)
     kernels = kernels.to(frames.dtype)
@@ -85,11 +92,13 @@ def ibp(
     m = valid.to(frames.dtype)
     y = temporal_fill(frames, valid)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        stack = x.expand(T, *x.shape)
+    def forward(x: torch.Tensor) -> torch.Tensor:  # (..., H, W) -> (..., T, h, w)
+        stack = x.unsqueeze(-3).expand(*x.shape[:-2], T, *x.shape[-2:])
         if hr_shifts is not None:
-            stack = shift_images(stack, hr_shifts)
-        return blur_downsample(stack, kernels, scale)
+            stack = _shift_stacks(stack, hr_shifts.expand(*stack.shape[:-2], 2))
+        flat = stack.reshape(-1, T, *stack.shape[-2:]).transpose(0, 1)  # (T, B, H, W): one kernel per frame
+        out = blur_downsample(flat, kernels, scale).transpose(0, 1)
+        return out.reshape(*stack.shape[:-2], *out.shape[-2:])
 
     def adjoint(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():

@@ -114,8 +114,8 @@ def run_superresolve(
     if uses_model:
         mon.info(f"device: {why}")
         if flow is not None:
-            net, ttf_kernel, losses = test_time_finetune(net.cpu(), flow, frames, valid, ref, TTFConfig(iterations=ttf_iterations),
-                                                         monitor=mon.sub(0.05, 0.6))
+            net, ttf_kernel, losses = test_time_finetune(net, flow, frames, valid, ref, TTFConfig(iterations=ttf_iterations),
+                                                         monitor=mon.sub(0.05, 0.6), device=dev)
             mon.info(f"TTF loss {losses[0]:.4f} -> {losses[-1]:.4f}")
         mon.progress(0.6, "predicting")
         hr, log_scale = predict(net, frames, valid, tile=tile, device=dev, monitor=mon.sub(0.6, 0.95), reference=ref)

@@ -244,8 +244,9 @@ class PIUNet(nn.Module):
 
 def residual_base(config: PIUNetConfig, frames: torch.Tensor, valid: torch.Tensor,
                   shifts: torch.Tensor | None) -> torch.Tensor | None:
-    """The global residual a ``residual="ibp"`` network adds to: IBP of one stack ``(T, h, w)``
-    (shifts of each frame w.r.t. the output grid, LR px) with the default PSF; None otherwise."""
+    """The global residual a ``residual="ibp"`` network adds to: IBP with the default PSF of a
+    stack ``(T, h, w)`` or a batch ``(B, T, h, w)`` (``shifts``: each frame w.r.t. the output grid,
+    LR px); None for the published bilinear residual."""
     if config.residual != "ibp":
         return None
     from .baselines import ibp

@@ -146,7 +146,7 @@ class SelfSupervisedSampler:
     def sample(self, batch: int, generator: torch.Generator, train: bool = True):
         """(CR inputs, LR targets, target masks, IBP residual bases or None)."""
         P, s, T = self.lr_patch, self.cfg.scale, self.cfg.frames
-        inputs, targets, masks, bases = [], [], [], []
+        inputs, targets, masks, shifts = [], [], [], []
         for _ in range(batch):
             i, r, c = draw_patch(self.stacks, self.split_rows, P, generator, train)
             st = self.stacks[i]
@@ -180,11 +180,12 @@ class SelfSupervisedSampler:
             inputs.append(cr_n)
             targets.append((target - mean) / std)
             masks.append(v[ref])
-            if self.net_config is not None and self.net_config.residual == "ibp":
-                # the applied shifts in CR pixels, w.r.t. the target's grid (d[ref] = 0)
-                bases.append(residual_base(self.net_config, cr_n, torch.ones_like(cr_n, dtype=torch.bool),
-                                           d / s if self.cfg.shift_aug > 0 else None))
-        return torch.stack(inputs), torch.stack(targets), torch.stack(masks), (torch.stack(bases) if bases else None)
+            # the applied shifts in CR pixels, w.r.t. the target's grid (d[ref] = 0)
+            shifts.append(d / s if self.cfg.shift_aug > 0 else torch.zeros(T, 2))
+        x = torch.stack(inputs)
+        base = residual_base(self.net_config, x, torch.ones_like(x, dtype=torch.bool), torch.stack(shifts)) \
+            if self.net_config is not None else None
+        return x, torch.stack(targets), torch.stack(masks), base
 
 
 class SupervisedSampler:
@@ -204,7 +205,7 @@ class SupervisedSampler:
 
     def sample(self, batch: int, generator: torch.Generator, train: bool = True):
         P, s, T = self.cfg.patch, self.cfg.scale, self.cfg.frames
-        inputs, targets, masks, bases = [], [], [], []
+        inputs, targets, masks = [], [], []
         for _ in range(batch):
             i, r, c = draw_patch(self.stacks, self.split_rows, P, generator, train)
             st = self.stacks[i]
@@ -217,11 +218,13 @@ class SupervisedSampler:
             inputs.append(fn)
             targets.append((h - mean) / std)
             masks.append(torch.isfinite(h))
-            if self.net_config is not None and self.net_config.residual == "ibp":
-                ok = torch.ones_like(fn, dtype=torch.bool)
-                bases.append(residual_base(self.net_config, fn, ok, register_frames(fn, ok, 0)))
-        y = torch.stack(targets)
-        return torch.stack(inputs), torch.nan_to_num(y), torch.stack(masks), (torch.stack(bases) if bases else None)
+        x, y = torch.stack(inputs), torch.stack(targets)
+        base = None
+        if self.net_config is not None and self.net_config.residual == "ibp":
+            ok = torch.ones_like(x[0], dtype=torch.bool)
+            shifts = torch.stack([register_frames(f, ok, 0) for f in x])
+            base = residual_base(self.net_config, x, torch.ones_like(x, dtype=torch.bool), shifts)
+        return x, torch.nan_to_num(y), torch.stack(masks), base
 
 
 @dataclass

@@ -51,17 +51,21 @@ def test_time_finetune(
     z_init: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     monitor: Monitor | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[PIUNet, torch.Tensor, list[float]]:
-    """Return a finetuned copy of ``net``, the TTF kernel and the loss curve."""
+    """Return a finetuned copy of ``net`` (on ``device``), the TTF kernel (CPU) and the loss curve."""
     mon = ensure_monitor(monitor)
+    device = torch.device(device)
     s = net.config.scale
     x = temporal_fill(frames.float(), valid)
     xn, _, _ = normalize_stack(x, valid)
+    xn, valid = xn.to(device), valid.to(device)
+    flow = flow.to(device)
     T, H, W = xn.shape
-    tuned = copy.deepcopy(net).eval()
+    tuned = copy.deepcopy(net).to(device).eval()
     for p in tuned.parameters():
         p.requires_grad_(False)
-    context = stack_context(tuned, xn)
+    context = stack_context(tuned, xn, device)
     base = stack_base(tuned, xn, valid, ref_index)
     if config.crop and config.crop < min(H, W):
         # one calibration window is enough (kernel and weights are global): the most textured valid one
@@ -78,7 +82,7 @@ def test_time_finetune(
         p.requires_grad_(False)
     g = generator or torch.Generator().manual_seed(0)
     z0 = z_init if z_init is not None else torch.randn(1, flow.dim, generator=g)
-    z = project_to_sphere(z0.reshape(1, -1).float()).requires_grad_(True)
+    z = project_to_sphere(z0.reshape(1, -1).float().to(device)).requires_grad_(True)
     opt = torch.optim.Adam([{"params": params, "lr": config.lr_net}, {"params": [z], "lr": config.lr_kernel}])
     target, mask = xn[ref_index][None], valid[ref_index][None]
     border = math.ceil((flow.config.size // 2) / s)
@@ -102,5 +106,5 @@ def test_time_finetune(
     for p in tuned.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
-        kernel = flow.kernels(z)[0]
+        kernel = flow.kernels(z)[0].cpu()
     return tuned, kernel, losses

@@ -122,25 +122,25 @@ def test_every_method_gives_finite_output_on_degenerate_and_high_dynamic_range_s
     assert all(np.isfinite([k["sigma1"], k["sigma2"]]).all() for k in res["kernels"])
 
 
-def test_rasters_smaller_than_the_kernel_or_the_patch_are_refused(sample_images, tmp_path):
-    small = []
-    for i, src in enumerate(sample_images[:2]):
-        ds = gdal.Translate(str(tmp_path / f"s{i}.tif"), src, srcWin=[0, 0, 3, 3])
+def _crops(sources, folder, prefix, size):
+    paths = []
+    for i, src in enumerate(sources):
+        ds = gdal.Translate(str(folder / f"{prefix}{i}.tif"), src, srcWin=[0, 0, size, size])
         ds = None
-        small.append(str(tmp_path / f"s{i}.tif"))
+        paths.append(str(folder / f"{prefix}{i}.tif"))
+    return paths
+
+
+def test_rasters_smaller_than_the_kernel_or_the_patch_are_refused(sample_images, tmp_path):
+    small = _crops(sample_images[:2], tmp_path, "s", 3)
     with pytest.raises(StackError, match="3x3 pixels are too small"):
         run_superresolve(_sources(small), str(tmp_path / "sr.tif"))
     with pytest.raises(StackError, match="smaller than the 15x15 kernel"):
         run_estimate_kernels(_sources(small), str(tmp_path / "bank.npz"), 3)
-    mid = []
-    for i, src in enumerate(sample_images[:2]):
-        ds = gdal.Translate(str(tmp_path / f"m{i}.tif"), src, srcWin=[0, 0, 20, 20])
-        ds = None
-        mid.append(str(tmp_path / f"m{i}.tif"))
+    mid = _crops(sample_images[:2], tmp_path, "m", 20)
     with pytest.raises(StackError, match="too small for .*training and validation patches"):
         run_train_self_supervised([_sources(mid)], None, str(tmp_path / "m.pt"), 3, steps=2, patch=8)
-    assert not [n for n in os.listdir(tmp_path) if not n.startswith(("s", "m"))]
-    assert not [n for n in os.listdir(tmp_path) if n.endswith((".pt", ".npz", "sr.tif"))]
+    assert sorted(os.listdir(tmp_path)) == ["m0.tif", "m1.tif", "s0.tif", "s1.tif"]
 
 
 def _unwritable(folder):
@@ -237,3 +237,20 @@ def test_same_seed_gives_the_same_kernels_model_and_super_resolution(sample_imag
     assert digests[0] == digests[1]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
     assert np.array_equal(srs[0], srs[1], equal_nan=True)
+
+
+def test_all_cloud_stack_is_refused_and_inputs_are_never_modified(sample_images, sample_masks, tmp_path):
+    clouds = []
+    for i, m in enumerate(sample_masks[:3]):
+        ds = gdal.Open(m)
+        arr = np.full((ds.RasterYSize, ds.RasterXSize), 4, np.uint8)  # fmask 4: cloud everywhere
+        clouds.append(_write(tmp_path / f"cloud{i}.tif", arr, gdal.GDT_Byte, like=m))
+        ds = None
+    digest = lambda paths: [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths]  # noqa: E731
+    before = digest(sample_images[:3] + clouds)
+    srcs = [ImageSource(p, mask_path=m) for p, m in zip(sample_images[:3], clouds)]
+    with pytest.raises(StackError, match="every pixel of every image is nodata or masked"):
+        run_superresolve(srcs, str(tmp_path / "sr.tif"))
+    run_superresolve(_sources(sample_images[:3]), str(tmp_path / "ok.tif"), method="ibp", iterations=3)
+    assert digest(sample_images[:3] + clouds) == before
+    assert sorted(os.listdir(tmp_path)) == ["cloud0.tif", "cloud1.tif", "cloud2.tif", "ok.tif"]
