@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scale", type=int, default=3)
     c.add_argument("--method", choices=["bicubic", "ibp", "piunet", "piunet+ttf"], default="ibp")
     c.add_argument("--ttf-iterations", type=int, default=50)
+    c.add_argument("--ttf-per-tile", action="store_true", help="finetune on every tile separately (needs --tile)")
     c.add_argument("--kernel-output", default=None, help="write the TTF kernel layer here (piunet+ttf)")
     c.add_argument("--model", default=None, help="trained model (.pt) for --method piunet")
     c.add_argument("--tile", type=int, default=0, help="PIUNet tile size in LR pixels (0: whole stack)")
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 sources, args.output, scale=args.scale, method=args.method, reference=args.reference,
                 iterations=args.iterations, psf_sigma=args.psf_sigma, register=not args.no_register,
                 model_path=args.model, tile=args.tile, uncertainty_output=args.uncertainty, device=args.device,
-                ttf_iterations=args.ttf_iterations, kernel_output=args.kernel_output,
+                ttf_iterations=args.ttf_iterations, ttf_per_tile=args.ttf_per_tile, kernel_output=args.kernel_output,
                 invalid_mask_values=invalid, report_html=args.report, monitor=monitor)
         elif args.command == "kernels":
             sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)

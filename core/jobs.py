@@ -56,6 +56,7 @@ def run_superresolve(
     tile: int = 0,
     uncertainty_output: str | None = None,
     ttf_iterations: int = 50,
+    ttf_per_tile: bool = False,
     kernel_output: str | None = None,
     device: str = "auto",
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
@@ -69,14 +70,15 @@ def run_superresolve(
     model from ``model_path``, in ``tile``-pixel tiles when ``tile`` > 0; optionally
     its uncertainty as a standard-deviation raster) or "piunet+ttf" (the model first
     finetuned on this stack for ``ttf_iterations``, calibrated once on a crop and
-    applied to every tile; ``kernel_output`` receives the TTF kernel as a layer). ``reference``: 0-based frame whose
+    applied to every tile, or with ``ttf_per_tile`` finetuned on every tile separately;
+    ``kernel_output`` receives the TTF kernel (of the centre tile when per tile) as a layer). ``reference``: 0-based frame whose
     grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
     PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`).
     """
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernels import write_kernel_layer
     from .training import ModelFileError, load_model
-    from .ttf import TTFConfig, test_time_finetune
+    from .ttf import TTFConfig, finetune_per_tile, test_time_finetune
 
     mon = ensure_monitor(monitor)
     t0 = time.perf_counter()
@@ -113,12 +115,18 @@ def run_superresolve(
     shifts, log_scale, ttf_kernel, losses = None, None, None, []
     if uses_model:
         mon.info(f"device: {why}")
-        if flow is not None:
-            net, ttf_kernel, losses = test_time_finetune(net, flow, frames, valid, ref, TTFConfig(iterations=ttf_iterations),
-                                                         monitor=mon.sub(0.05, 0.6), device=dev)
-            mon.info(f"TTF loss {losses[0]:.4f} -> {losses[-1]:.4f}")
-        mon.progress(0.6, "predicting")
-        hr, log_scale = predict(net, frames, valid, tile=tile, device=dev, monitor=mon.sub(0.6, 0.95), reference=ref)
+        ttf_config = TTFConfig(iterations=ttf_iterations)
+        if flow is not None and ttf_per_tile and tile > 0:
+            hr, log_scale, ttf_kernel, losses = finetune_per_tile(net, flow, frames, valid, ref, tile, ttf_config, dev,
+                                                                  mon.sub(0.05, 0.95))
+            mon.info(f"TTF per tile; centre tile loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        else:
+            if flow is not None:
+                net, ttf_kernel, losses = test_time_finetune(net, flow, frames, valid, ref, ttf_config,
+                                                             monitor=mon.sub(0.05, 0.6), device=dev)
+                mon.info(f"TTF loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+            mon.progress(0.6, "predicting")
+            hr, log_scale = predict(net, frames, valid, tile=tile, device=dev, monitor=mon.sub(0.6, 0.95), reference=ref)
     else:
         shifts = register_frames(frames, valid, ref) if register else None
         if shifts is not None:
@@ -136,7 +144,8 @@ def run_superresolve(
     params = {"scale": scale, "method": method, "iterations": iterations if method == "ibp" else None,
               "psf_sigma": psf_sigma, "register": register, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
               "model": os.path.basename(model_path) if model_path else None,
-              "ttf_iterations": ttf_iterations if method == "piunet+ttf" else None}
+              "ttf_iterations": ttf_iterations if method == "piunet+ttf" else None,
+              "ttf_per_tile": bool(ttf_per_tile and tile > 0) if method == "piunet+ttf" else None}
     tags = {
         "STACKSR_VERSION": __version__,
         "STACKSR_ALGORITHM": "superresolve",

@@ -25,7 +25,7 @@ import torch
 from .baselines import temporal_fill
 from .degradation import blur_downsample
 from .fkp import KernelFlow, project_to_sphere
-from .inference import stack_base, stack_context
+from .inference import predict, stack_base, stack_context
 from .kernel_estimation import select_crop
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
@@ -108,3 +108,41 @@ def test_time_finetune(
     with torch.no_grad():
         kernel = flow.kernels(z)[0].cpu()
     return tuned, kernel, losses
+
+
+def finetune_per_tile(
+    net: PIUNet,
+    flow: KernelFlow,
+    frames: torch.Tensor,
+    valid: torch.Tensor,
+    ref_index: int,
+    tile: int,
+    config: TTFConfig = TTFConfig(),
+    device: str | torch.device = "cpu",
+    monitor: Monitor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]:
+    """TTF per tile (the option for scenes whose blur or content changes across the raster):
+    every ``tile``-px tile, with a halo of the network's receptive radius, is finetuned and
+    predicted on its own, and its core is kept. Returns the SR image and log-scale in input
+    units, and the kernel and loss curve of the tile at the raster's centre."""
+    mon = ensure_monitor(monitor)
+    s, halo = net.config.scale, net.receptive_radius()
+    T, H, W = frames.shape
+    sr, log_scale = torch.empty(H * s, W * s), torch.empty(H * s, W * s)
+    starts = [(r, c) for r in range(0, H, tile) for c in range(0, W, tile)]
+    centre = next(i for i, (r, c) in enumerate(starts) if r <= H // 2 < r + tile and c <= W // 2 < c + tile)
+    kernel, losses = None, []
+    for i, (r, c) in enumerate(starts):
+        r0, r1, c0, c1 = max(r - halo, 0), min(r + tile + halo, H), max(c - halo, 0), min(c + tile + halo, W)
+        win_f, win_v = frames[:, r0:r1, c0:c1], valid[:, r0:r1, c0:c1]
+        sub = mon.sub(i / len(starts), (i + 1) / len(starts))
+        tuned, k, curve = test_time_finetune(net, flow, win_f, win_v, ref_index, config, monitor=sub.sub(0, 0.8),
+                                             device=device)
+        out, ls = predict(tuned, win_f, win_v, device=device, reference=ref_index, monitor=sub.sub(0.8, 1.0))
+        th, tw = min(tile, H - r), min(tile, W - c)
+        core = (slice((r - r0) * s, (r - r0 + th) * s), slice((c - c0) * s, (c - c0 + tw) * s))
+        sr[r * s:(r + th) * s, c * s:(c + tw) * s] = out[core]
+        log_scale[r * s:(r + th) * s, c * s:(c + tw) * s] = ls[core]
+        if i == centre:
+            kernel, losses = k, curve
+    return sr, log_scale, kernel, losses

@@ -254,3 +254,19 @@ def test_all_cloud_stack_is_refused_and_inputs_are_never_modified(sample_images,
     run_superresolve(_sources(sample_images[:3]), str(tmp_path / "ok.tif"), method="ibp", iterations=3)
     assert digest(sample_images[:3] + clouds) == before
     assert sorted(os.listdir(tmp_path)) == ["cloud0.tif", "cloud1.tif", "cloud2.tif", "ok.tif"]
+
+
+def test_ttf_per_tile_finetunes_every_tile_and_writes_a_complete_raster(sample_images, tmp_path, tiny_model):
+    once, per_tile = str(tmp_path / "once.tif"), str(tmp_path / "per_tile.tif")
+    for out, flag in ((once, False), (per_tile, True)):
+        res = run_superresolve(_sources(sample_images), out, 3, method="piunet+ttf", model_path=tiny_model, tile=32,
+                               ttf_iterations=4, ttf_per_tile=flag, kernel_output=out.replace(".tif", "_k.tif"))
+        assert res["kernel"]
+    arrays = []
+    for out in (once, per_tile):
+        ds = gdal.Open(out)
+        arrays.append(ds.GetRasterBand(1).ReadAsArray())
+        assert '"ttf_per_tile": ' + ("true" if out == per_tile else "false") in ds.GetMetadataItem("STACKSR_PARAMETERS")
+        ds = None
+    assert np.isfinite(arrays[1][arrays[1] != -9999]).all() and arrays[1].shape == (183, 183)
+    assert not np.array_equal(arrays[0], arrays[1])  # each tile got its own finetuning

@@ -1,6 +1,6 @@
 """Algorithm: super-resolve a stack with a trained PIUNet (or a classic method, to compare)."""
 from qgis.core import (
-    QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+    QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination, QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
 )
 
@@ -14,6 +14,7 @@ class SuperResolveStack(StackSRAlgorithm):
     METHOD, MODEL, TILE, TTF_ITERATIONS = "METHOD", "MODEL", "TILE", "TTF_ITERATIONS"
     OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_KERNEL = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_KERNEL"
     OUTPUT_REPORT = "OUTPUT_REPORT"
+    TTF_PER_TILE = "TTF_PER_TILE"
 
     def name(self):
         return "superresolve"
@@ -30,7 +31,10 @@ class SuperResolveStack(StackSRAlgorithm):
             "reproduces the reference (clearest) image; the estimated kernel can be written as a kernel layer.\n\n"
             "Large rasters are processed in tiles (tile size in LR pixels; 0 processes the whole stack at once). "
             "Each tile is computed with a margin covering the network's reach and shares the raster's global "
-            "statistics, so the tiled result equals the whole-stack result: there are no seams. The optional uncertainty output is PIUNet's per-pixel "
+            "statistics, so the tiled result equals the whole-stack result: there are no seams. TTF calibrates once "
+            "and the calibrated model serves every tile; 'Finetune on every tile separately' adapts to each tile "
+            "instead (for scenes whose blur or content changes across the raster). The optional uncertainty output "
+            "is PIUNet's per-pixel "
             "standard deviation.\n\n"
             "The model must have been trained for the chosen scale; other files are refused."
         )
@@ -47,7 +51,9 @@ class SuperResolveStack(StackSRAlgorithm):
                                             QgsProcessingParameterNumber.Type.Integer, 256, minValue=0)
         ttf = QgsProcessingParameterNumber(self.TTF_ITERATIONS, "TTF iterations",
                                            QgsProcessingParameterNumber.Type.Integer, 50, minValue=1, maxValue=10000)
-        for p in (tile, ttf):
+        per_tile = QgsProcessingParameterBoolean(
+            self.TTF_PER_TILE, "Finetune on every tile separately (TTF; default: once, applied to all tiles)", False)
+        for p in (tile, ttf, per_tile):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
@@ -73,6 +79,7 @@ class SuperResolveStack(StackSRAlgorithm):
             tile=self.parameterAsInt(parameters, self.TILE, context),
             uncertainty_output=(unc or None) if method.startswith("piunet") else None,
             ttf_iterations=self.parameterAsInt(parameters, self.TTF_ITERATIONS, context),
+            ttf_per_tile=self.parameterAsBoolean(parameters, self.TTF_PER_TILE, context),
             kernel_output=(kernel or None) if method == "piunet+ttf" else None,
             device=self.device_choice(parameters, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
