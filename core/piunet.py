@@ -41,7 +41,7 @@ class PIUNetConfig:
     heads: int = 1
     tern_kernel: int = 5
     residual: str = "bilinear"  # global residual: "bilinear" (mean frame, as published) or "ibp"
-    ibp_iterations: int = 20  # iterations of the IBP residual (the same in training and inference)
+    ibp_iterations: int = 40  # iterations of the IBP residual (the same in training and inference)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,6 +190,10 @@ class PIUNet(nn.Module):
         self.upsample = nn.Sequential(nn.Conv2d(c, c * s * s, 3, padding=1), nn.PixelShuffle(s), nn.ReLU(),
                                       nn.Conv2d(c, 2, 3, padding=1))
         _icnr_(self.upsample[0].weight, s)
+        if config.residual == "ibp":
+            with torch.no_grad():  # start exactly at the IBP estimate: only learnt corrections move away from it
+                self.upsample[-1].weight[0].zero_()
+                self.upsample[-1].bias[0].zero_()
 
     def receptive_radius(self) -> int:
         """LR pixels beyond which an input pixel cannot change an output pixel (the global

@@ -180,11 +180,13 @@ class SelfSupervisedSampler:
             inputs.append(cr_n)
             targets.append((target - mean) / std)
             masks.append(v[ref])
-            # the applied shifts in CR pixels, w.r.t. the target's grid (d[ref] = 0)
-            shifts.append(d / s if self.cfg.shift_aug > 0 else torch.zeros(T, 2))
+            if self.net_config is not None and self.net_config.residual == "ibp":
+                # registered on the CR frames, as inference registers the LR frames: the applied shifts
+                # alone would miss the frames' own misregistration
+                shifts.append(register_frames(cr_n, torch.ones_like(cr_n, dtype=torch.bool), ref))
         x = torch.stack(inputs)
         base = residual_base(self.net_config, x, torch.ones_like(x, dtype=torch.bool), torch.stack(shifts)) \
-            if self.net_config is not None else None
+            if shifts else None
         return x, torch.stack(targets), torch.stack(masks), base
 
 

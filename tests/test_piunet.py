@@ -46,6 +46,7 @@ def test_ibp_residual_network_adds_its_correction_to_the_given_ibp_estimate():
     with torch.no_grad():
         sr, _ = net(frames[None], base=base[None])
         sr2, _ = net(frames[None], base=base[None] + 1.0)
+    assert torch.equal(sr[0], base)  # untrained, it is exactly IBP: training only adds corrections
     assert torch.allclose(sr2 - sr, torch.ones_like(sr), atol=1e-5)
     with pytest.raises(ValueError, match="pass base"):
         net(frames[None])
