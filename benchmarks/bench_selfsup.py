@@ -65,14 +65,15 @@ def main() -> None:
         res = train_self_supervised(data, bank, cfg, args.out, "bench", net_cfg)
         print(f"trained {res['steps']} steps in {res['seconds']} s (bank {t_bank:.0f} s); val {res['history'][-3:]}", flush=True)
     net, _ = load_model(args.model or args.out, 3)
-    scores = {"mean-bicubic (registered)": [], "IBP (registered, default PSF)": [], "PIUNet self-supervised": [],
-              "PIUNet self-supervised + TTF": []}
+    scores = {"mean-bicubic (registered)": [], "IBP (registered, default PSF)": [],
+              "IBP, 80 iterations": [], "PIUNet self-supervised": [], "PIUNet self-supervised + TTF": []}
     flow = load_fkp(default_fkp_path(3), 3)
     for name, st in test:
         valid = torch.ones_like(st.lr, dtype=torch.bool)
         shifts = register_frames(st.lr, valid, 0)
         outs = {"mean-bicubic (registered)": mean_bicubic(st.lr, valid, 3, shifts),
                 "IBP (registered, default PSF)": ibp(st.lr, valid, 3, shifts),
+                "IBP, 80 iterations": ibp(st.lr, valid, 3, shifts, iterations=80),
                 "PIUNet self-supervised": predict(net, st.lr, valid)[0]}
         t = time.perf_counter()
         tuned, _, _ = test_time_finetune(net, flow, st.lr, valid, 0, TTFConfig(iterations=args.ttf_iterations))
