@@ -342,14 +342,16 @@ def train_piunet(
     torch.manual_seed(config.seed)  # same initial weights on every rank
     gen = torch.Generator().manual_seed(config.seed + 1000 * dist_info.rank)  # different samples per rank
     net = PIUNet(net_config or PIUNetConfig(scale=config.scale)).to(device)
-    sampler.net_config = net.config
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = TrainState()
+    payload = None
     if resume:
         net_r, payload = load_model(resume, config.scale, device)
         if payload.get("kernel_bank") != bank_digest:
             raise ModelFileError(f"checkpoint '{resume}' was trained with another kernel bank")
-        net.load_state_dict(net_r.state_dict())
+        net = net_r  # the checkpoint's own architecture, whatever net_config says
+    sampler.net_config = net.config
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    if payload is not None:
         if "optimizer" in payload:
             opt.load_state_dict(payload["optimizer"])
         st = payload["state"]
