@@ -21,7 +21,7 @@ from .progress import Monitor, ensure_monitor
 from .inference import predict
 from .registration import register_frames
 from .stack_io import (
-    FMASK_INVALID_VALUES, ImageSource, StackError, check_output_path, check_same_grid,
+    FMASK_INVALID_VALUES, ImageSource, StackError, atomic_outputs, check_output_path, check_same_grid,
     output_nodata, read_raster, read_stack, write_geotiff,
 )
 
@@ -157,20 +157,23 @@ def run_superresolve(
         "STACKSR_SHIFTS": None if shifts is None else [[round(v, 4) for v in d] for d in shifts.tolist()],
     }
     grid = stack.grid.scaled(scale)
-    write_geotiff(output, out, grid, nodata, tags, band_names=[f"{method} x{scale}"])
-    if uncertainty_output and log_scale is not None:
-        # a Laplace distribution with scale b has standard deviation sqrt(2) * b
-        std = np.where(covered, np.sqrt(2.0) * np.exp(log_scale.numpy()), nodata).astype(np.float32)
-        write_geotiff(uncertainty_output, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
-                      band_names=["uncertainty (standard deviation)"])
-    if kernel_output and ttf_kernel is not None:
-        write_kernel_layer(kernel_output, ttf_kernel.numpy(), scale, f"TTF {stack.names[ref]}")
-    seconds = round(time.perf_counter() - t0, 3)
-    if report_html:
-        _sr_report(report_html, hr, frames[ref], valid[ref], scale, ttf_kernel, losses,
-                   [("method", method), ("scale", f"x{scale}"), ("images", stack.count),
-                    ("reference frame", stack.names[ref]), ("device", str(dev) if uses_model else "cpu"),
-                    ("tile (LR px)", tile if uses_model else "-"), ("seconds", seconds)])
+    unc_path = uncertainty_output if log_scale is not None else None
+    ker_path = kernel_output if ttf_kernel is not None else None
+    with atomic_outputs([output, unc_path, ker_path, report_html], ".tif") as (t_out, t_unc, t_ker, t_rep):
+        write_geotiff(t_out, out, grid, nodata, tags, band_names=[f"{method} x{scale}"])
+        if t_unc:
+            # a Laplace distribution with scale b has standard deviation sqrt(2) * b
+            std = np.where(covered, np.sqrt(2.0) * np.exp(log_scale.numpy()), nodata).astype(np.float32)
+            write_geotiff(t_unc, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
+                          band_names=["uncertainty (standard deviation)"])
+        if t_ker:
+            write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {stack.names[ref]}")
+        seconds = round(time.perf_counter() - t0, 3)
+        if t_rep:
+            _sr_report(t_rep, hr, frames[ref], valid[ref], scale, ttf_kernel, losses,
+                       [("method", method), ("scale", f"x{scale}"), ("images", stack.count),
+                        ("reference frame", stack.names[ref]), ("device", str(dev) if uses_model else "cpu"),
+                        ("tile (LR px)", tile if uses_model else "-"), ("seconds", seconds)])
     mon.progress(1.0, f"wrote {output}")
     return {"output": output, "uncertainty": uncertainty_output if log_scale is not None else None, "report": report_html,
             "kernel": kernel_output if ttf_kernel is not None else None, "method": method,

@@ -280,6 +280,15 @@ def atomic_output(path: str, suffix: str = "") -> Iterator[str]:
             os.remove(tmp)
 
 
+@contextlib.contextmanager
+def atomic_outputs(paths: Sequence[str | None], suffix: str = "") -> Iterator[list[str | None]]:
+    """:func:`atomic_output` for several files that belong together (None entries are skipped):
+    all are renamed into place only when the whole block succeeds, so a failure while writing
+    the last leaves none of them (and the previous ones intact)."""
+    with contextlib.ExitStack() as stack:
+        yield [None if p is None else stack.enter_context(atomic_output(p, suffix)) for p in paths]
+
+
 def write_geotiff(
     path: str,
     array: np.ndarray,

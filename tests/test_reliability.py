@@ -270,3 +270,19 @@ def test_ttf_per_tile_finetunes_every_tile_and_writes_a_complete_raster(sample_i
         ds = None
     assert np.isfinite(arrays[1][arrays[1] != -9999]).all() and arrays[1].shape == (183, 183)
     assert not np.array_equal(arrays[0], arrays[1])  # each tile got its own finetuning
+
+
+def test_outputs_of_one_run_land_together_or_not_at_all(sample_images, tmp_path, tiny_model, monkeypatch):
+    """A failure while writing the last output (the TTF kernel layer) leaves none of the run's
+    outputs behind, not an SR raster without its companions."""
+    import stacksr.core.kernels as kernels
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(kernels, "write_kernel_layer", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_superresolve(_sources(sample_images), str(tmp_path / "sr.tif"), 3, method="piunet+ttf",
+                         model_path=tiny_model, ttf_iterations=2, uncertainty_output=str(tmp_path / "std.tif"),
+                         kernel_output=str(tmp_path / "k.tif"), report_html=str(tmp_path / "r.html"))
+    assert os.listdir(tmp_path) == []
