@@ -133,6 +133,7 @@ def test_estimate_kernels_loads_styled_kernel_layers_in_a_group(qgis_app, sample
     for node in group.findLayers():
         layer = node.layer()
         assert layer.isValid() and isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
+        assert layer.resampleFilter().zoomedInResampler() is None  # nearest neighbour: kernel pixels stay crisp
     project.clear()
 
 
