@@ -57,6 +57,8 @@ def run_superresolve(
     uncertainty_output: str | None = None,
     ttf_iterations: int = 50,
     ttf_per_tile: bool = False,
+    ttf_lr: float | None = None,
+    ttf_kernel_lr: float | None = None,
     kernel_output: str | None = None,
     device: str = "auto",
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
@@ -71,6 +73,8 @@ def run_superresolve(
     its uncertainty as a standard-deviation raster) or "piunet+ttf" (the model first
     finetuned on this stack for ``ttf_iterations``, calibrated once on a crop and
     applied to every tile, or with ``ttf_per_tile`` finetuned on every tile separately;
+    ``ttf_lr`` / ``ttf_kernel_lr``: learning rates of the network tail and of the kernel latent
+    (None: the benchmarked defaults of :class:`ttf.TTFConfig`; larger ones over-fit);
     ``kernel_output`` receives the TTF kernel (of the centre tile when per tile) as a layer). ``reference``: 0-based frame whose
     grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
     PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`).
@@ -78,6 +82,8 @@ def run_superresolve(
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernels import write_kernel_layer
     from .training import ModelFileError, load_model
+    from dataclasses import replace
+
     from .ttf import TTFConfig, finetune_per_tile, test_time_finetune
 
     mon = ensure_monitor(monitor)
@@ -87,6 +93,8 @@ def run_superresolve(
         raise StackError(f"method must be one of {SR_METHODS}, got '{method}'")
     if iterations < 1 or ttf_iterations < 1:
         raise StackError("iterations must be at least 1")
+    if any(lr is not None and not 0 < lr < 1 for lr in (ttf_lr, ttf_kernel_lr)):
+        raise StackError("TTF learning rates must be between 0 and 1")
     uses_model = method.startswith("piunet")
     if uses_model and not model_path:
         raise StackError(f"method '{method}' needs a trained model file")
@@ -116,6 +124,7 @@ def run_superresolve(
     if uses_model:
         mon.info(f"device: {why}")
         ttf_config = TTFConfig(iterations=ttf_iterations)
+        ttf_config = replace(ttf_config, lr_net=ttf_lr or ttf_config.lr_net, lr_kernel=ttf_kernel_lr or ttf_config.lr_kernel)
         if flow is not None and ttf_per_tile and tile > 0:
             hr, log_scale, ttf_kernel, losses = finetune_per_tile(net, flow, frames, valid, ref, tile, ttf_config, dev,
                                                                   mon.sub(0.05, 0.95))
@@ -145,7 +154,8 @@ def run_superresolve(
               "psf_sigma": psf_sigma, "register": register, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
               "model": os.path.basename(model_path) if model_path else None,
               "ttf_iterations": ttf_iterations if method == "piunet+ttf" else None,
-              "ttf_per_tile": bool(ttf_per_tile and tile > 0) if method == "piunet+ttf" else None}
+              "ttf_per_tile": bool(ttf_per_tile and tile > 0) if method == "piunet+ttf" else None,
+              "ttf_lr": ttf_lr, "ttf_kernel_lr": ttf_kernel_lr}
     tags = {
         "STACKSR_VERSION": __version__,
         "STACKSR_ALGORITHM": "superresolve",

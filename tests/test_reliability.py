@@ -286,3 +286,18 @@ def test_outputs_of_one_run_land_together_or_not_at_all(sample_images, tmp_path,
                          model_path=tiny_model, ttf_iterations=2, uncertainty_output=str(tmp_path / "std.tif"),
                          kernel_output=str(tmp_path / "k.tif"), report_html=str(tmp_path / "r.html"))
     assert os.listdir(tmp_path) == []
+
+
+def test_ttf_learning_rates_are_used_and_out_of_range_ones_refused(sample_images, tmp_path, tiny_model):
+    base = dict(method="piunet+ttf", model_path=tiny_model, ttf_iterations=3)
+    outs = []
+    for i, lr in enumerate((None, 0.05)):
+        out = str(tmp_path / f"sr{i}.tif")
+        run_superresolve(_sources(sample_images), out, 3, ttf_lr=lr, **base)
+        ds = gdal.Open(out)
+        outs.append(ds.GetRasterBand(1).ReadAsArray())
+        ds = None
+    assert not np.array_equal(outs[0], outs[1])
+    with pytest.raises(StackError, match="TTF learning rates must be between 0 and 1"):
+        run_superresolve(_sources(sample_images), str(tmp_path / "bad.tif"), 3, ttf_kernel_lr=5.0, **base)
+    assert not os.path.exists(tmp_path / "bad.tif")

@@ -14,7 +14,7 @@ class SuperResolveStack(StackSRAlgorithm):
     METHOD, MODEL, TILE, TTF_ITERATIONS = "METHOD", "MODEL", "TILE", "TTF_ITERATIONS"
     OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_KERNEL = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_KERNEL"
     OUTPUT_REPORT = "OUTPUT_REPORT"
-    TTF_PER_TILE = "TTF_PER_TILE"
+    TTF_PER_TILE, TTF_LR, TTF_KERNEL_LR = "TTF_PER_TILE", "TTF_LR", "TTF_KERNEL_LR"
 
     def name(self):
         return "superresolve"
@@ -53,7 +53,11 @@ class SuperResolveStack(StackSRAlgorithm):
                                            QgsProcessingParameterNumber.Type.Integer, 50, minValue=1, maxValue=10000)
         per_tile = QgsProcessingParameterBoolean(
             self.TTF_PER_TILE, "Finetune on every tile separately (TTF; default: once, applied to all tiles)", False)
-        for p in (tile, ttf, per_tile):
+        lrs = [QgsProcessingParameterNumber(name, text, QgsProcessingParameterNumber.Type.Double, 0.0,
+                                            minValue=0.0, maxValue=0.9)
+               for name, text in ((self.TTF_LR, "TTF learning rate, network (0: the benchmarked default; larger over-fits)"),
+                                  (self.TTF_KERNEL_LR, "TTF learning rate, kernel latent (0: the benchmarked default)"))]
+        for p in (tile, ttf, per_tile, *lrs):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
@@ -80,6 +84,8 @@ class SuperResolveStack(StackSRAlgorithm):
             uncertainty_output=(unc or None) if method.startswith("piunet") else None,
             ttf_iterations=self.parameterAsInt(parameters, self.TTF_ITERATIONS, context),
             ttf_per_tile=self.parameterAsBoolean(parameters, self.TTF_PER_TILE, context),
+            ttf_lr=self.parameterAsDouble(parameters, self.TTF_LR, context) or None,
+            ttf_kernel_lr=self.parameterAsDouble(parameters, self.TTF_KERNEL_LR, context) or None,
             kernel_output=(kernel or None) if method == "piunet+ttf" else None,
             device=self.device_choice(parameters, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
