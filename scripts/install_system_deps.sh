@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Debian's QGIS stack if any package is missing; does nothing otherwise.
 set -euo pipefail
-PKGS="qgis python3-qgis python3-gdal python3-rasterio python3-venv gdal-bin"
+PKGS="qgis python3-qgis python3-gdal python3-rasterio python3-venv gdal-bin xvfb xauth"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

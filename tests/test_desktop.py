@@ -1,0 +1,94 @@
+"""The plugin in the real QGIS desktop application (under Xvfb): menu, kernel viewer, results on
+the map, and the missing-PyTorch message bar. Each test starts `qgis` with a throwaway profile
+that enables the plugin and a startup script that records what it sees, then exits."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None,
+                                reason="xvfb-run missing (make test installs it: scripts/install_system_deps.sh)")
+
+SCRIPT = r'''
+import json, os, traceback
+from qgis.utils import plugins, iface
+from qgis.core import QgsApplication, QgsProject
+out = {}
+try:
+    p = plugins.get("stacksr")
+    out["loaded"] = p is not None
+    out["menu_actions"] = [a.text() for a in p.actions]
+    bar_item = iface.messageBar().currentItem()
+    out["message_bar"] = bar_item.text() if bar_item is not None else ""
+    if os.environ.get("STACKSR_TEST_RUN"):
+        import processing
+        params = json.loads(os.environ["STACKSR_TEST_RUN"])
+        res = processing.runAndLoadResults("stacksr:estimatekernels", params)
+        group = QgsProject.instance().layerTreeRoot().findGroup("Kernels")
+        out["kernel_layers_in_group"] = len(group.findLayers()) if group else 0
+        p.show_kernel_viewer()
+        p.viewer.load_bank(res["OUTPUT_BANK"])
+        out["viewer_cells"] = p.viewer.cell_count()
+        canvas = iface.mapCanvas()
+        canvas.setExtent(group.findLayers()[0].layer().extent())
+        canvas.refreshAllLayers()
+        canvas.waitWhileRendering()
+        canvas.saveAsImage(os.environ["STACKSR_TEST_SHOT"])
+except Exception:
+    out["error"] = traceback.format_exc()
+with open(os.environ["STACKSR_TEST_OUT"], "w") as fh:
+    json.dump(out, fh)
+os._exit(0)
+'''
+
+
+def _run_desktop(tmp_path, with_torch: bool, run_params: dict | None = None) -> dict:
+    home = tmp_path / "home"
+    profile = home / ".local/share/QGIS/QGIS3/profiles/default/QGIS"
+    profile.mkdir(parents=True)
+    (profile / "QGIS3.ini").write_text("[PythonPlugins]\nstacksr=true\n")
+    script = tmp_path / "startup.py"
+    script.write_text(SCRIPT)
+    pkg = os.path.join(ROOT, ".build", "pkg")
+    path = [pkg]
+    if with_torch:
+        import torch
+
+        path.append(os.path.dirname(os.path.dirname(torch.__file__)))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QT_QPA_PLATFORM", "VIRTUAL_ENV")}
+    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), QGIS_PLUGINPATH=pkg, PYTHONPATH=os.pathsep.join(path),
+               STACKSR_TEST_OUT=str(tmp_path / "seen.json"), STACKSR_TEST_SHOT=str(tmp_path / "canvas.png"))
+    if run_params:
+        env["STACKSR_TEST_RUN"] = json.dumps(run_params)
+    res = subprocess.run(["xvfb-run", "-a", "/usr/bin/qgis", "--nologo", "--noversioncheck", "--code", str(script)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert (tmp_path / "seen.json").exists(), res.stdout[-2000:] + res.stderr[-2000:]
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert "error" not in seen, seen["error"]
+    return seen
+
+
+def test_desktop_qgis_shows_menu_kernel_layers_viewer_and_map(tmp_path, sample_images):
+    params = {"LAYERS": sample_images[:4], "SCALE": 3, "MODE": 1, "ITERATIONS": 10,
+              "OUTPUT_BANK": str(tmp_path / "bank.npz"), "OUTPUT_LAYERS": str(tmp_path / "kernels")}
+    seen = _run_desktop(tmp_path, with_torch=True, run_params=params)
+    assert seen["loaded"] and seen["menu_actions"] == ["Kernel viewer", "Install PyTorch..."]
+    assert "PyTorch" not in seen["message_bar"]
+    assert seen["kernel_layers_in_group"] == 4 and seen["viewer_cells"] == 4
+    from osgeo import gdal
+
+    ds = gdal.Open(str(tmp_path / "canvas.png"))
+    rgb = ds.ReadAsArray()
+    ds = None
+    assert rgb.std() > 10  # the kernel layer is drawn on the map canvas
+    assert len(glob.glob(str(tmp_path / "kernels" / "*.tif"))) == 4
+
+
+def test_desktop_qgis_without_torch_offers_the_installer_in_the_message_bar(tmp_path):
+    seen = _run_desktop(tmp_path, with_torch=False)
+    assert seen["loaded"] and "PyTorch is not installed" in seen["message_bar"]
