@@ -11,7 +11,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton
 
-from .deps import deps_dir
+from .deps import PLUGIN_DIR, deps_dir
 from .processing_provider.provider import StackSRProvider
 
 MENU = "&StackSR"
@@ -31,7 +31,7 @@ class StackSRPlugin:
 
     def initGui(self):  # noqa: N802
         self.initProcessing()
-        icon = QIcon(os.path.join(os.path.dirname(__file__), "icon.svg"))
+        icon = QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
         for text, slot in (("Kernel viewer", self.show_kernel_viewer), ("Install PyTorch...", self.show_installer)):
             action = QAction(icon, text, self.iface.mainWindow())
             action.triggered.connect(slot)

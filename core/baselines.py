@@ -26,9 +26,9 @@ def temporal_fill(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, frames, fill)
 
 
-def _shift_stacks(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+def _shift_stacks(x: torch.Tensor, shifts: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
     """shift_images over ``(..., T, H, W)`` with ``(..., T, 2)`` shifts."""
-    return shift_images(x.reshape(-1, *x.shape[-2:]), shifts.reshape(-1, 2)).reshape(x.shape)
+    return shift_images(x.reshape(-1, *x.shape[-2:]), shifts.reshape(-1, 2), mode).reshape(x.shape)
 
 
 def hr_validity(valid: torch.Tensor, scale: int) -> torch.Tensor:
@@ -41,9 +41,9 @@ def _aligned_upsampled(frames: torch.Tensor, valid: torch.Tensor, scale: int, sh
     up = upsample_bicubic(temporal_fill(frames, valid), scale)
     w = valid.to(frames.dtype).repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     if shifts is not None:
-        back = (-shifts.to(frames.dtype) * scale).reshape(-1, 2)
-        up = shift_images(up.reshape(-1, *up.shape[-2:]), back).reshape(up.shape)
-        w = shift_images(w.reshape(-1, *w.shape[-2:]), back, mode="bilinear").reshape(w.shape)
+        back = -shifts.to(frames.dtype) * scale
+        up = _shift_stacks(up, back)
+        w = _shift_stacks(w, back, mode="bilinear")
     return up, w
 
 

@@ -52,6 +52,24 @@ def stack_base(net: PIUNet, xn: torch.Tensor, valid: torch.Tensor, reference: in
     return residual_base(net.config, xn, valid, register_frames(xn, valid, reference))
 
 
+Window = tuple[slice, slice]
+
+
+def tile_windows(H: int, W: int, tile: int, halo: int, scale: int) -> list[tuple[Window, Window, Window]]:
+    """Row-major tiles of ``tile`` LR px: for each, the LR window (tile plus ``halo``, clipped to
+    the raster), the tile's core inside the window's HR output, and where that core goes in the
+    raster's HR output."""
+    out = []
+    for r in range(0, H, tile):
+        for c in range(0, W, tile):
+            r0, r1, c0, c1 = max(r - halo, 0), min(r + tile + halo, H), max(c - halo, 0), min(c + tile + halo, W)
+            th, tw = min(tile, H - r), min(tile, W - c)
+            out.append(((slice(r0, r1), slice(c0, c1)),
+                        (slice((r - r0) * scale, (r - r0 + th) * scale), slice((c - c0) * scale, (c - c0 + tw) * scale)),
+                        (slice(r * scale, (r + th) * scale), slice(c * scale, (c + tw) * scale))))
+    return out
+
+
 def predict(
     net: PIUNet,
     frames: torch.Tensor,
@@ -76,25 +94,16 @@ def predict(
     net = net.to(device).eval()
     context = stack_context(net, xn, device)
     base = stack_base(net, xn, valid, reference)
-    halo = net.receptive_radius()
     tile = max(H, W) if tile <= 0 else tile
     sr = torch.zeros(H * s, W * s)
     log_scale = torch.zeros(H * s, W * s)
-    rows, cols = range(0, H, tile), range(0, W, tile)
-    done, total = 0, len(rows) * len(cols)
+    windows = tile_windows(H, W, tile, net.receptive_radius(), s)
     with torch.no_grad():
-        for r in rows:
-            for c in cols:
-                mon.check()
-                r0, r1 = max(r - halo, 0), min(r + tile + halo, H)
-                c0, c1 = max(c - halo, 0), min(c + tile + halo, W)
-                b = None if base is None else base[None, r0 * s:r1 * s, c0 * s:c1 * s].to(device)
-                out, ls = net(xn[None, :, r0:r1, c0:c1].to(device), context, b)
-                th, tw = min(tile, H - r), min(tile, W - c)
-                core = (slice((r - r0) * s, (r - r0 + th) * s), slice((c - c0) * s, (c - c0 + tw) * s))
-                dest = (slice(r * s, (r + th) * s), slice(c * s, (c + tw) * s))
-                sr[dest] = out[0][core].float().cpu()
-                log_scale[dest] = ls[0][core].float().cpu()
-                done += 1
-                mon.progress(done / total, f"tile {done}/{total}")
+        for i, ((rows, cols), core, dest) in enumerate(windows):
+            mon.check()
+            b = None if base is None else base[None, rows.start * s:rows.stop * s, cols.start * s:cols.stop * s].to(device)
+            out, ls = net(xn[None, :, rows, cols].to(device), context, b)
+            sr[dest] = out[0][core].float().cpu()
+            log_scale[dest] = ls[0][core].float().cpu()
+            mon.progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
     return sr * std + mean, log_scale + math.log(std)

@@ -82,8 +82,6 @@ def run_superresolve(
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernels import write_kernel_layer
     from .training import ModelFileError, load_model
-    from dataclasses import replace
-
     from .ttf import TTFConfig, finetune_per_tile, test_time_finetune
 
     mon = ensure_monitor(monitor)
@@ -123,8 +121,8 @@ def run_superresolve(
     shifts, log_scale, ttf_kernel, losses = None, None, None, []
     if uses_model:
         mon.info(f"device: {why}")
-        ttf_config = TTFConfig(iterations=ttf_iterations)
-        ttf_config = replace(ttf_config, lr_net=ttf_lr or ttf_config.lr_net, lr_kernel=ttf_kernel_lr or ttf_config.lr_kernel)
+        lrs = {k: v for k, v in (("lr_net", ttf_lr), ("lr_kernel", ttf_kernel_lr)) if v}
+        ttf_config = TTFConfig(iterations=ttf_iterations, **lrs)
         if flow is not None and ttf_per_tile and tile > 0:
             hr, log_scale, ttf_kernel, losses = finetune_per_tile(net, flow, frames, valid, ref, tile, ttf_config, dev,
                                                                   mon.sub(0.05, 0.95))

@@ -25,7 +25,7 @@ import torch
 from .baselines import temporal_fill
 from .degradation import blur_downsample
 from .fkp import KernelFlow, project_to_sphere
-from .inference import predict, stack_base, stack_context
+from .inference import predict, stack_base, stack_context, tile_windows
 from .kernel_estimation import select_crop
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
@@ -126,23 +126,19 @@ def finetune_per_tile(
     predicted on its own, and its core is kept. Returns the SR image and log-scale in input
     units, and the kernel and loss curve of the tile at the raster's centre."""
     mon = ensure_monitor(monitor)
-    s, halo = net.config.scale, net.receptive_radius()
+    s = net.config.scale
     T, H, W = frames.shape
     sr, log_scale = torch.empty(H * s, W * s), torch.empty(H * s, W * s)
-    starts = [(r, c) for r in range(0, H, tile) for c in range(0, W, tile)]
-    centre = next(i for i, (r, c) in enumerate(starts) if r <= H // 2 < r + tile and c <= W // 2 < c + tile)
+    windows = tile_windows(H, W, tile, net.receptive_radius(), s)
+    centre = ((H // 2) * s, (W // 2) * s)  # HR pixel whose tile gives the reported kernel and curve
     kernel, losses = None, []
-    for i, (r, c) in enumerate(starts):
-        r0, r1, c0, c1 = max(r - halo, 0), min(r + tile + halo, H), max(c - halo, 0), min(c + tile + halo, W)
-        win_f, win_v = frames[:, r0:r1, c0:c1], valid[:, r0:r1, c0:c1]
-        sub = mon.sub(i / len(starts), (i + 1) / len(starts))
+    for i, ((rows, cols), core, dest) in enumerate(windows):
+        win_f, win_v = frames[:, rows, cols], valid[:, rows, cols]
+        sub = mon.sub(i / len(windows), (i + 1) / len(windows))
         tuned, k, curve = test_time_finetune(net, flow, win_f, win_v, ref_index, config, monitor=sub.sub(0, 0.8),
                                              device=device)
         out, ls = predict(tuned, win_f, win_v, device=device, reference=ref_index, monitor=sub.sub(0.8, 1.0))
-        th, tw = min(tile, H - r), min(tile, W - c)
-        core = (slice((r - r0) * s, (r - r0 + th) * s), slice((c - c0) * s, (c - c0 + tw) * s))
-        sr[r * s:(r + th) * s, c * s:(c + tw) * s] = out[core]
-        log_scale[r * s:(r + th) * s, c * s:(c + tw) * s] = ls[core]
-        if i == centre:
+        sr[dest], log_scale[dest] = out[core], ls[core]
+        if all(d.start <= c < d.stop for d, c in zip(dest, centre)):
             kernel, losses = k, curve
     return sr, log_scale, kernel, losses

@@ -4,13 +4,12 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..deps import PLUGIN_DIR
 from .algorithms.classic_sr import ClassicSuperResolve
 from .algorithms.estimate_kernels import EstimateKernels
 from .algorithms.score import ScoreAgainstReference
 from .algorithms.superresolve import SuperResolveStack
 from .algorithms.train import TrainSelfSupervised
-
-PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
 
 
 class StackSRProvider(QgsProcessingProvider):

@@ -15,6 +15,15 @@ QGIS_PROCESS = os.path.join(ROOT, "scripts", "qgis_process")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def enabled_plugin_profile(home):
+    """A throwaway QGIS profile under ``home`` (a pathlib folder) with the StackSR plugin enabled;
+    returns the profile folder."""
+    profile = home / ".local/share/QGIS/QGIS3/profiles/default"
+    (profile / "QGIS").mkdir(parents=True)
+    (profile / "QGIS" / "QGIS3.ini").write_text("[PythonPlugins]\nstacksr=true\n")
+    return profile
+
+
 @pytest.fixture(scope="session")
 def sample_images() -> list[str]:
     return sorted(glob.glob(os.path.join(SAMPLE_DIR, "*_b4.tif")))

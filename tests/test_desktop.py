@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, enabled_plugin_profile
 
 pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None,
                                 reason="xvfb-run missing (make test installs it: scripts/install_system_deps.sh)")
@@ -49,9 +49,7 @@ os._exit(0)
 
 def _run_desktop(tmp_path, with_torch: bool, run_params: dict | None = None) -> dict:
     home = tmp_path / "home"
-    profile = home / ".local/share/QGIS/QGIS3/profiles/default/QGIS"
-    profile.mkdir(parents=True)
-    (profile / "QGIS3.ini").write_text("[PythonPlugins]\nstacksr=true\n")
+    enabled_plugin_profile(home)
     script = tmp_path / "startup.py"
     script.write_text(SCRIPT)
     pkg = os.path.join(ROOT, ".build", "pkg")

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, enabled_plugin_profile
 
 
 def _builder():
@@ -51,12 +51,9 @@ def test_zip_installed_into_a_throwaway_profile_runs_the_three_algorithms_on_rea
     """Unzipped where QGIS installs plugins, enabled in the profile, and run by qgis_process with
     no path pointing back at the repository (only torch's site-packages is on PYTHONPATH)."""
     home = tmp_path / "home"
-    profile = home / ".local/share/QGIS/QGIS3/profiles/default"
-    plugins = profile / "python" / "plugins"
+    plugins = enabled_plugin_profile(home) / "python" / "plugins"
     plugins.mkdir(parents=True)
     zipfile.ZipFile(plugin_zip).extractall(plugins)
-    (profile / "QGIS").mkdir()
-    (profile / "QGIS" / "QGIS3.ini").write_text("[PythonPlugins]\nstacksr=true\n")
     import torch
 
     torch_site = os.path.dirname(os.path.dirname(torch.__file__))

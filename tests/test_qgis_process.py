@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 from osgeo import gdal
 
-from conftest import QGIS_PROCESS
+from conftest import QGIS_PROCESS, enabled_plugin_profile
 
 
 def _qgis_process(*args, timeout=300):
@@ -111,9 +111,7 @@ def test_without_torch_the_provider_loads_and_algorithms_say_how_to_install_it(s
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     pkg = os.path.join(ROOT, ".build", "pkg")
     home = tmp_path / "home"
-    profile = home / ".local/share/QGIS/QGIS3/profiles/default/QGIS"
-    profile.mkdir(parents=True)
-    (profile / "QGIS3.ini").write_text("[PythonPlugins]\nstacksr=true\n")
+    profile = enabled_plugin_profile(home)
     env.update(HOME=str(home), QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=pkg, PYTHONPATH=pkg, XDG_RUNTIME_DIR=str(home))
     listing = subprocess.run(["/usr/bin/qgis_process.bin", "list"], capture_output=True, text=True, env=env, timeout=120)
     assert "stacksr:superresolve" in listing.stdout
@@ -123,7 +121,7 @@ def test_without_torch_the_provider_loads_and_algorithms_say_how_to_install_it(s
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode != 0
     text = res.stdout + res.stderr
-    deps = home / ".local/share/QGIS/QGIS3/profiles/default/stacksr_deps/python3.11"
+    deps = profile / "stacksr_deps" / "python3.11"
     assert "StackSR needs PyTorch" in text
     assert f'/usr/bin/python3.11" -m pip install --target "{deps}" torch==2.13.0' in text
     assert not out.exists()

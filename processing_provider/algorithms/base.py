@@ -12,10 +12,9 @@ from qgis.PyQt.QtGui import QIcon
 from ...core.device import DEVICE_CHOICES
 from ...core.progress import Cancelled
 from ...core.stack_io import FMASK_INVALID_VALUES, StackError, parse_int_list, sources_from_inputs
-from ...deps import deps_dir, missing_torch_message
+from ...deps import PLUGIN_DIR, deps_dir, missing_torch_message
 from ..feedback import FeedbackMonitor
 
-PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 # the README shipped inside the plugin (works offline; there is no public site yet)
 HELP_URL = QUrl.fromLocalFile(os.path.join(PLUGIN_DIR, "README.md")).toString()
 
