@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ttf-lr", type=float, default=None, help="TTF learning rate of the network tail (default 1e-4)")
     c.add_argument("--ttf-kernel-lr", type=float, default=None, help="TTF learning rate of the kernel latent (default 2e-2)")
     c.add_argument("--kernel-output", default=None, help="write the TTF kernel layer here (piunet+ttf)")
-    c.add_argument("--model", default=None, help="trained model (.pt) for --method piunet")
+    c.add_argument("--model", default=None, help="trained model (.pt) for the piunet methods (default: the shipped base model)")
     c.add_argument("--tile", type=int, default=0, help="PIUNet tile size in LR pixels (0: whole stack)")
     c.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
     c.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", default=None, help="checkpoint (<model>.last) to resume from")
+    t.add_argument("--init-model", default=None, help="model (.pt) to fine-tune (default: the shipped base model)")
+    t.add_argument("--from-scratch", action="store_true", help="train a new network instead of fine-tuning the base model")
     t.add_argument("--report", default=None, help="HTML report of the run (loss curves, settings, kernel bank)")
     t.add_argument("--output", required=True, help="model file (.pt); <output>.last is the resumable checkpoint")
 
@@ -154,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             result = jobs.run_train_self_supervised(
                 [sources], args.kernel_bank, args.output, scale=args.scale, steps=args.steps, patch=args.patch,
                 batch=args.batch, frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
-                invalid_mask_values=invalid, report_html=args.report, monitor=monitor)
+                invalid_mask_values=invalid, report_html=args.report, monitor=monitor,
+                from_base=not args.from_scratch, init_model=args.init_model)
         elif args.command == "train-fkp":
             from .core.fkp import save_fkp, train_fkp
 

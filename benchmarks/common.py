@@ -16,6 +16,12 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".build", "pkg"))  # `make deps` links the repo there as `stacksr`
 
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from stacksr.core.degradation import default_kernel_size, degrade, gaussian_kernels, random_gaussian_params
 from stacksr.core.simulate import SimulatedStack, simulate_stack
 from stacksr.core.stack_io import read_raster
 
@@ -47,6 +53,86 @@ def l8_stacks(size: int, frames: int = 9, scale: int = 3, seed: int = 0) -> list
     for i, (name, hr) in enumerate(l8_tiles(size)):
         g = torch.Generator().manual_seed(seed * 1000 + i)
         out.append((name, simulate_stack(hr, scale, frames, g, max_shift=1.0, noise_sigma=NOISE_SIGMA_DN)))
+    return out
+
+
+S2_DIR = os.path.join(SHARED, "sentinel2_timeseries")
+S2_NOISE = 0.005  # white noise on the LR NDVI frames (0.5 % of the NDVI range used as data range)
+S2_DATA_RANGE = 1.0
+S2_MAX_SHIFT = 0.5  # LR px
+S2_WINDOW_DAYS = 60
+S2_MAX_CLOUD = 0.6  # dates more clouded than this are not used as LR frames
+
+
+@dataclass
+class RealDateStack:
+    """An LR stack of real, different dates with known degradations: frame 0 is the truth's date.
+
+    ``valid`` marks LR pixels whose footprint is free of (real) cloud; ``hr`` is the truth date
+    at 10 m (cloud-free)."""
+
+    hr: torch.Tensor  # (H, W)
+    lr: torch.Tensor  # (T, H/s, W/s)
+    valid: torch.Tensor  # (T, H/s, W/s) bool
+    kernels: torch.Tensor  # (T, K, K)
+    shifts: torch.Tensor  # (T, 2) LR px
+    dates: list[str]
+    scale: int
+
+
+def s2_dates() -> list[tuple[int, datetime, float]]:
+    """(band index from 0, acquisition time, cloud fraction) of the Sentinel-2 series."""
+    out = []
+    with open(os.path.join(S2_DIR, "dates.txt"), encoding="utf-8") as fh:
+        for line in fh:
+            band, when, cloud = line.split()
+            out.append((int(band) - 1, datetime.fromisoformat(when), float(cloud)))
+    return out
+
+
+def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0) -> list[tuple[str, RealDateStack]]:
+    """Stacks with REAL temporal change from the Sentinel-2 NDVI series.
+
+    Truths: cloud-free, textured dates (NDVI std >= 0.04, i.e. not snow-covered) with at least
+    four usable dates within 60 days, ``count`` of them spread evenly over the series. Each
+    stack is the truth date plus its ``frames - 1`` nearest usable dates (cloud fraction <= 0.6)
+    within 60 days, every frame degraded x``scale`` with its own random anisotropic Gaussian
+    kernel, a shift of up to 0.5 LR px (the truth's frame unshifted) and noise 0.005; LR pixels
+    whose footprint (dilated by one LR pixel) holds real cloud are invalid."""
+    ds_ndvi = os.path.join(S2_DIR, "ndvi_68dates.tif")
+    ds_cloud = os.path.join(S2_DIR, "cloudmask_68dates.tif")
+    from osgeo import gdal
+
+    nd_ds, cl_ds = gdal.Open(ds_ndvi), gdal.Open(ds_cloud)  # datasets kept alive while read
+    ndvi = torch.from_numpy(nd_ds.ReadAsArray().astype(np.float32))
+    cloud = torch.from_numpy(cl_ds.ReadAsArray().astype(np.float32))
+    del nd_ds, cl_ds
+    dates = s2_dates()
+    H, W = (ndvi.shape[1] // scale) * scale, (ndvi.shape[2] // scale) * scale
+    usable = [d for d in dates if d[2] <= S2_MAX_CLOUD]
+
+    def neighbours(d):
+        near = [u for u in usable if u[0] != d[0] and abs((u[1] - d[1]).days) <= S2_WINDOW_DAYS]
+        return sorted(near, key=lambda u: abs((u[1] - d[1]).total_seconds()))
+
+    truths = [d for d in dates if d[2] == 0.0 and float(ndvi[d[0]].std()) >= 0.04 and len(neighbours(d)) >= 4]
+    pick = [truths[round(i * (len(truths) - 1) / max(count - 1, 1))] for i in range(min(count, len(truths)))]
+    out = []
+    for i, d in enumerate(dict.fromkeys(pick)):
+        g = torch.Generator().manual_seed(seed * 1000 + i)
+        members = [d] + neighbours(d)[:frames - 1]
+        hr = ndvi[d[0], :H, :W]
+        s1, s2, th = random_gaussian_params(len(members), scale, g)
+        kernels = gaussian_kernels(s1, s2, th, default_kernel_size(scale), scale)
+        shifts = (torch.rand(len(members), 2, generator=g) * 2 - 1) * S2_MAX_SHIFT
+        shifts[0] = 0.0
+        lr = torch.stack([degrade(ndvi[m[0], :H, :W], kernels[j:j + 1], scale, shifts[j:j + 1], S2_NOISE, g)[0]
+                          for j, m in enumerate(members)])
+        cl = cloud[[m[0] for m in members], :H, :W][:, None]
+        cl_lr = torch.nn.functional.max_pool2d(cl, scale)
+        cl_lr = torch.nn.functional.max_pool2d(cl_lr, 3, stride=1, padding=1)[:, 0]
+        out.append((d[1].strftime("%Y-%m-%d"), RealDateStack(hr, lr, cl_lr < 0.5, kernels, shifts,
+                                                              [m[1].strftime("%Y-%m-%d") for m in members], scale)))
     return out
 
 

@@ -69,7 +69,7 @@ def run_superresolve(
     loss curve and kernel, and how well the result reproduces the reference frame).
 
     ``method``: "bicubic" (registered mean of bicubic), "ibp", "piunet" (a trained
-    model from ``model_path``, in ``tile``-pixel tiles when ``tile`` > 0; optionally
+    model from ``model_path``, by default the shipped base model, in ``tile``-pixel tiles when ``tile`` > 0; optionally
     its uncertainty as a standard-deviation raster) or "piunet+ttf" (the model first
     finetuned on this stack for ``ttf_iterations``, calibrated once on a crop and
     applied to every tile, or with ``ttf_per_tile`` finetuned on every tile separately;
@@ -81,7 +81,7 @@ def run_superresolve(
     """
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernels import write_kernel_layer
-    from .training import ModelFileError, load_model
+    from .training import ModelFileError, base_model_path, load_model
     from .ttf import TTFConfig, finetune_per_tile, test_time_finetune
 
     mon = ensure_monitor(monitor)
@@ -95,7 +95,9 @@ def run_superresolve(
         raise StackError("TTF learning rates must be between 0 and 1")
     uses_model = method.startswith("piunet")
     if uses_model and not model_path:
-        raise StackError(f"method '{method}' needs a trained model file")
+        model_path = base_model_path(scale)
+        if model_path is None:
+            raise StackError(f"method '{method}' needs a trained model file (no base model is shipped for x{scale})")
     inputs = _input_paths(sources) + ([model_path] if model_path else [])
     for out in (output, uncertainty_output, kernel_output, report_html):
         if out:
@@ -118,20 +120,20 @@ def run_superresolve(
     mon.progress(0.05, f"read {stack.count} images of {stack.grid.width}x{stack.grid.height} px")
     mon.check()
     frames, valid = torch.from_numpy(stack.data), torch.from_numpy(stack.valid)
-    shifts, log_scale, ttf_kernel, losses = None, None, None, []
+    shifts, log_scale, ttf_kernel, ttf_res = None, None, None, None
     if uses_model:
         mon.info(f"device: {why}")
         lrs = {k: v for k, v in (("lr_net", ttf_lr), ("lr_kernel", ttf_kernel_lr)) if v}
         ttf_config = TTFConfig(iterations=ttf_iterations, **lrs)
         if flow is not None and ttf_per_tile and tile > 0:
-            hr, log_scale, ttf_kernel, losses = finetune_per_tile(net, flow, frames, valid, ref, tile, ttf_config, dev,
-                                                                  mon.sub(0.05, 0.95))
-            mon.info(f"TTF per tile; centre tile loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+            hr, log_scale, ttf_kernel, ttf_res = finetune_per_tile(net, flow, frames, valid, ref, tile, ttf_config, dev,
+                                                                   mon.sub(0.05, 0.95))
+            mon.info("TTF per tile; centre tile: " + _ttf_summary(ttf_res))
         else:
             if flow is not None:
-                net, ttf_kernel, losses = test_time_finetune(net, flow, frames, valid, ref, ttf_config,
-                                                             monitor=mon.sub(0.05, 0.6), device=dev)
-                mon.info(f"TTF loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+                net, ttf_kernel, ttf_res = test_time_finetune(net, flow, frames, valid, ref, ttf_config,
+                                                              monitor=mon.sub(0.05, 0.6), device=dev)
+                mon.info("TTF: " + _ttf_summary(ttf_res))
             mon.progress(0.6, "predicting")
             hr, log_scale = predict(net, frames, valid, tile=tile, device=dev, monitor=mon.sub(0.6, 0.95), reference=ref)
     else:
@@ -178,7 +180,7 @@ def run_superresolve(
             write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {stack.names[ref]}")
         seconds = round(time.perf_counter() - t0, 3)
         if t_rep:
-            _sr_report(t_rep, hr, frames[ref], valid[ref], scale, ttf_kernel, losses,
+            _sr_report(t_rep, hr, frames[ref], valid[ref], scale, ttf_kernel, ttf_res,
                        [("method", method), ("scale", f"x{scale}"), ("images", stack.count),
                         ("reference frame", stack.names[ref]), ("device", str(dev) if uses_model else "cpu"),
                         ("tile (LR px)", tile if uses_model else "-"), ("seconds", seconds)])
@@ -188,8 +190,16 @@ def run_superresolve(
             "scale": scale, "reference": stack.names[ref], "images": stack.count, "seconds": seconds}
 
 
+def _ttf_summary(res) -> str:
+    """One log line: loss change, and which iteration the held-out guard kept."""
+    line = f"loss {res.losses[0]:.4f} -> {res.losses[-1]:.4f}" if res.losses else "no iteration"
+    if res.reverted:
+        return line + "; no iteration beat the untuned network on held-out pixels: kept the untuned network"
+    return line + f"; kept iteration {res.kept_iteration} (held-out loss {res.baseline:.4f} untuned)"
+
+
 def _sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: torch.Tensor, scale: int,
-               ttf_kernel: torch.Tensor | None, losses: list[float], summary: list[tuple]) -> None:
+               ttf_kernel: torch.Tensor | None, ttf_res, summary: list[tuple]) -> None:
     """Settings, TTF curve and kernel, and the reference-consistency check: the SR image blurred
     with the TTF kernel (else the default PSF), decimated and compared with the reference frame."""
     from .degradation import blur_downsample
@@ -206,8 +216,14 @@ def _sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: 
                     [("RMSE of SR blurred and decimated vs reference (input units)", rmse),
                      ("standard deviation of the reference (for scale)", spread),
                      ("kernel used", "TTF kernel" if ttf_kernel is not None else "default PSF")]))]
-    if losses:
-        sections.append(("Test-time finetuning loss", line_chart({"L1 loss": list(enumerate(losses, 1))}, "iteration", "loss")))
+    if ttf_res is not None and ttf_res.losses:
+        curves = {"L1 loss (fitted pixels)": list(enumerate(ttf_res.losses, 1))}
+        held = [(i, v) for i, v in enumerate(ttf_res.holdout_losses, 1) if v == v]
+        if held:
+            curves["L1 loss (held-out pixels)"] = held
+        sections.append(("Test-time finetuning loss", line_chart(curves, "iteration", "loss")
+                         + table([("kept iteration (0 = untuned network)", ttf_res.kept_iteration),
+                                  ("held-out loss of the untuned network", ttf_res.baseline)])))
     if ttf_kernel is not None:
         k = ttf_kernel.numpy()
         sections.append(("TTF kernel", figure(kernel_png_base64(k), fit_caption("TTF kernel", fit_gaussian(k, scale)))))
@@ -331,9 +347,15 @@ def run_train_self_supervised(
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
     report_html: str | None = None,
     monitor: Monitor | None = None,
+    from_base: bool = True,
+    init_model: str | None = None,
 ) -> dict:
     """Train PIUNet self-supervised on one or more LR stacks (``report_html``: loss curve,
     settings and the kernel bank used).
+
+    Training fine-tunes ``init_model`` when given, else the shipped base model (``from_base``,
+    where one is shipped for the scale), else starts from scratch; the architecture is the
+    starting model's.
 
     ``bank_path``: a kernel bank of this scale; None estimates one on the fly (joint
     DIP-FKP on every stack). ``resume``: a ``<model>.last`` checkpoint to continue.
@@ -342,7 +364,8 @@ def run_train_self_supervised(
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernel_estimation import estimate_kernels
     from .kernels import KernelBank, KernelBankError
-    from .training import StackData, TrainConfig, area_split, bf16_supported, train_self_supervised
+    from .training import (ModelFileError, StackData, TrainConfig, area_split, base_model_path, bf16_supported,
+                           load_model, train_self_supervised)
 
     mon = ensure_monitor(monitor)
     scale, dev, why = _scale_and_device(scale, device)
@@ -350,7 +373,14 @@ def run_train_self_supervised(
         bank = KernelBank.load(bank_path, scale=scale) if bank_path else None
     except KernelBankError as exc:
         raise StackError(str(exc)) from exc
-    inputs = [p for srcs in stacks_sources for p in _input_paths(srcs)] + ([bank_path] if bank_path else [])
+    init = init_model or (base_model_path(scale) if from_base and not resume else None)
+    if init:
+        try:
+            load_model(init, scale=scale)
+        except ModelFileError as exc:
+            raise StackError(str(exc)) from exc
+    inputs = [p for srcs in stacks_sources for p in _input_paths(srcs)] + ([bank_path] if bank_path else []) \
+        + ([init] if init else [])
     for out in (output, report_html):
         if out:
             check_output_path(out, inputs)
@@ -381,10 +411,11 @@ def run_train_self_supervised(
         train_mon = mon.sub(0.2, 1.0)
     use_bf16 = bf16_supported(dev)
     mon.info(f"device: {why}; bf16 autocast {'on' if use_bf16 else 'off'}; kernel bank {bank.digest()} ({len(bank.names)} kernels)")
+    mon.info(f"starting from {os.path.basename(init)}" if init else "starting from scratch" if not resume else f"resuming {resume}")
     config = TrainConfig(scale=scale, frames=frames, patch=patch, batch=batch, steps=steps, seed=seed, bf16=use_bf16)
     try:
         res = train_self_supervised(stacks, torch.from_numpy(bank.kernels), config, output, bank.digest(),
-                                    resume=resume, device=dev, monitor=train_mon)
+                                    resume=resume, device=dev, monitor=train_mon, init=init)
     except ValueError as exc:
         raise StackError(str(exc)) from exc
     if report_html:

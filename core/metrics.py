@@ -132,3 +132,40 @@ def ssim(
     if not bool(centre_ok.any()):
         raise ValueError("no valid pixel to compare")
     return float(s[0, 0][centre_ok].mean())
+
+
+def grid_energy(image: np.ndarray, scale: int, width: int = 1) -> float:
+    """Share of an image's spectral energy on the stride-``scale`` frequencies.
+
+    A network that upsamples by ``scale`` (pixel shuffle) and is not fully trained leaves a
+    pattern repeating every ``scale`` HR pixels; its energy sits on the spectral rows and
+    columns at ``m / scale`` cycles per pixel (``m = 1 .. scale-1``). This is the energy on
+    those lines (``width`` bins either side, for the Hann window's spread) over all energy but
+    the mean. Natural images put little there; compare with the truth's value
+    (:func:`grid_texture_ratio`). ``image``: ``(H, W)``, non-finite pixels are filled by the mean.
+    """
+    a = _as64(image)
+    H, W = (a.shape[0] // scale) * scale, (a.shape[1] // scale) * scale
+    if min(H, W) < 4 * scale:
+        raise ValueError(f"images of {a.shape[1]}x{a.shape[0]} pixels are too small for a grid-texture measure")
+    a = a[:H, :W]
+    ok = torch.isfinite(a)
+    a = torch.where(ok, a, a[ok].mean() if bool(ok.any()) else torch.zeros((), dtype=a.dtype))
+    a = a - a.mean()
+    win = torch.outer(torch.hann_window(H, periodic=False, dtype=a.dtype), torch.hann_window(W, periodic=False, dtype=a.dtype))
+    power = torch.fft.fft2(a * win).abs() ** 2
+    power[0, 0] = 0.0
+    on = torch.zeros(H, W, dtype=torch.bool)
+    for m in range(1, scale):
+        for d in range(-width, width + 1):
+            on[(m * H // scale + d) % H, :] = True
+            on[:, (m * W // scale + d) % W] = True
+    total = float(power.sum())
+    return float(power[on].sum()) / total if total > 0 else 0.0
+
+
+def grid_texture_ratio(sr: np.ndarray, truth: np.ndarray, scale: int) -> float:
+    """:func:`grid_energy` of an SR image over the truth's: 1 = as much stride-``scale`` energy as
+    the truth, above 1 = a grid texture the truth does not have (below 1: smoother than the truth)."""
+    ref = grid_energy(truth, scale)
+    return grid_energy(sr, scale) / ref if ref > 0 else float("inf")

@@ -32,6 +32,7 @@ from .stack_io import atomic_output
 
 MODEL_FORMAT = "stacksr-piunet"
 MODEL_VERSION = 1
+BASE_MODEL_FILE = "piunet_base_x{scale}.pt"  # shipped in models/ (see models/README.md)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,15 @@ def save_model(path: str, net: PIUNet, train_config: TrainConfig, bank_digest: s
     return path
 
 
+def base_model_path(scale: int) -> str | None:
+    """The shipped self-supervised base model for ``scale`` (None where none is shipped): the
+    default model of super-resolution and the default starting point of training."""
+    from .fkp import MODELS_DIR
+
+    path = os.path.join(MODELS_DIR, BASE_MODEL_FILE.format(scale=check_scale(scale)))
+    return path if os.path.exists(path) else None
+
+
 def load_model(path: str, scale: int | None = None, device: str | torch.device = "cpu") -> tuple[PIUNet, dict]:
     """Load a StackSR PIUNet file safely; refuse other formats, versions or scales."""
     if not os.path.exists(path):
@@ -299,10 +309,11 @@ def train_self_supervised(
     resume: str | None = None,
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
+    init: str | None = None,
 ) -> dict:
     """Self-supervised training (CR stacks -> LR target) with a kernel bank; see :func:`train_piunet`."""
     return train_piunet(SelfSupervisedSampler(stacks, kernels, config), config, output, bank_digest, net_config,
-                        resume, device, monitor)
+                        resume, device, monitor, init)
 
 
 def train_supervised(
@@ -329,10 +340,13 @@ def train_piunet(
     resume: str | None = None,
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
+    init: str | None = None,
 ) -> dict:
     """Train PIUNet on batches from ``sampler``; writes ``output`` (best on validation) and
     ``output`` + '.last' (resumable). On cancel, the last checkpoint is saved and Cancelled
-    is re-raised.
+    is re-raised. ``init``: a model file whose architecture and weights training starts from
+    (fine-tuning, e.g. the shipped base model), with a fresh optimiser and step count;
+    ``resume`` instead continues a checkpoint exactly.
 
     Under torchrun, every process trains on its own samples with DistributedDataParallel
     (gradients averaged across processes); only rank 0 validates and writes files."""
@@ -344,6 +358,8 @@ def train_piunet(
     net = PIUNet(net_config or PIUNetConfig(scale=config.scale)).to(device)
     state = TrainState()
     payload = None
+    if init and not resume:
+        net, _ = load_model(init, config.scale, device)
     if resume:
         net_r, payload = load_model(resume, config.scale, device)
         if payload.get("kernel_bank") != bank_digest:

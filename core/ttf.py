@@ -39,6 +39,41 @@ class TTFConfig:
     lr_kernel: float = 2e-2
     crop: int = 64  # LR pixels of the calibration window (0: whole stack)
     max_shift: int = 1
+    kernel_warmup: int = 30  # kernel-only iterations first: the untuned network's best fit, the guard's baseline
+    holdout: float = 0.25  # share of the reference's blocks kept out of the loss to check the finetuning
+    holdout_block: int = 8  # LR pixels per held-out block
+    guard: str = "best"  # on held-out blocks: "best" keeps the best iteration (the untuned network if none beats
+    # it), "final" keeps the last iteration unless the untuned network beats it, "off" always keeps the last
+
+
+GUARDS = ("best", "final", "off")
+
+
+@dataclass
+class TTFResult:
+    """What :func:`test_time_finetune` did: the loss curves (fitted and held-out pixels), the
+    held-out loss of the untuned network with its best kernel, and the iteration kept (0: the
+    untuned network, i.e. finetuning did not help on held-out pixels)."""
+
+    losses: list[float]
+    holdout_losses: list[float]
+    baseline: float
+    kept_iteration: int
+    kept_holdout: float  # held-out loss of what was returned (NaN without the guard)
+
+    @property
+    def reverted(self) -> bool:
+        return self.kept_iteration == 0
+
+
+def holdout_mask(shape: tuple[int, int], block: int, share: float, generator: torch.Generator) -> torch.Tensor:
+    """``(h, w)`` bool: ``share`` of the ``block``-px blocks, drawn at random (at least one)."""
+    h, w = shape
+    nb = (math.ceil(h / block), math.ceil(w / block))
+    pick = torch.rand(nb, generator=generator) < share
+    if not bool(pick.any()):
+        pick.view(-1)[int(torch.randint(pick.numel(), (1,), generator=generator))] = True
+    return pick.repeat_interleave(block, 0).repeat_interleave(block, 1)[:h, :w]
 
 
 def test_time_finetune(
@@ -52,8 +87,19 @@ def test_time_finetune(
     generator: torch.Generator | None = None,
     monitor: Monitor | None = None,
     device: str | torch.device = "cpu",
-) -> tuple[PIUNet, torch.Tensor, list[float]]:
-    """Return a finetuned copy of ``net`` (on ``device``), the TTF kernel (CPU) and the loss curve."""
+) -> tuple[PIUNet, torch.Tensor, TTFResult]:
+    """Finetune ``net`` on one stack ``frames`` ``(T, H, W)`` (validity ``valid``, same shape).
+
+    Three phases on the calibration window: the kernel latent alone is fitted to the untuned
+    network's output (``kernel_warmup`` iterations: the network's best consistency with the
+    reference, the guard's baseline), then network tail and kernel together (``iterations``).
+    With ``guard``, the loss on held-out blocks of the reference frame picks the iteration kept,
+    and the untuned network is kept when no iteration beats the baseline there: finetuning that
+    over-fits the reference is never returned.
+
+    Returns a finetuned copy of ``net`` (on ``device``), the TTF kernel ``(K, K)`` (CPU) and a
+    :class:`TTFResult`.
+    """
     mon = ensure_monitor(monitor)
     device = torch.device(device)
     s = net.config.scale
@@ -76,38 +122,83 @@ def test_time_finetune(
     with torch.no_grad():
         fused = tuned.fuse(xn[None], context)
     params = list(tuned.body_out.parameters()) + list(tuned.upsample.parameters())
-    for p in params:
-        p.requires_grad_(True)
     for p in flow.parameters():
         p.requires_grad_(False)
     g = generator or torch.Generator().manual_seed(0)
     z0 = z_init if z_init is not None else torch.randn(1, flow.dim, generator=g)
     z = project_to_sphere(z0.reshape(1, -1).float().to(device)).requires_grad_(True)
-    opt = torch.optim.Adam([{"params": params, "lr": config.lr_net}, {"params": [z], "lr": config.lr_kernel}])
     target, mask = xn[ref_index][None], valid[ref_index][None]
     border = math.ceil((flow.config.size // 2) / s)
     inner = torch.zeros_like(mask)
     inner[:, border:-border or None, border:-border or None] = True
-    losses = []
+    held = holdout_mask(mask.shape[-2:], config.holdout_block, config.holdout, g).to(device)[None] \
+        if config.guard != "off" and config.holdout > 0 else torch.zeros_like(mask)
+    fit_mask, check_mask = mask & inner & ~held, mask & inner & held
+    if config.guard not in GUARDS:
+        raise ValueError(f"guard must be one of {GUARDS}, got '{config.guard}'")
+    guarded = config.guard != "off" and bool(check_mask.any())
+
+    def losses_of(sr: torch.Tensor) -> tuple[torch.Tensor, float]:
+        pred = blur_downsample(sr, flow.kernels(z)[0], s)
+        fit = shift_search_l1(pred, target, fit_mask, config.max_shift).mean()
+        check = float(shift_search_l1(pred.detach(), target, check_mask, config.max_shift).mean()) if guarded else math.nan
+        return fit, check
+
+    total = config.kernel_warmup + config.iterations
+    with torch.no_grad():
+        sr0, _ = tuned.decode(fused, xn[None], base)
+    kopt = torch.optim.Adam([z], lr=config.lr_kernel)
+    for it in range(config.kernel_warmup):
+        mon.check()
+        fit, _ = losses_of(sr0)
+        kopt.zero_grad(set_to_none=True)
+        fit.backward()
+        kopt.step()
+        with torch.no_grad():
+            z.copy_(project_to_sphere(z))
+        mon.progress((it + 1) / total, f"TTF kernel warm-up {it + 1}/{config.kernel_warmup}")
+    with torch.no_grad():
+        _, baseline = losses_of(sr0)
+    untuned = {k: v.clone() for k, v in tuned.state_dict().items()}
+    best = (baseline, 0, untuned, z.detach().clone())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam([{"params": params, "lr": config.lr_net}, {"params": [z], "lr": config.lr_kernel}])
+    losses, checks = [], []
     for it in range(config.iterations):
         mon.check()
         sr, _ = tuned.decode(fused, xn[None], base)
-        pred = blur_downsample(sr, flow.kernels(z)[0], s)
-        loss = shift_search_l1(pred, target, mask & inner, config.max_shift).mean()
+        fit, check = losses_of(sr)
+        if it > 0 and config.guard == "best" and guarded and check < best[0]:  # the state before this step is iteration `it`
+            best = (check, it, {k: v.detach().clone() for k, v in tuned.state_dict().items()}, z.detach().clone())
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        fit.backward()
         opt.step()
         with torch.no_grad():
             z.copy_(project_to_sphere(z))
-        losses.append(float(loss.detach()))
+        losses.append(float(fit.detach()))
+        checks.append(check)
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"test-time finetuning diverged at iteration {it + 1}")
-        mon.progress((it + 1) / config.iterations, f"TTF iteration {it + 1}/{config.iterations}, loss {losses[-1]:.4f}")
+        mon.progress((config.kernel_warmup + it + 1) / total,
+                     f"TTF iteration {it + 1}/{config.iterations}, loss {losses[-1]:.4f}")
+    kept, kept_loss = config.iterations, math.nan
+    if guarded:
+        with torch.no_grad():
+            sr, _ = tuned.decode(fused, xn[None], base)
+            _, final = losses_of(sr)
+        if final < best[0]:
+            best = (final, config.iterations, None, z.detach().clone())
+        kept_loss, kept, state, z_kept = best
+        if state is not None:
+            tuned.load_state_dict(state)
+        with torch.no_grad():
+            z.copy_(z_kept)
     for p in tuned.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
         kernel = flow.kernels(z)[0].cpu()
-    return tuned, kernel, losses
+    return tuned, kernel, TTFResult(losses, checks, baseline, kept, kept_loss)
 
 
 def finetune_per_tile(
@@ -120,25 +211,25 @@ def finetune_per_tile(
     config: TTFConfig = TTFConfig(),
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, TTFResult]:
     """TTF per tile (the option for scenes whose blur or content changes across the raster):
     every ``tile``-px tile, with a halo of the network's receptive radius, is finetuned and
     predicted on its own, and its core is kept. Returns the SR image and log-scale in input
-    units, and the kernel and loss curve of the tile at the raster's centre."""
+    units, and the kernel and :class:`TTFResult` of the tile at the raster's centre."""
     mon = ensure_monitor(monitor)
     s = net.config.scale
     T, H, W = frames.shape
     sr, log_scale = torch.empty(H * s, W * s), torch.empty(H * s, W * s)
     windows = tile_windows(H, W, tile, net.receptive_radius(), s)
     centre = ((H // 2) * s, (W // 2) * s)  # HR pixel whose tile gives the reported kernel and curve
-    kernel, losses = None, []
+    kernel, result = None, None
     for i, ((rows, cols), core, dest) in enumerate(windows):
         win_f, win_v = frames[:, rows, cols], valid[:, rows, cols]
         sub = mon.sub(i / len(windows), (i + 1) / len(windows))
-        tuned, k, curve = test_time_finetune(net, flow, win_f, win_v, ref_index, config, monitor=sub.sub(0, 0.8),
-                                             device=device)
+        tuned, k, res = test_time_finetune(net, flow, win_f, win_v, ref_index, config, monitor=sub.sub(0, 0.8),
+                                           device=device)
         out, ls = predict(tuned, win_f, win_v, device=device, reference=ref_index, monitor=sub.sub(0.8, 1.0))
         sr[dest], log_scale[dest] = out[core], ls[core]
         if all(d.start <= c < d.stop for d, c in zip(dest, centre)):
-            kernel, losses = k, curve
-    return sr, log_scale, kernel, losses
+            kernel, result = k, res
+    return sr, log_scale, kernel, result

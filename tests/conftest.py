@@ -71,3 +71,11 @@ def qgis_app():
     QgsApplication.processingRegistry().addProvider(provider)
     yield app
     QgsApplication.processingRegistry().removeProvider(provider)
+
+
+@pytest.fixture(scope="session")
+def processing(qgis_app):
+    """QGIS's processing module, with the StackSR provider registered."""
+    import processing as proc
+
+    return proc

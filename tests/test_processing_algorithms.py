@@ -6,13 +6,6 @@ import pytest
 from osgeo import gdal
 
 
-@pytest.fixture(scope="module")
-def processing(qgis_app):
-    import processing as proc
-
-    return proc
-
-
 def test_provider_lists_algorithms(qgis_app):
     from qgis.core import QgsApplication
 

@@ -25,7 +25,9 @@ class SuperResolveStack(StackSRAlgorithm):
     def shortHelpString(self):  # noqa: N802
         return (
             "Super-resolves a time series with a PIUNet model trained by 'Train super-resolution model "
-            "(self-supervised)', or with a classic method on the same input, to compare.\n\n"
+            "(self-supervised)', or with a classic method on the same input, to compare. Without a model file, "
+            "the base model shipped with the plugin is used (x3; trained self-supervised on a real Landsat time "
+            "series): fine-tuning it on your stack with the Train algorithm usually does better.\n\n"
             "PIUNet + TTF (test-time finetuning) first adapts the model's last layers and the blur kernel "
             "(through the kernel prior) to this stack, so that the super-resolved image, blurred and decimated, "
             "reproduces the reference (clearest) image; the estimated kernel can be written as a kernel layer.\n\n"
@@ -41,7 +43,8 @@ class SuperResolveStack(StackSRAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_stack_parameters()
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Trained model (.pt)", extension="pt", optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Trained model (.pt; empty: the shipped base model)", extension="pt", optional=True))
         self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=["PIUNet + test-time finetuning", "PIUNet (trained model)", "IBP (classic)",

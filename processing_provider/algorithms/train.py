@@ -1,6 +1,6 @@
 """Algorithm: train PIUNet self-supervised on the user's LR time series."""
 from qgis.core import (
-    QgsProcessingOutputNumber, QgsProcessingParameterDefinition,
+    QgsProcessingOutputNumber, QgsProcessingParameterBoolean, QgsProcessingParameterDefinition,
     QgsProcessingParameterFile, QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
 )
 
@@ -13,6 +13,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
     KERNEL_BANK, STEPS, PATCH, BATCH, FRAMES, SEED, RESUME, OUTPUT_MODEL = (
         "KERNEL_BANK", "STEPS", "PATCH", "BATCH", "FRAMES", "SEED", "RESUME", "OUTPUT_MODEL")
     OUTPUT_REPORT = "OUTPUT_REPORT"
+    FROM_BASE, INIT_MODEL = "FROM_BASE", "INIT_MODEL"
 
     def name(self):
         return "trainselfsupervised"
@@ -28,6 +29,9 @@ class TrainSelfSupervised(StackSRAlgorithm):
             "coarse stack. The bottom rows of the stack are kept for validation.\n\n"
             "Kernel bank: the output of 'Estimate degradation kernels'; when empty, kernels are estimated first "
             "(joint mode).\n\n"
+            "By default training fine-tunes the base model shipped with the plugin (trained self-supervised on a "
+            "real Landsat time series), which needs far fewer steps than a new network; untick 'Start from the "
+            "shipped base model' to train from scratch, or give another model to fine-tune.\n\n"
             "Writes the model with the best validation loss, and '<model>.last', a checkpoint to resume from; "
             "cancelling saves that checkpoint. Runs in the background; progress shows the loss of every step."
         )
@@ -37,6 +41,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.KERNEL_BANK, "Kernel bank (empty: estimate first)", extension="npz", optional=True))
         self.add_scale_parameter()
+        self.addParameter(QgsProcessingParameterBoolean(self.FROM_BASE, "Start from the shipped base model", True))
         self.addParameter(QgsProcessingParameterNumber(
             self.STEPS, "Training steps", QgsProcessingParameterNumber.Type.Integer, 500, minValue=1, maxValue=10_000_000))
         self.add_device_parameter()
@@ -48,6 +53,8 @@ class TrainSelfSupervised(StackSRAlgorithm):
                                          9, minValue=2, maxValue=64),
             QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
             QgsProcessingParameterFile(self.RESUME, "Resume from checkpoint (<model>.last)", extension="last", optional=True),
+            QgsProcessingParameterFile(self.INIT_MODEL, "Fine-tune this model instead of the base model (.pt)",
+                                       extension="pt", optional=True),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
@@ -76,7 +83,9 @@ class TrainSelfSupervised(StackSRAlgorithm):
                 device=self.device_choice(parameters, context),
                 seed=self.parameterAsInt(parameters, self.SEED, context),
                 resume=self.parameterAsFile(parameters, self.RESUME, context) or None,
-                invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
+                invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor,
+                from_base=self.parameterAsBoolean(parameters, self.FROM_BASE, context),
+                init_model=self.parameterAsFile(parameters, self.INIT_MODEL, context) or None)
         except Cancelled:
             feedback.pushInfo(f"Training cancelled; resume from the checkpoint {output}.last")
             raise

@@ -1,0 +1,143 @@
+"""The learned path's safeguards: the TTF guard and the grid-texture measure, on real pixels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stacksr.core.degradation import upsample_bicubic
+from stacksr.core.fkp import default_fkp_path, load_fkp
+from stacksr.core.metrics import grid_energy, grid_texture_ratio
+from stacksr.core.piunet import PIUNet, PIUNetConfig
+from stacksr.core.ttf import TTFConfig, holdout_mask, test_time_finetune
+
+
+@pytest.fixture(scope="module")
+def flow():
+    return load_fkp(default_fkp_path(3), 3)
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    torch.manual_seed(0)
+    return PIUNet(PIUNetConfig(scale=3, features=16, blocks=2))
+
+
+def test_grid_energy_flags_a_stride_three_pattern_on_a_real_image(l8_hr):
+    truth = l8_hr[:177, :177].numpy()
+    assert grid_texture_ratio(truth, truth, 3) == pytest.approx(1.0)
+    rows, cols = np.meshgrid(np.arange(177), np.arange(177), indexing="ij")
+    pattern = 0.05 * truth.std() * ((rows % 3 == 0).astype(np.float32) + (cols % 3 == 1))
+    assert grid_texture_ratio(truth + pattern, truth, 3) > 1.5
+    smooth = upsample_bicubic(torch.from_numpy(truth[1::3, 1::3].copy()), 3).numpy()
+    assert grid_texture_ratio(smooth, truth, 3) < 1.0  # smoother than the truth: no texture added
+
+
+def test_grid_energy_refuses_tiny_images_and_ignores_nodata(l8_hr):
+    with pytest.raises(ValueError, match="too small"):
+        grid_energy(np.zeros((5, 5)), 3)
+    img = l8_hr[:90, :90].numpy().copy()
+    img[10:20, 10:20] = np.nan
+    assert np.isfinite(grid_energy(img, 3))
+
+
+def test_holdout_mask_keeps_whole_blocks_and_at_least_one():
+    g = torch.Generator().manual_seed(0)
+    m = holdout_mask((64, 64), 8, 0.25, g)
+    assert m.shape == (64, 64) and 0 < m.float().mean() < 0.6
+    blocks = m.reshape(8, 8, 8, 8).permute(0, 2, 1, 3).reshape(64, 64)
+    assert bool(((blocks.all(1)) | (~blocks).all(1)).all())  # each block all in or all out
+    assert bool(holdout_mask((16, 16), 8, 0.0, g).any())
+
+
+def test_ttf_guard_never_returns_a_network_worse_on_held_out_pixels(l8_stack, small_net, flow):
+    """A learning rate far too high over-fits: the guard keeps the untuned network or the best
+    earlier iteration, whose held-out loss is at most the untuned network's."""
+    valid = torch.ones_like(l8_stack.lr, dtype=torch.bool)
+    cfg = TTFConfig(iterations=15, lr_net=5e-2, kernel_warmup=5, crop=0)
+    tuned, kernel, res = test_time_finetune(small_net, flow, l8_stack.lr, valid, 0, cfg)
+    assert len(res.losses) == 15 and len(res.holdout_losses) == 15
+    assert 0 <= res.kept_iteration <= 15
+    assert res.kept_holdout <= res.baseline
+    if 0 < res.kept_iteration < 15:  # the curve's entry i is the state after i steps... checked one step later
+        assert res.kept_holdout == pytest.approx(res.holdout_losses[res.kept_iteration])
+    assert kernel.shape == (15, 15) and abs(float(kernel.sum()) - 1) < 1e-4
+    if res.reverted:
+        for a, b in zip(tuned.state_dict().values(), small_net.state_dict().values()):
+            assert torch.equal(a.cpu(), b)
+
+
+def test_ttf_without_guard_keeps_the_last_iteration(l8_stack, small_net, flow):
+    valid = torch.ones_like(l8_stack.lr, dtype=torch.bool)
+    _, _, res = test_time_finetune(small_net, flow, l8_stack.lr, valid, 0,
+                                   TTFConfig(iterations=4, kernel_warmup=2, guard="off", crop=0))
+    assert res.kept_iteration == 4 and all(v != v for v in res.holdout_losses)  # NaN: nothing held out
+
+
+# --- the shipped base model --------------------------------------------------------------------
+
+def test_shipped_base_model_loads_weights_only_and_documents_its_training():
+    from stacksr.core.training import base_model_path, load_model
+
+    path = base_model_path(3)
+    assert path is not None and base_model_path(2) is None
+    payload = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors and containers only
+    net, _ = load_model(path, scale=3)
+    doc = payload["extra"]
+    for key in ("data", "command", "seed", "kernel_bank", "self_supervised"):
+        assert key in doc, key
+    assert doc["self_supervised"] is True and "landsat7_timeseries" in doc["data"] and "optimizer" not in payload
+
+
+def test_superresolve_without_a_model_file_uses_the_shipped_base_model(processing, sample_images, tmp_path):
+    from osgeo import gdal
+
+    out = str(tmp_path / "sr.tif")
+    processing.run("stacksr:superresolve", {"LAYERS": sample_images, "METHOD": 1, "TILE": 0, "OUTPUT": out})
+    ds = gdal.Open(out)
+    assert '"model": "piunet_base_x3.pt"' in ds.GetMetadataItem("STACKSR_PARAMETERS")
+    assert np.isfinite(ds.ReadAsArray()).all()
+
+
+def test_training_fine_tunes_the_base_model_unless_asked_to_start_from_scratch(processing, sample_images, tmp_path):
+    from stacksr.core.training import base_model_path, load_model
+
+    base, _ = load_model(base_model_path(3))
+    bank = _bank(tmp_path)
+    runs = {}
+    for name, extra in (("default", {}), ("scratch", {"FROM_BASE": False})):
+        out = str(tmp_path / f"{name}.pt")
+        processing.run("stacksr:trainselfsupervised", {"LAYERS": sample_images, "KERNEL_BANK": bank, "STEPS": 2,
+                                                       "BATCH": 2, "OUTPUT_MODEL": out, **extra})
+        runs[name] = load_model(out)[0]
+    assert runs["default"].config == base.config  # the base model's architecture, fine-tuned
+    assert runs["scratch"].config.features == 42 and runs["scratch"].config.blocks == 16  # the published network
+
+
+def test_cli_train_takes_a_model_to_fine_tune_or_starts_from_scratch(sample_images, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from stacksr.core.training import load_model
+
+    bank = _bank(tmp_path)
+    first = str(tmp_path / "first.pt")
+    cmd = [sys.executable, "-m", "stacksr", "train", "--quiet", "--inputs", *sample_images, "--kernel-bank", bank,
+           "--steps", "1", "--batch", "2"]
+    env = {**__import__("os").environ, "PYTHONPATH": f"{ROOT}/.build/pkg"}
+    subprocess.run(cmd + ["--from-scratch", "--output", first], check=True, env=env, capture_output=True)
+    second = str(tmp_path / "second.pt")
+    subprocess.run(cmd + ["--init-model", first, "--output", second], check=True, env=env, capture_output=True)
+    assert load_model(second)[0].config == load_model(first)[0].config
+    bad = subprocess.run(cmd + ["--init-model", str(tmp_path / "missing.pt"), "--output", str(tmp_path / "x.pt")],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and not (tmp_path / "x.pt").exists()
+
+
+def _bank(tmp_path) -> str:
+    from stacksr.core.degradation import gaussian_kernels
+    from stacksr.core.kernels import KernelBank
+
+    ks = gaussian_kernels(torch.tensor([1.3, 1.8]), torch.tensor([1.1, 1.2]), torch.tensor([0.2, 1.4]), 15, 3)
+    return KernelBank(ks.numpy(), ["a", "b"], 3).save(str(tmp_path / "bank.npz"))
