@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--supervised", type=int, default=0, help="steps of the supervised upper bound (0: skip)")
     ap.add_argument("--out", default="/tmp/stacksr_learned.pt")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--guards", default=",".join(GUARDS), help="TTF guards to compare with the default one")
     args = ap.parse_args()
     scale = 3
     stacks, data_range = load_bench(args.bench)
@@ -104,7 +105,8 @@ def main() -> None:
                 sup_nets[i] = path
     flow = load_fkp(default_fkp_path(scale), scale)
     ttf_variants = {"PIUNet + TTF": TTFConfig()}  # the default, then the other guards to compare
-    ttf_variants.update({f"PIUNet + TTF (guard {g})": TTFConfig(guard=g) for g in GUARDS if g != TTFConfig.guard})
+    ttf_variants.update({f"PIUNet + TTF (guard {g})": TTFConfig(guard=g) for g in args.guards.split(",")
+                         if g and g != TTFConfig.guard})
     methods = ["mean-bicubic", "IBP", "PIUNet", *ttf_variants] + (["PIUNet supervised"] if sup_nets else [])
     scores = {m: [] for m in methods}
     texture = {m: [] for m in methods}

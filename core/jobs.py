@@ -194,8 +194,8 @@ def _ttf_summary(res) -> str:
     """One log line: loss change, and which iteration the held-out guard kept."""
     line = f"loss {res.losses[0]:.4f} -> {res.losses[-1]:.4f}" if res.losses else "no iteration"
     if res.reverted:
-        return line + "; no iteration beat the untuned network on held-out pixels: kept the untuned network"
-    return line + f"; kept iteration {res.kept_iteration} (held-out loss {res.baseline:.4f} untuned)"
+        return line + "; finetuning did not pass the guard (the untuned network explains the stack better): kept the untuned network"
+    return line + f"; kept iteration {res.kept_iteration} (guard check {res.kept_check:.4f}, untuned {res.baseline:.4f})"
 
 
 def _sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: torch.Tensor, scale: int,
@@ -218,12 +218,12 @@ def _sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: 
                      ("kernel used", "TTF kernel" if ttf_kernel is not None else "default PSF")]))]
     if ttf_res is not None and ttf_res.losses:
         curves = {"L1 loss (fitted pixels)": list(enumerate(ttf_res.losses, 1))}
-        held = [(i, v) for i, v in enumerate(ttf_res.holdout_losses, 1) if v == v]
-        if held:
-            curves["L1 loss (held-out pixels)"] = held
+        check = [(i, v) for i, v in enumerate(ttf_res.check_losses, 1) if v == v]
+        if check:
+            curves["guard check (loss on the other frames)"] = check
         sections.append(("Test-time finetuning loss", line_chart(curves, "iteration", "loss")
                          + table([("kept iteration (0 = untuned network)", ttf_res.kept_iteration),
-                                  ("held-out loss of the untuned network", ttf_res.baseline)])))
+                                  ("guard check of the untuned network", ttf_res.baseline)])))
     if ttf_kernel is not None:
         k = ttf_kernel.numpy()
         sections.append(("TTF kernel", figure(kernel_png_base64(k), fit_caption("TTF kernel", fit_gaussian(k, scale)))))

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import torch
 
 from .baselines import temporal_fill
-from .degradation import blur_downsample
+from .degradation import blur_downsample, shift_images
 from .fkp import KernelFlow, project_to_sphere
 from .inference import predict, stack_base, stack_context, tile_windows
 from .kernel_estimation import select_crop
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
+from .registration import register_frames
 from .training import normalize_stack, shift_search_l1
 
 
@@ -42,24 +43,28 @@ class TTFConfig:
     kernel_warmup: int = 30  # kernel-only iterations first: the untuned network's best fit, the guard's baseline
     holdout: float = 0.25  # share of the reference's blocks kept out of the loss to check the finetuning
     holdout_block: int = 8  # LR pixels per held-out block
-    guard: str = "best"  # on held-out blocks: "best" keeps the best iteration (the untuned network if none beats
-    # it), "final" keeps the last iteration unless the untuned network beats it, "off" always keeps the last
+    guard: str = "final"  # what decides whether finetuning is kept: "frames", the other frames of the stack (the
+    # last iteration unless the untuned network explains them better); on held-out blocks of the reference, "best"
+    # (the best iteration, else the untuned network) or "final" (the last, unless the untuned network is better);
+    # "off": always the last iteration
+    guard_tolerance: float = 0.02  # "final"/"frames": relative worsening of the check tolerated before undoing
 
 
-GUARDS = ("best", "final", "off")
+GUARDS = ("best", "final", "frames", "off")
 
 
 @dataclass
 class TTFResult:
-    """What :func:`test_time_finetune` did: the loss curves (fitted and held-out pixels), the
-    held-out loss of the untuned network with its best kernel, and the iteration kept (0: the
-    untuned network, i.e. finetuning did not help on held-out pixels)."""
+    """What :func:`test_time_finetune` did: the loss curve on the reference, the guard's check
+    curve (loss on the other frames, or on held-out blocks; NaN without a guard), the check of the
+    untuned network with its best kernel, and the iteration kept (0: the untuned network, i.e.
+    finetuning did not pass the guard)."""
 
     losses: list[float]
-    holdout_losses: list[float]
+    check_losses: list[float]
     baseline: float
     kept_iteration: int
-    kept_holdout: float  # held-out loss of what was returned (NaN without the guard)
+    kept_check: float  # the guard's check of what was returned (NaN without a guard)
 
     @property
     def reverted(self) -> bool:
@@ -93,9 +98,12 @@ def test_time_finetune(
     Three phases on the calibration window: the kernel latent alone is fitted to the untuned
     network's output (``kernel_warmup`` iterations: the network's best consistency with the
     reference, the guard's baseline), then network tail and kernel together (``iterations``).
-    With ``guard``, the loss on held-out blocks of the reference frame picks the iteration kept,
-    and the untuned network is kept when no iteration beats the baseline there: finetuning that
-    over-fits the reference is never returned.
+    The guard then decides what is returned. By default ("frames") the finetuned network is kept
+    only if its result, moved onto each other frame (registration) and degraded with the TTF
+    kernel, explains those frames at least as well as the untuned network's: finetuning that fits
+    the reference by trading sharpness against the kernel (the blind-deblurring ambiguity) makes
+    the other frames worse and is undone. "best"/"final" judge on held-out blocks of the
+    reference instead, which catches over-fitting to noise but not that ambiguity.
 
     Returns a finetuned copy of ``net`` (on ``device``), the TTF kernel ``(K, K)`` (CPU) and a
     :class:`TTFResult`.
@@ -132,17 +140,29 @@ def test_time_finetune(
     inner = torch.zeros_like(mask)
     inner[:, border:-border or None, border:-border or None] = True
     held = holdout_mask(mask.shape[-2:], config.holdout_block, config.holdout, g).to(device)[None] \
-        if config.guard != "off" and config.holdout > 0 else torch.zeros_like(mask)
+        if config.guard in ("best", "final") and config.holdout > 0 else torch.zeros_like(mask)
     fit_mask, check_mask = mask & inner & ~held, mask & inner & held
     if config.guard not in GUARDS:
         raise ValueError(f"guard must be one of {GUARDS}, got '{config.guard}'")
-    guarded = config.guard != "off" and bool(check_mask.any())
+    others = [t for t in range(T) if t != ref_index and bool(valid[t].any())]
+    moves = register_frames(xn, valid, ref_index)[others] * s if config.guard == "frames" and others else None
+    guarded = bool(check_mask.any()) if config.guard in ("best", "final") else moves is not None
 
     def losses_of(sr: torch.Tensor) -> tuple[torch.Tensor, float]:
-        pred = blur_downsample(sr, flow.kernels(z)[0], s)
+        """The loss to fit (reference, fitted pixels) and the guard's check (NaN without a guard)."""
+        kernel = flow.kernels(z)[0]
+        pred = blur_downsample(sr, kernel, s)
         fit = shift_search_l1(pred, target, fit_mask, config.max_shift).mean()
-        check = float(shift_search_l1(pred.detach(), target, check_mask, config.max_shift).mean()) if guarded else math.nan
-        return fit, check
+        if not guarded:
+            return fit, math.nan
+        with torch.no_grad():
+            if moves is not None:  # how well the result, moved and degraded, explains the other frames
+                moved = shift_images(sr.detach()[0].expand(len(others), -1, -1), moves)
+                check = shift_search_l1(blur_downsample(moved, kernel.detach(), s), xn[others],
+                                        valid[others] & inner, config.max_shift).mean()
+            else:
+                check = shift_search_l1(pred.detach(), target, check_mask, config.max_shift).mean()
+        return fit, float(check)
 
     total = config.kernel_warmup + config.iterations
     with torch.no_grad():
@@ -187,7 +207,7 @@ def test_time_finetune(
         with torch.no_grad():
             sr, _ = tuned.decode(fused, xn[None], base)
             _, final = losses_of(sr)
-        if final < best[0]:
+        if final < best[0] * (1 + (config.guard_tolerance if config.guard != "best" else 0.0)):
             best = (final, config.iterations, None, z.detach().clone())
         kept_loss, kept, state, z_kept = best
         if state is not None:
