@@ -208,7 +208,7 @@ class PIUNet(nn.Module):
         for block in self.blocks:
             x = block(x, T, pools)
         x = self.tern(x0 + x, T, pools)
-        if pools.given is not None and len(pools.taken) != len(pools.given):
+        if pools.given is not None and len(pools.taken) != len(pools.given) - 1:  # the last is the decoder's
             raise ValueError("the context does not match this network (too many pools)")
         return x.reshape(B, T, *x.shape[1:]).mean(dim=1)  # permutation-invariant fusion
 
@@ -223,16 +223,23 @@ class PIUNet(nn.Module):
         the crops layer by layer). Passing them to :meth:`forward` makes the output of any
         window of the raster independent of the window."""
         pools = _Pools(crops.shape[0], shared=True)
-        self._fuse(crops, pools)
+        self._upsample(self._fuse(crops, pools), pools)
         return [p.detach() for p in pools.taken]
 
-    def decode(self, fused: torch.Tensor, frames: torch.Tensor,
-               base: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _upsample(self, fused: torch.Tensor, pools: _Pools) -> torch.Tensor:
+        """Body convolution and upsampler: ``(B, C, h, w) -> (B, 2, s*h, s*w)``, without the
+        stride-``s`` pattern that is the same everywhere (see :func:`remove_phase_pattern`)."""
+        out = self.upsample(fused + self.body_out(fused))
+        return remove_phase_pattern(out, self.config.scale, pools)
+
+    def decode(self, fused: torch.Tensor, frames: torch.Tensor, base: torch.Tensor | None = None,
+               context: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """After fusion: body convolution, upsampler and the global residual: the mean frame
         upsampled bilinearly, or ``base`` ``(B, s*h, s*w)`` (an IBP estimate, see
-        :func:`residual_base`) for ``residual="ibp"``."""
-        x = fused + self.body_out(fused)
-        out = self.upsample(x)
+        :func:`residual_base`) for ``residual="ibp"``. ``context``: as for :meth:`forward` (its
+        last pool is the decoder's); None computes the decoder's pool from ``fused`` itself."""
+        pools = _Pools(fused.shape[0], context[-1:] if context is not None else None)
+        out = self._upsample(fused, pools)
         if self.config.residual == "ibp":
             if base is None:
                 raise ValueError("this PIUNet adds to an IBP estimate: pass base (see residual_base)")
@@ -243,7 +250,26 @@ class PIUNet(nn.Module):
 
     def forward(self, frames: torch.Tensor, context: list[torch.Tensor] | None = None,
                 base: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decode(self.fuse(frames, context), frames, base)
+        return self.decode(self.fuse(frames, context), frames, base, context)
+
+
+def remove_phase_pattern(out: torch.Tensor, scale: int, pools: "_Pools") -> torch.Tensor:
+    """Subtract the stride-``scale`` pattern that is the same over the whole raster from
+    ``out`` ``(B, C, s*h, s*w)``: each of the s x s sub-pixel phases is brought to the mean of
+    all phases (a pixel-shuffle upsampler gives every phase its own weights and bias, and a
+    network trained briefly leaves them unequal: a visible grid). The phase means are a global
+    pool, so a raster's context fixes them and tiles stay exact; content-dependent sub-pixel
+    detail is untouched."""
+    B, C, H, W = out.shape
+    s = scale
+    blocks = out.reshape(B, C, H // s, s, W // s, s)
+
+    def deviation() -> torch.Tensor:
+        m = blocks.mean(dim=(2, 4))
+        return (m - m.mean(dim=(2, 3), keepdim=True)).reshape(B, 1, C * s * s)
+
+    dev = pools(deviation).to(out.dtype).reshape(B, C, 1, s, 1, s)
+    return (blocks - dev).reshape(B, C, H, W)
 
 
 def residual_base(config: PIUNetConfig, frames: torch.Tensor, valid: torch.Tensor,

@@ -143,3 +143,26 @@ def _bank(tmp_path) -> str:
 
     ks = gaussian_kernels(torch.tensor([1.3, 1.8]), torch.tensor([1.1, 1.2]), torch.tensor([0.2, 1.4]), 15, 3)
     return KernelBank(ks.numpy(), ["a", "b"], 3).save(str(tmp_path / "bank.npz"))
+
+
+def test_upsampler_phase_biases_leave_no_stride_pattern_and_detail_is_kept():
+    """Unequal pixel-shuffle phases (what brief training leaves) would print a grid; the network
+    brings every sub-pixel phase to the common mean, and leaves content-dependent detail alone."""
+    import torch.nn.functional as F
+
+    from stacksr.core.piunet import _Pools, remove_phase_pattern
+
+    torch.manual_seed(0)
+    net = PIUNet(PIUNetConfig(scale=3, features=8, blocks=1)).eval()
+    with torch.no_grad():
+        net.upsample[0].bias.normal_(0, 5.0)
+        frames = torch.randn(1, 4, 20, 20)
+        sr, _ = net(frames)
+        base = F.interpolate(frames.mean(1, keepdim=True), scale_factor=3, mode="bilinear", align_corners=False)[0, 0]
+    corr = (sr[0] - base).reshape(20, 3, 20, 3).mean(dim=(0, 2))
+    assert float((corr - corr.mean()).abs().max()) < 1e-4
+    detail = torch.randn(1, 1, 30, 30)
+    pattern = torch.arange(9.0).reshape(3, 3).repeat(10, 10)[None, None]
+    cleaned = remove_phase_pattern(detail + pattern, 3, _Pools(1))
+    expected = remove_phase_pattern(detail, 3, _Pools(1)) + pattern.mean()
+    assert torch.allclose(cleaned, expected, atol=1e-5)

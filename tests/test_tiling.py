@@ -61,8 +61,9 @@ def test_context_of_a_large_raster_comes_from_a_bounded_grid_of_crops():
     net = _small_net(2)
     xn = torch.randn(2, 300, 150)
     context = stack_context(net, xn)
-    assert len(context) == net.config.blocks + 1
-    assert context[0].shape == (1, 1, 8) and context[-1].shape == (1, 2, 8)
+    assert len(context) == net.config.blocks + 2  # squeeze-excitation per block, TERN, the upsampler's phases
+    assert context[0].shape == (1, 1, 8) and context[-2].shape == (1, 2, 8)
+    assert context[-1].shape == (1, 1, 2 * net.config.scale ** 2)
     shifted = xn.clone()
     shifted[:, 70:110, 40:60] += 5  # between the crops: the context ignores it
     assert all(torch.equal(a, b) for a, b in zip(context, stack_context(net, shifted)))
