@@ -191,10 +191,10 @@ def run_superresolve(
 
 
 def _ttf_summary(res) -> str:
-    """One log line: loss change, and which iteration the held-out guard kept."""
+    """One log line: loss change, and which iteration the TTF guard kept."""
     line = f"loss {res.losses[0]:.4f} -> {res.losses[-1]:.4f}" if res.losses else "no iteration"
     if res.reverted:
-        return line + "; finetuning did not pass the guard (the untuned network explains the stack better): kept the untuned network"
+        return line + "; finetuning did not pass the guard (the untuned network passed its check better): kept the untuned network"
     return line + f"; kept iteration {res.kept_iteration} (guard check {res.kept_check:.4f}, untuned {res.baseline:.4f})"
 
 
@@ -220,7 +220,7 @@ def _sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: 
         curves = {"L1 loss (fitted pixels)": list(enumerate(ttf_res.losses, 1))}
         check = [(i, v) for i, v in enumerate(ttf_res.check_losses, 1) if v == v]
         if check:
-            curves["guard check (loss on the other frames)"] = check
+            curves["guard check (held-out pixels, or the other frames)"] = check
         sections.append(("Test-time finetuning loss", line_chart(curves, "iteration", "loss")
                          + table([("kept iteration (0 = untuned network)", ttf_res.kept_iteration),
                                   ("guard check of the untuned network", ttf_res.baseline)])))
