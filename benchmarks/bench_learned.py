@@ -31,8 +31,8 @@ from stacksr.core.kernel_estimation import estimate_kernels
 from stacksr.core.metrics import cpsnr, grid_texture_ratio
 from stacksr.core.piunet import PIUNetConfig
 from stacksr.core.registration import register_frames
-from stacksr.core.training import (StackData, TrainConfig, bf16_supported, load_model, train_self_supervised,
-                                   train_supervised)
+from stacksr.core.training import (StackData, TrainConfig, bf16_supported, default_patch, load_model,
+                                   train_self_supervised, train_supervised)
 from stacksr.core.ttf import GUARDS, TTFConfig, test_time_finetune
 
 
@@ -41,12 +41,6 @@ def load_bench(name: str):
     if name == "static":
         return [(n, st.hr, st.lr, torch.ones_like(st.lr, dtype=torch.bool), st.kernels) for n, st in l8_stacks(399)], DATA_RANGE
     return [(n, st.hr, st.lr, st.valid, st.kernels) for n, st in s2_stacks()], S2_DATA_RANGE
-
-
-def default_patch(stacks, scale: int) -> int:
-    """The CR patch the Train algorithm picks by default (jobs.run_train_self_supervised)."""
-    smallest = min(min(lr.shape[-2:]) for _, _, lr, _, _ in stacks)
-    return max(min(32, smallest // (2 * scale)), 2)
 
 
 def main() -> None:
@@ -79,7 +73,7 @@ def main() -> None:
     t_bank = time.perf_counter() - t0
     bf16 = bf16_supported(torch.device("cpu"))
     data = [StackData(lr, v, n) for n, _, lr, v, _ in stacks]
-    patch = default_patch(stacks, scale)
+    patch = default_patch([tuple(lr.shape[-2:]) for _, _, lr, _, _ in stacks], scale)  # the Train algorithm's choice
     train_res = {"seconds": 0, "history": []}
     if args.model:
         model_path = args.model

@@ -365,7 +365,7 @@ def run_train_self_supervised(
     from .kernel_estimation import estimate_kernels
     from .kernels import KernelBank, KernelBankError
     from .training import (ModelFileError, StackData, TrainConfig, area_split, base_model_path, bf16_supported,
-                           load_model, train_self_supervised)
+                           default_patch, load_model, train_self_supervised)
 
     mon = ensure_monitor(monitor)
     scale, dev, why = _scale_and_device(scale, device)
@@ -390,8 +390,7 @@ def run_train_self_supervised(
         stacks.append(StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0]))
         names += st.names
     if patch <= 0:
-        smallest = min(min(st.frames.shape[-2:]) for st in stacks)
-        patch = max(min(32, smallest // (2 * scale)), 2)
+        patch = default_patch([tuple(st.frames.shape[-2:]) for st in stacks], scale)
     try:  # refuse stacks too small for the patches before any kernel estimation
         area_split(stacks, patch * scale, TrainConfig.val_fraction)
     except ValueError as exc:

@@ -107,6 +107,12 @@ def laplace_nll(pred: torch.Tensor, log_scale: torch.Tensor, target: torch.Tenso
     return (nll * m).sum(dim=(1, 2)) / n
 
 
+def default_patch(sizes: list[tuple[int, int]], scale: int) -> int:
+    """The CR patch self-supervised training uses when none is given: the largest (up to 32)
+    that leaves a validation strip in the smallest stack. ``sizes``: ``(H, W)`` of each stack."""
+    return max(min(32, min(min(hw) for hw in sizes) // (2 * scale)), 2)
+
+
 def area_split(stacks: list[StackData], patch: int, val_fraction: float) -> list[int]:
     """First validation row of every stack: its bottom rows (``val_fraction``, at least one
     ``patch``) validate, the rest trains, so the two areas never share a pixel."""
@@ -355,11 +361,12 @@ def train_piunet(
     dist_info, device = init_from_env(torch.device(device))
     torch.manual_seed(config.seed)  # same initial weights on every rank
     gen = torch.Generator().manual_seed(config.seed + 1000 * dist_info.rank)  # different samples per rank
-    net = PIUNet(net_config or PIUNetConfig(scale=config.scale)).to(device)
-    state = TrainState()
-    payload = None
     if init and not resume:
         net, _ = load_model(init, config.scale, device)
+    else:
+        net = PIUNet(net_config or PIUNetConfig(scale=config.scale)).to(device)
+    state = TrainState()
+    payload = None
     if resume:
         net_r, payload = load_model(resume, config.scale, device)
         if payload.get("kernel_bank") != bank_digest:
