@@ -79,3 +79,15 @@ def processing(qgis_app):
     import processing as proc
 
     return proc
+
+
+@pytest.fixture(scope="session")
+def sample_bank(tmp_path_factory) -> str:
+    """A small real kernel bank file (two anisotropic Gaussians at x3)."""
+    import torch
+
+    from stacksr.core.degradation import gaussian_kernels
+    from stacksr.core.kernels import KernelBank
+
+    ks = gaussian_kernels(torch.tensor([1.3, 1.8]), torch.tensor([1.1, 1.2]), torch.tensor([0.2, 1.4]), 15, 3)
+    return KernelBank(ks.numpy(), ["a", "b"], 3).save(str(tmp_path_factory.mktemp("bank") / "bank.npz"))

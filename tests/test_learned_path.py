@@ -101,31 +101,30 @@ def test_superresolve_without_a_model_file_uses_the_shipped_base_model(processin
     assert np.isfinite(ds.ReadAsArray()).all()
 
 
-def test_training_fine_tunes_the_base_model_unless_asked_to_start_from_scratch(processing, sample_images, tmp_path):
+def test_training_fine_tunes_the_base_model_unless_asked_to_start_from_scratch(processing, sample_images, sample_bank,
+                                                                               tmp_path):
     from stacksr.core.training import base_model_path, load_model
 
     base, _ = load_model(base_model_path(3))
-    bank = _bank(tmp_path)
     runs = {}
     for name, extra in (("default", {}), ("scratch", {"FROM_BASE": False})):
         out = str(tmp_path / f"{name}.pt")
-        processing.run("stacksr:trainselfsupervised", {"LAYERS": sample_images, "KERNEL_BANK": bank, "STEPS": 2,
+        processing.run("stacksr:trainselfsupervised", {"LAYERS": sample_images, "KERNEL_BANK": sample_bank, "STEPS": 2,
                                                        "BATCH": 2, "OUTPUT_MODEL": out, **extra})
         runs[name] = load_model(out)[0]
     assert runs["default"].config == base.config  # the base model's architecture, fine-tuned
     assert runs["scratch"].config.features == 42 and runs["scratch"].config.blocks == 16  # the published network
 
 
-def test_cli_train_takes_a_model_to_fine_tune_or_starts_from_scratch(sample_images, tmp_path):
+def test_cli_train_takes_a_model_to_fine_tune_or_starts_from_scratch(sample_images, sample_bank, tmp_path):
     import subprocess
     import sys
 
     from conftest import ROOT
     from stacksr.core.training import load_model
 
-    bank = _bank(tmp_path)
     first = str(tmp_path / "first.pt")
-    cmd = [sys.executable, "-m", "stacksr", "--quiet", "train", "--inputs", *sample_images, "--kernel-bank", bank,
+    cmd = [sys.executable, "-m", "stacksr", "--quiet", "train", "--inputs", *sample_images, "--kernel-bank", sample_bank,
            "--steps", "1", "--batch", "2"]
     env = {**__import__("os").environ, "PYTHONPATH": f"{ROOT}/.build/pkg"}
     subprocess.run(cmd + ["--from-scratch", "--output", first], check=True, env=env, capture_output=True)
@@ -136,13 +135,6 @@ def test_cli_train_takes_a_model_to_fine_tune_or_starts_from_scratch(sample_imag
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "does not exist" in bad.stderr and not (tmp_path / "x.pt").exists()
 
-
-def _bank(tmp_path) -> str:
-    from stacksr.core.degradation import gaussian_kernels
-    from stacksr.core.kernels import KernelBank
-
-    ks = gaussian_kernels(torch.tensor([1.3, 1.8]), torch.tensor([1.1, 1.2]), torch.tensor([0.2, 1.4]), 15, 3)
-    return KernelBank(ks.numpy(), ["a", "b"], 3).save(str(tmp_path / "bank.npz"))
 
 
 def test_upsampler_phase_biases_leave_no_stride_pattern_and_detail_is_kept():

@@ -151,16 +151,6 @@ def test_estimate_kernels_refuses_a_kernel_size_the_prior_does_not_have(processi
     assert not os.path.exists(tmp_path / "b.npz")
 
 
-@pytest.fixture(scope="module")
-def sample_bank(tmp_path_factory):
-    import torch
-
-    from stacksr.core.degradation import gaussian_kernels
-    from stacksr.core.kernels import KernelBank
-
-    ks = gaussian_kernels(torch.tensor([1.3, 1.8]), torch.tensor([1.1, 1.2]), torch.tensor([0.2, 1.4]), 15, 3)
-    return KernelBank(ks.numpy(), ["a", "b"], 3).save(str(tmp_path_factory.mktemp("bank") / "bank.npz"))
-
 
 def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, sample_images, sample_masks,
                                                                     sample_bank, tmp_path):
