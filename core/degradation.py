@@ -171,7 +171,12 @@ def _resample_axis(x: torch.Tensor, src: torch.Tensor, dim: int, mode: str) -> t
     length = x.shape[dim]
     base = torch.floor(src)
     t = src - base
-    w = _cubic_weights(t) if mode == "bicubic" else _linear_weights(t)
+    if mode == "bicubic":
+        w = _cubic_weights(t)
+    elif mode == "bicubic-magnitude":  # |weights|: bounds the operator's gain (IBP's step size)
+        w = _cubic_weights(t).abs()
+    else:
+        w = _linear_weights(t)
     idx = base.long()
     out = 0
     for k in range(4):
@@ -205,8 +210,9 @@ def shift_images(x: torch.Tensor, shifts: torch.Tensor | Sequence[float], mode: 
     """Translate images by sub-pixel amounts: ``out[p] = x[p - d]``.
 
     ``x``: ``(N, H, W)`` or ``(N, C, H, W)``; ``shifts``: ``(N, 2)`` as (dy, dx) in
-    pixels, or a single pair applied to all. ``mode``: "bicubic" (Keys, a = -0.5)
-    or "bilinear". Borders replicate the edge pixels. Linear in ``x`` (autograd
+    pixels, or a single pair applied to all. ``mode``: "bicubic" (Keys, a = -0.5),
+    "bilinear", or "bicubic-magnitude" (the absolute Keys weights: not an interpolator,
+    the non-negative majorant IBP normalises its step with). Borders replicate the edge pixels. Linear in ``x`` (autograd
     gives the exact adjoint, which IBP relies on) and differentiable in ``shifts``.
     """
     n, H, W = x.shape[0], x.shape[-2], x.shape[-1]
