@@ -12,6 +12,7 @@ import json
 import sys
 import time
 
+from .core.choices import TTF_FIT_LABELS, TTF_FITS
 from .core.progress import Cancelled, Monitor
 
 
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ttf-per-tile", action="store_true", help="finetune on every tile separately (needs --tile)")
     c.add_argument("--ttf-lr", type=float, default=None, help="TTF learning rate of the network tail (default 1e-4)")
     c.add_argument("--ttf-kernel-lr", type=float, default=None, help="TTF learning rate of the kernel latent (default 2e-2)")
+    c.add_argument("--ttf-fit", choices=TTF_FITS, default=TTF_FITS[0],
+                   help="what the finetuned output must explain: " + "; ".join(f"{k}: {v}" for k, v in TTF_FIT_LABELS.items()))
     c.add_argument("--kernel-output", default=None, help="write the TTF kernel layer here (piunet+ttf)")
     c.add_argument("--model", default=None, help="trained model (.pt) for the piunet methods (default: the shipped base model)")
     c.add_argument("--tile", type=int, default=0, help="PIUNet tile size in LR pixels (0: whole stack)")
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 iterations=args.iterations, psf_sigma=args.psf_sigma, register=not args.no_register,
                 model_path=args.model, tile=args.tile, uncertainty_output=args.uncertainty, device=args.device,
                 ttf_iterations=args.ttf_iterations, ttf_per_tile=args.ttf_per_tile,
-                ttf_lr=args.ttf_lr, ttf_kernel_lr=args.ttf_kernel_lr, kernel_output=args.kernel_output,
+                ttf_lr=args.ttf_lr, ttf_kernel_lr=args.ttf_kernel_lr, ttf_fit=args.ttf_fit, kernel_output=args.kernel_output,
                 invalid_mask_values=invalid, report_html=args.report, monitor=monitor)
         elif args.command == "kernels":
             sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)

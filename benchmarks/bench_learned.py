@@ -8,8 +8,8 @@
 
 What a user gets by default: kernels estimated per stack (joint DIP-FKP), the model trained
 self-supervised on the benchmark's own LR stacks (no HR) - from scratch, or fine-tuned from a
-base model (``--init``) - then PIUNet and PIUNet + TTF (guarded, the default; and unguarded, to
-show what the guard does). Scores: cPSNR (Proba-V), and the grid-texture ratio (stride-3 spectral
+base model (``--init``) - then PIUNet and PIUNet + TTF (the default: fitting the whole stack,
+guarded; and variants: other guards, other reference weights, the reference frame alone). Scores: cPSNR (Proba-V), and the grid-texture ratio (stride-3 spectral
 energy of the output over the truth's; 1 = none added). ``--supervised`` adds the upper bound:
 the same network trained with the HR truths, 2-fold (trained on half the stacks, scored on the
 other half).
@@ -58,6 +58,9 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/stacksr_learned.pt")
     ap.add_argument("--tag", default="")
     ap.add_argument("--guards", default=",".join(GUARDS), help="TTF guards to compare with the default one")
+    ap.add_argument("--stack-fit", default="", help="comma-separated reference weights of TTF variants that fit "
+                    "the whole stack (TTFConfig.fit='stack'), compared with the default")
+    ap.add_argument("--reference-fit", action="store_true", help="add TTF on the reference frame alone (as published)")
     args = ap.parse_args()
     scale = 3
     stacks, data_range = load_bench(args.bench)
@@ -101,6 +104,10 @@ def main() -> None:
     ttf_variants = {"PIUNet + TTF": TTFConfig()}  # the default, then the other guards to compare
     ttf_variants.update({f"PIUNet + TTF (guard {g})": TTFConfig(guard=g) for g in args.guards.split(",")
                          if g and g != TTFConfig.guard})
+    ttf_variants.update({f"PIUNet + TTF (fit stack, reference {w})": TTFConfig(fit="stack", reference_weight=float(w))
+                         for w in args.stack_fit.split(",") if w})
+    if args.reference_fit:
+        ttf_variants["PIUNet + TTF (fit reference, as published)"] = TTFConfig(fit="reference")
     methods = ["mean-bicubic", "IBP", "PIUNet", *ttf_variants] + (["PIUNet supervised"] if sup_nets else [])
     scores = {m: [] for m in methods}
     texture = {m: [] for m in methods}
@@ -123,6 +130,9 @@ def main() -> None:
     summary = {m: statistics.mean(v) for m, v in scores.items()}
     tex = {m: statistics.mean(v) for m, v in texture.items()}
     best_classic = max(summary["mean-bicubic"], summary["IBP"])
+    for m in ttf_variants:
+        g = [a - b for a, b in zip(scores[m], scores["PIUNet"])]
+        print(f"{m}: TTF gain mean {statistics.mean(g):+.3f} dB, worst {min(g):+.3f} dB")
     print(f"\n| method | cPSNR (dB) | vs best classic | grid texture / truth |\n|---|---|---|---|")
     for m in methods:
         print(f"| {m} | {summary[m]:.2f} | {summary[m] - best_classic:+.2f} | {tex[m]:.2f} |")

@@ -14,6 +14,7 @@ import torch
 
 from . import __version__
 from .baselines import default_psf, hr_validity, ibp, mean_bicubic
+from .choices import TTF_FITS
 from .degradation import check_scale, default_kernel_size, gaussian_kernels
 from .device import resolve_device
 from .metrics import cpsnr, default_data_range, psnr, ssim
@@ -59,6 +60,7 @@ def run_superresolve(
     ttf_per_tile: bool = False,
     ttf_lr: float | None = None,
     ttf_kernel_lr: float | None = None,
+    ttf_fit: str | None = None,
     kernel_output: str | None = None,
     device: str = "auto",
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
@@ -74,7 +76,8 @@ def run_superresolve(
     finetuned on this stack for ``ttf_iterations``, calibrated once on a crop and
     applied to every tile, or with ``ttf_per_tile`` finetuned on every tile separately;
     ``ttf_lr`` / ``ttf_kernel_lr``: learning rates of the network tail and of the kernel latent
-    (None: the benchmarked defaults of :class:`ttf.TTFConfig`; larger ones over-fit);
+    (None: the benchmarked defaults of :class:`ttf.TTFConfig`; larger ones over-fit); ``ttf_fit``: what
+    the finetuned output must explain, one of :data:`choices.TTF_FITS` (None: every frame of the stack);
     ``kernel_output`` receives the TTF kernel (of the centre tile when per tile) as a layer). ``reference``: 0-based frame whose
     grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
     PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`).
@@ -91,6 +94,9 @@ def run_superresolve(
         raise StackError(f"method must be one of {SR_METHODS}, got '{method}'")
     if iterations < 1 or ttf_iterations < 1:
         raise StackError("iterations must be at least 1")
+    ttf_fit = TTFConfig.fit if ttf_fit is None else ttf_fit
+    if ttf_fit not in TTF_FITS:
+        raise StackError(f"TTF fit must be one of {TTF_FITS}, got '{ttf_fit}'")
     if any(lr is not None and not 0 < lr < 1 for lr in (ttf_lr, ttf_kernel_lr)):
         raise StackError("TTF learning rates must be between 0 and 1")
     uses_model = method.startswith("piunet")
@@ -124,7 +130,7 @@ def run_superresolve(
     if uses_model:
         mon.info(f"device: {why}")
         lrs = {k: v for k, v in (("lr_net", ttf_lr), ("lr_kernel", ttf_kernel_lr)) if v}
-        ttf_config = TTFConfig(iterations=ttf_iterations, **lrs)
+        ttf_config = TTFConfig(iterations=ttf_iterations, fit=ttf_fit, **lrs)
         if flow is not None and ttf_per_tile and tile > 0:
             hr, log_scale, ttf_kernel, ttf_res = finetune_per_tile(net, flow, frames, valid, ref, tile, ttf_config, dev,
                                                                    mon.sub(0.05, 0.95))
@@ -155,7 +161,8 @@ def run_superresolve(
               "model": os.path.basename(model_path) if model_path else None,
               "ttf_iterations": ttf_iterations if method == "piunet+ttf" else None,
               "ttf_per_tile": bool(ttf_per_tile and tile > 0) if method == "piunet+ttf" else None,
-              "ttf_lr": ttf_lr, "ttf_kernel_lr": ttf_kernel_lr}
+              "ttf_lr": ttf_lr, "ttf_kernel_lr": ttf_kernel_lr,
+              "ttf_fit": ttf_fit if method == "piunet+ttf" else None}
     tags = {
         "STACKSR_VERSION": __version__,
         "STACKSR_ALGORITHM": "superresolve",

@@ -76,6 +76,45 @@ def test_ttf_without_guard_keeps_the_last_iteration(l8_stack, small_net, flow):
     assert res.kept_iteration == 4 and all(v != v for v in res.check_losses)  # NaN: nothing held out
 
 
+def test_ttf_fitting_the_stack_with_all_weight_on_the_reference_is_ttf_on_the_reference(l8_stack, small_net, flow):
+    valid = torch.ones_like(l8_stack.lr, dtype=torch.bool)
+    common = dict(iterations=5, kernel_warmup=3, guard="off", crop=32, lr_net=1e-3)
+    _, k_ref, ref = finetune(small_net, flow, l8_stack.lr, valid, 0, TTFConfig(fit="reference", **common))
+    _, k_stack, stack = finetune(small_net, flow, l8_stack.lr, valid, 0,
+                                 TTFConfig(fit="stack", reference_weight=1.0, **common))
+    # the same optimisation up to float rounding (the kernels of all frames go through the flow as a batch)
+    assert stack.losses == pytest.approx(ref.losses, rel=1e-4)
+    assert torch.allclose(k_ref, k_stack, atol=1e-5)
+
+
+def test_ttf_fitting_the_stack_beats_ttf_on_the_reference_alone_on_a_real_image(l8_hr, l8_stack, flow):
+    """Frames cut from one real image (known kernels and shifts): what the other frames know lifts
+    the base model's TTF result above TTF on the reference alone, which barely moves it."""
+    from stacksr.core.inference import predict
+    from stacksr.core.metrics import cpsnr
+    from stacksr.core.training import base_model_path, load_model
+
+    net, _ = load_model(base_model_path(3), 3)
+    valid = torch.ones_like(l8_stack.lr, dtype=torch.bool)
+
+    def score(model) -> float:
+        sr = predict(model, l8_stack.lr, valid)[0].numpy()
+        return cpsnr(sr, l8_stack.hr.numpy(), max_shift=3, data_range=65535.0).cpsnr
+
+    scores = {"untuned": score(net)}
+    for fit in ("reference", "stack"):
+        scores[fit] = score(finetune(net, flow, l8_stack.lr, valid, 0, TTFConfig(fit=fit, guard="off"))[0])
+    assert scores["stack"] > max(scores["reference"], scores["untuned"]) + 0.05, scores
+
+
+def test_ttf_refuses_an_unknown_fit_and_a_reference_weight_out_of_range(l8_stack, small_net, flow):
+    valid = torch.ones_like(l8_stack.lr, dtype=torch.bool)
+    with pytest.raises(ValueError, match="fit must be one of"):
+        finetune(small_net, flow, l8_stack.lr, valid, 0, TTFConfig(fit="all"))
+    with pytest.raises(ValueError, match="reference_weight"):
+        finetune(small_net, flow, l8_stack.lr, valid, 0, TTFConfig(reference_weight=0.0))
+
+
 # --- the shipped base model --------------------------------------------------------------------
 
 def test_shipped_base_model_loads_weights_only_and_documents_its_training():

@@ -208,11 +208,12 @@ def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing
     project.clear()
     res = processing.runAndLoadResults("stacksr:superresolve", {
         "LAYERS": sample_images, "MASKS": sample_masks, "MODEL": model, "METHOD": 0, "TTF_ITERATIONS": 5,
-        "TILE": 40, "OUTPUT": out, "OUTPUT_UNCERTAINTY": unc, "OUTPUT_KERNEL": ker,
+        "TTF_FIT": 1, "TILE": 40, "OUTPUT": out, "OUTPUT_UNCERTAINTY": unc, "OUTPUT_KERNEL": ker,
         "OUTPUT_REPORT": str(tmp_path / "report.html")})
     assert res["OUTPUT"] == out and res["OUTPUT_UNCERTAINTY"] == unc and res["OUTPUT_KERNEL"] == ker
     ds = gdal.Open(out)
     assert (ds.RasterXSize, ds.RasterYSize) == (183, 183) and ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf"
+    assert '"ttf_fit": "reference"' in ds.GetMetadataItem("STACKSR_PARAMETERS")  # the advanced choice, as published
     assert np.isfinite(ds.ReadAsArray()).all()
     ds = gdal.Open(ker)
     k = ds.ReadAsArray()

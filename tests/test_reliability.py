@@ -272,6 +272,20 @@ def test_ttf_per_tile_finetunes_every_tile_and_writes_a_complete_raster(sample_i
     assert not np.array_equal(arrays[0], arrays[1])  # each tile got its own finetuning
 
 
+def test_ttf_fits_the_stack_by_default_records_the_choice_and_refuses_an_unknown_one(sample_images, tmp_path, tiny_model):
+    for fit in (None, "reference"):
+        out = str(tmp_path / f"sr_{fit}.tif")
+        run_superresolve(_sources(sample_images), out, 3, method="piunet+ttf", model_path=tiny_model, ttf_iterations=2,
+                         ttf_fit=fit)
+        ds = gdal.Open(out)
+        assert f'"ttf_fit": "{fit or "stack"}"' in ds.GetMetadataItem("STACKSR_PARAMETERS")
+        ds = None
+    bad = str(tmp_path / "bad.tif")
+    with pytest.raises(StackError, match="TTF fit must be one of"):
+        run_superresolve(_sources(sample_images), bad, 3, method="piunet+ttf", model_path=tiny_model, ttf_fit="all")
+    assert not os.path.exists(bad)
+
+
 def test_outputs_of_one_run_land_together_or_not_at_all(sample_images, tmp_path, tiny_model, monkeypatch):
     """A failure while writing the last output (the TTF kernel layer) leaves none of the run's
     outputs behind, not an SR raster without its companions."""

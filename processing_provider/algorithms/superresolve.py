@@ -4,6 +4,7 @@ from qgis.core import (
     QgsProcessingParameterFileDestination, QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
 )
 
+from ...core.choices import TTF_FIT_LABELS, TTF_FITS
 from ..layer_styles import KernelLayerStyler, SRLayerStyler, UncertaintyLayerStyler
 from .base import StackSRAlgorithm
 
@@ -14,7 +15,7 @@ class SuperResolveStack(StackSRAlgorithm):
     METHOD, MODEL, TILE, TTF_ITERATIONS = "METHOD", "MODEL", "TILE", "TTF_ITERATIONS"
     OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_KERNEL = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_KERNEL"
     OUTPUT_REPORT = "OUTPUT_REPORT"
-    TTF_PER_TILE, TTF_LR, TTF_KERNEL_LR = "TTF_PER_TILE", "TTF_LR", "TTF_KERNEL_LR"
+    TTF_PER_TILE, TTF_LR, TTF_KERNEL_LR, TTF_FIT = "TTF_PER_TILE", "TTF_LR", "TTF_KERNEL_LR", "TTF_FIT"
 
     def name(self):
         return "superresolve"
@@ -28,9 +29,11 @@ class SuperResolveStack(StackSRAlgorithm):
             "(self-supervised)', or with a classic method on the same input, to compare. Without a model file, "
             "the base model shipped with the plugin is used (x3; trained self-supervised on a real Landsat time "
             "series): fine-tuning it on your stack with the Train algorithm usually does better.\n\n"
-            "PIUNet + TTF (test-time finetuning) first adapts the model's last layers and the blur kernel "
-            "(through the kernel prior) to this stack, so that the super-resolved image, blurred and decimated, "
-            "reproduces the reference (clearest) image; the estimated kernel can be written as a kernel layer.\n\n"
+            "PIUNet + TTF (test-time finetuning) first adapts the model's last layers and the blur kernels "
+            "(through the kernel prior) to this stack, so that the super-resolved image, moved onto each image, "
+            "blurred and decimated, reproduces every image of the stack, the reference (clearest) one weighing "
+            "most (advanced: the reference image alone, as published); the reference's kernel can be written as "
+            "a kernel layer.\n\n"
             "Large rasters are processed in tiles (tile size in LR pixels; 0 processes the whole stack at once). "
             "Each tile is computed with a margin covering the network's reach and shares the raster's global "
             "statistics, so the tiled result equals the whole-stack result: there are no seams. TTF calibrates once "
@@ -60,7 +63,9 @@ class SuperResolveStack(StackSRAlgorithm):
                                             minValue=0.0, maxValue=0.9)
                for name, text in ((self.TTF_LR, "TTF learning rate, network (0: the benchmarked default; larger over-fits)"),
                                   (self.TTF_KERNEL_LR, "TTF learning rate, kernel latent (0: the benchmarked default)"))]
-        for p in (tile, ttf, per_tile, *lrs):
+        fit = QgsProcessingParameterEnum(self.TTF_FIT, "TTF makes the result explain",
+                                         options=list(TTF_FIT_LABELS.values()), defaultValue=0)
+        for p in (tile, ttf, per_tile, fit, *lrs):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
@@ -89,6 +94,7 @@ class SuperResolveStack(StackSRAlgorithm):
             ttf_per_tile=self.parameterAsBoolean(parameters, self.TTF_PER_TILE, context),
             ttf_lr=self.parameterAsDouble(parameters, self.TTF_LR, context) or None,
             ttf_kernel_lr=self.parameterAsDouble(parameters, self.TTF_KERNEL_LR, context) or None,
+            ttf_fit=TTF_FITS[self.parameterAsEnum(parameters, self.TTF_FIT, context)],
             kernel_output=(kernel or None) if method == "piunet+ttf" else None,
             device=self.device_choice(parameters, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)

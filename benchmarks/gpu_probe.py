@@ -1,0 +1,136 @@
+"""How far PIUNet gets with GPU-scale compute on the static benchmark (run on demand, on a GPU).
+
+The question it answers: is the learned path's gap to IBP on stacks cut from one image (issue 11)
+a matter of compute - the full published network (42 features, 16 TEFA blocks) trained for many
+more steps than 2 CPU cores allow - or of the method? Two runs on the 9 static Landsat 8 pan stacks
+(bench_learned's static benchmark):
+
+- self-supervised (what a user would run, no HR): trained on the 9 LR stacks with their estimated
+  kernel bank (bench_learned's cached joint DIP-FKP bank), scored on the same 9 stacks;
+- supervised upper bound: the same network trained with the HR truths, 2-fold (trained on one half
+  of the stacks, scored on the other).
+
+The stacks are read from a tensor file made on the CPU machine (``--dump``; the GPU machine has no
+GDAL), each run stops after ``--seconds`` (the best-on-validation checkpoint is kept), and the
+scores, the models and the log go to ``--out``.
+
+    python benchmarks/gpu_probe.py --dump .build/gpu_data.pt              # here (CPU, GDAL)
+    python benchmarks/gpu_probe.py --data .build/gpu_data.pt --out DIR    # there (GPU)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from stacksr.core.inference import predict
+from stacksr.core.metrics import cpsnr
+from stacksr.core.piunet import PIUNetConfig
+from stacksr.core.progress import Cancelled, Monitor
+from stacksr.core.training import StackData, TrainConfig, bf16_supported, load_model, train_self_supervised, train_supervised
+
+
+class Deadline(Monitor):
+    """Cancels training after ``seconds`` and prints progress every 20 s."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.t0, self.seconds, self.last = time.perf_counter(), seconds, 0.0
+
+    def is_cancelled(self) -> bool:
+        return time.perf_counter() - self.t0 > self.seconds
+
+    def _emit(self, fraction: float, message: str) -> None:
+        now = time.perf_counter() - self.t0
+        if now - self.last > 20:
+            self.last = now
+            print(f"{now:6.0f} s  {message}", flush=True)
+
+
+def dump(path: str) -> None:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_learned import load_bench
+    from common import DATA_RANGE, RESULTS
+
+    stacks, _ = load_bench("static")
+    torch.save({"names": [s[0] for s in stacks], "hr": [s[1] for s in stacks], "lr": [s[2] for s in stacks],
+                "valid": [s[3] for s in stacks], "bank": torch.load(os.path.join(RESULTS, "bank_static.pt"), weights_only=True),
+                "data_range": DATA_RANGE}, path)
+    print("wrote", path)
+
+
+def train(kind: str, data: dict, idx: list[int], out: str, args, device: torch.device, seconds: float) -> dict:
+    stacks = [StackData(data["lr"][i], data["valid"][i], data["names"][i]) for i in idx]
+    cfg = TrainConfig(scale=3, frames=9, patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr,
+                      val_every=args.val_every, bf16=bf16_supported(device))
+    net_cfg = PIUNetConfig(scale=3, features=args.features, blocks=args.blocks)
+    mon = Deadline(seconds)
+    t = time.perf_counter()
+    try:
+        if kind == "self-supervised":
+            res = train_self_supervised(stacks, data["bank"], cfg, out, "estimated", net_cfg, device=device, monitor=mon)
+        else:
+            res = train_supervised(stacks, [data["hr"][i] for i in idx], cfg, out, net_cfg, device=device, monitor=mon)
+    except Cancelled:
+        res = {"steps": "stopped at the deadline"}
+    return {"seconds": round(time.perf_counter() - t, 1), "steps": res.get("steps"), "best_val": res.get("best_val")}
+
+
+def score(path: str, data: dict, idx: list[int], device: torch.device) -> dict[str, float]:
+    net, payload = load_model(path, 3, device)
+    out = {}
+    for i in idx:
+        sr, _ = predict(net, data["lr"][i], data["valid"][i], device=device)
+        out[data["names"][i]] = cpsnr(sr.numpy(), data["hr"][i].numpy(), max_shift=3, data_range=data["data_range"]).cpsnr
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dump", help="write the static stacks to this file (on the CPU machine) and stop")
+    ap.add_argument("--data", default=".build/gpu_data.pt")
+    ap.add_argument("--out", default="/tmp/gpu_probe")
+    ap.add_argument("--features", type=int, default=42)
+    ap.add_argument("--blocks", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=100000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--patch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--val-every", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=150, help="time limit of the self-supervised run")
+    ap.add_argument("--sup-seconds", type=float, default=100, help="time limit of each supervised fold")
+    args = ap.parse_args()
+    if args.dump:
+        return dump(args.dump)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    os.makedirs(args.out, exist_ok=True)
+    data = torch.load(args.data, weights_only=True)
+    n = len(data["names"])
+    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "args": vars(args)}
+    path = os.path.join(args.out, "selfsup.pt")
+    report["self-supervised"] = {"training": train("self-supervised", data, list(range(n)), path, args, device, args.seconds),
+                                 "cpsnr": score(path, data, list(range(n)), device)}
+    print(json.dumps(report["self-supervised"]), flush=True)
+    half = n // 2
+    sup = {}
+    for fold, (tr, te) in enumerate([(range(half, n), range(half)), (range(half), range(half, n))]):
+        path = os.path.join(args.out, f"supervised{fold}.pt")
+        training = train("supervised", data, list(tr), path, args, device, args.sup_seconds)
+        sup.update(score(path, data, list(te), device))
+        report[f"supervised fold {fold}"] = training
+    report["supervised"] = sup
+    for k in ("self-supervised",):
+        report[k]["mean"] = statistics.mean(report[k]["cpsnr"].values())
+    report["supervised mean"] = statistics.mean(sup.values())
+    print(json.dumps(report, indent=1), flush=True)
+    with open(os.path.join(args.out, "gpu_probe.json"), "w") as f:
+        json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
