@@ -63,8 +63,9 @@ class SuperResolveStack(StackSRAlgorithm):
                                             minValue=0.0, maxValue=0.9)
                for name, text in ((self.TTF_LR, "TTF learning rate, network (0: the benchmarked default; larger over-fits)"),
                                   (self.TTF_KERNEL_LR, "TTF learning rate, kernel latent (0: the benchmarked default)"))]
+        # optional: graphical models saved before this parameter existed keep running with the default
         fit = QgsProcessingParameterEnum(self.TTF_FIT, "TTF makes the result explain",
-                                         options=list(TTF_FIT_LABELS.values()), defaultValue=0)
+                                         options=list(TTF_FIT_LABELS.values()), defaultValue=0, optional=True)
         for p in (tile, ttf, per_tile, fit, *lrs):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
