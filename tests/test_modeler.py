@@ -51,3 +51,16 @@ def test_shipped_model_chains_kernel_estimation_training_and_superresolution(qgi
     ds = gdal.Open(out)
     assert (ds.RasterXSize, ds.RasterYSize) == (183, 183) and ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf"
     ds = None
+
+
+def test_a_model_saved_before_the_ttf_fit_parameter_existed_still_validates(qgis_app):
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    saved = _load_shipped().toVariant()  # the shipped model as it is stored, minus the newer parameter
+    steps = [c for c in saved["children"].values() if "TTF_FIT" in c["params"]]
+    assert len(steps) == 1
+    del steps[0]["params"]["TTF_FIT"]
+    old = QgsProcessingModelAlgorithm()
+    assert old.loadVariant(saved)
+    ok, errors = old.validate()
+    assert ok, errors
