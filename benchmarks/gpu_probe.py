@@ -82,7 +82,7 @@ def train(kind: str, data: dict, idx: list[int], out: str, args, device: torch.d
 
 
 def score(path: str, data: dict, idx: list[int], device: torch.device) -> dict[str, float]:
-    net, payload = load_model(path, 3, device)
+    net, _ = load_model(path, 3, device)
     out = {}
     for i in idx:
         sr, _ = predict(net, data["lr"][i], data["valid"][i], device=device)
@@ -124,8 +124,7 @@ def main() -> None:
         sup.update(score(path, data, list(te), device))
         report[f"supervised fold {fold}"] = training
     report["supervised"] = sup
-    for k in ("self-supervised",):
-        report[k]["mean"] = statistics.mean(report[k]["cpsnr"].values())
+    report["self-supervised"]["mean"] = statistics.mean(report["self-supervised"]["cpsnr"].values())
     report["supervised mean"] = statistics.mean(sup.values())
     print(json.dumps(report, indent=1), flush=True)
     with open(os.path.join(args.out, "gpu_probe.json"), "w") as f:

@@ -178,13 +178,15 @@ def test_time_finetune(
     z0 = z0.reshape(1, -1).float().expand(len(fitted), -1)
     z = project_to_sphere(z0.to(device)).requires_grad_(True)
 
+    def seen_by(sr: torch.Tensor, frame_moves: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """The result ``(1, H, W)`` as frames at ``frame_moves`` ``(n, 2)`` (HR px) see it: moved, then
+        blurred with ``kernels`` (one, or one per frame) and decimated, ``(n, h, w)``."""
+        return blur_downsample(shift_images(sr[0].expand(len(frame_moves), -1, -1), frame_moves), kernels, s)
+
     def fit_loss(sr: torch.Tensor) -> torch.Tensor:
         """Weighted L1 of the degraded result against the fitted frames, on their fitted pixels."""
         kernels = flow.kernels(z)
-        if fit_moves is None:
-            pred = blur_downsample(sr, kernels[0], s)
-        else:
-            pred = blur_downsample(shift_images(sr[0].expand(len(fitted), -1, -1), fit_moves), kernels, s)
+        pred = blur_downsample(sr, kernels[0], s) if fit_moves is None else seen_by(sr, fit_moves, kernels)
         return (shift_search_l1(pred, fit_targets, fit_masks, config.max_shift) * weights).sum()
 
     @torch.no_grad()
@@ -194,8 +196,7 @@ def test_time_finetune(
             return math.nan
         kernel = flow.kernels(z)[0]
         if moves is not None:  # how well the result, moved and degraded, explains the other frames
-            moved = shift_images(sr[0].expand(len(others), -1, -1), moves)
-            return float(shift_search_l1(blur_downsample(moved, kernel, s), xn[others], valid[others] & inner,
+            return float(shift_search_l1(seen_by(sr, moves, kernel), xn[others], valid[others] & inner,
                                          config.max_shift).mean())
         return float(shift_search_l1(blur_downsample(sr, kernel, s), target, check_mask, config.max_shift).mean())
 
