@@ -9,21 +9,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
+import threading
 import time
 
+from .core import params as P
 from .core.choices import TTF_FIT_LABELS, TTF_FITS
+from .core.errors import StackSRError
+from .core.params import Setting
 from .core.progress import Cancelled, Monitor
 
 
 class BarMonitor(Monitor):
     """Progress bar on stderr; Ctrl-C cancels through KeyboardInterrupt."""
 
-    def __init__(self, stream=sys.stderr, width: int = 30, quiet: bool = False):
+    def __init__(self, stream=None, width: int = 30, quiet: bool = False):
         super().__init__()
-        self.stream, self.width, self.quiet = stream, width, quiet
+        self.stream, self.width, self.quiet = stream or sys.stderr, width, quiet
         self._last = -1.0
         self._t0 = time.perf_counter()
+        self._line_open = False  # a redrawn bar is on the terminal's current line
+        self.cancel_requested = False
+
+    def is_cancelled(self) -> bool:
+        return self.cancel_requested
+
+    def end_line(self) -> None:
+        """Finish the bar's line so that a message starts on its own."""
+        if self._line_open:
+            self.stream.write("\n")
+            self._line_open = False
 
     def _emit(self, fraction: float, message: str) -> None:
         # a terminal gets a redrawn bar; a log file gets one line per 10 %
@@ -37,10 +55,26 @@ class BarMonitor(Monitor):
         end = "\n" if fraction >= 1.0 or not tty else ""
         self.stream.write(f"\r[{bar}] {100 * fraction:5.1f}% {elapsed:6.1f}s {message[:50]:<50}{end}")
         self.stream.flush()
+        self._line_open = not end
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.stream.write(f"\n{message}\n")
+            self.end_line()
+            self.stream.write(f"{message}\n")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (exit 2), like every other error of the CLI."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(g, flag: str, setting: Setting, text: str, **kw) -> None:
+    """A numeric option whose default and range come from core.params (checked by the job)."""
+    shown = {None: "automatic"}.get(setting.default, setting.default)
+    g.add_argument(flag, type=int if setting.integer else float, default=None,
+                   help=f"{text} ({setting.describe()}; default {shown})", **kw)
 
 
 def _stack_args(p: argparse.ArgumentParser) -> None:
@@ -50,51 +84,58 @@ def _stack_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bands", default="", help="bands of --multiband, e.g. '1,3,5-7' (default: all)")
     g.add_argument("--masks", nargs="+", metavar="RASTER", help="quality/cloud masks, one per image (or one multiband)")
     g.add_argument("--mask-invalid-values", default="2,3,4,255", help="mask values marking invalid pixels (default: fmask)")
+    g.add_argument("--allow-ungeoreferenced", action="store_true",
+                   help="accept rasters without georeferencing (outputs are then in pixel coordinates)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stacksr", description="StackSR multi-temporal super-resolution")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    c = sub.add_parser("sr", aliases=["classic"], help="super-resolve with mean-of-bicubic, IBP or a trained PIUNet")
+def _sr_args(c: argparse.ArgumentParser) -> None:
     _stack_args(c)
     c.add_argument("--scale", type=int, default=3)
     c.add_argument("--method", choices=["bicubic", "ibp", "piunet", "piunet+ttf"], default="ibp")
-    c.add_argument("--ttf-iterations", type=int, default=50)
+    _number(c, "--ttf-iterations", P.TTF_ITERATIONS, "TTF iterations")
     c.add_argument("--ttf-per-tile", action="store_true", help="finetune on every tile separately (needs --tile)")
-    c.add_argument("--ttf-lr", type=float, default=None, help="TTF learning rate of the network tail (default 1e-4)")
-    c.add_argument("--ttf-kernel-lr", type=float, default=None, help="TTF learning rate of the kernel latent (default 2e-2)")
+    _number(c, "--ttf-lr", P.TTF_LR, "TTF learning rate of the network tail (automatic: 1e-4)")
+    _number(c, "--ttf-kernel-lr", P.TTF_LR, "TTF learning rate of the kernel latent (automatic: 2e-2)")
     c.add_argument("--ttf-fit", choices=TTF_FITS, default=TTF_FITS[0],
                    help="what the finetuned output must explain: " + "; ".join(f"{k}: {v}" for k, v in TTF_FIT_LABELS.items()))
     c.add_argument("--kernel-output", default=None, help="write the TTF kernel layer here (piunet+ttf)")
     c.add_argument("--model", default=None, help="trained model (.pt) for the piunet methods (default: the shipped base model)")
-    c.add_argument("--tile", type=int, default=0, help="PIUNet tile size in LR pixels (0: whole stack)")
+    _number(c, "--tile", P.TILE, "PIUNet tile size in LR pixels")
     c.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
     c.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    c.add_argument("--reference", type=int, default=None, help="0-based reference frame (default: clearest)")
-    c.add_argument("--iterations", type=int, default=40)
-    c.add_argument("--psf-sigma", type=float, default=None, help="IBP Gaussian sigma in output pixels")
+    _number(c, "--reference", P.REFERENCE, "0-based reference frame (automatic: the clearest)")
+    _number(c, "--iterations", P.IBP_ITERATIONS, "IBP iterations")
+    _number(c, "--psf-sigma", P.PSF_SIGMA, "IBP Gaussian sigma in output pixels")
     c.add_argument("--no-register", action="store_true", help="skip sub-pixel registration")
     c.add_argument("--report", default=None, help="HTML report of the run (settings, TTF loss and kernel, consistency)")
-    c.add_argument("--output", required=True)
+    c.add_argument("--output", required=True, help="GeoTIFF to write (.tif)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m stacksr", description="StackSR multi-temporal super-resolution")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _sr_args(sub.add_parser("sr", help="super-resolve with mean-of-bicubic, IBP or a trained PIUNet"))
+    # its own parser rather than an alias, so that its --help names it
+    _sr_args(sub.add_parser("classic", help="the same as sr"))
 
     s = sub.add_parser("score", help="cPSNR / PSNR / SSIM against a reference raster")
     s.add_argument("--sr", required=True)
     s.add_argument("--reference", required=True)
     s.add_argument("--reference-mask", default=None)
     s.add_argument("--mask-invalid-values", default="2,3,4,255")
-    s.add_argument("--max-shift", type=int, default=3)
-    s.add_argument("--data-range", type=float, default=None)
+    _number(s, "--max-shift", P.MAX_SHIFT, "largest shift searched, also the border crop")
+    _number(s, "--data-range", P.DATA_RANGE, "data range (automatic: from the reference's data type)")
     k = sub.add_parser("kernels", help="estimate one blur kernel per image (DIP-FKP) into a kernel bank")
     _stack_args(k)
     k.add_argument("--scale", type=int, default=3)
     k.add_argument("--mode", choices=["per-image", "joint"], default="joint")
-    k.add_argument("--iterations", type=int, default=None)
-    k.add_argument("--crop", type=int, default=None, help="LR crop size used for estimation (0: whole image)")
+    _number(k, "--iterations", P.KERNEL_ITERATIONS, "estimation iterations (automatic: the mode's)")
+    _number(k, "--crop", P.KERNEL_CROP, "LR crop size used for estimation (automatic: 40)")
     k.add_argument("--prior", default=None, help="FKP prior file (default: models/fkp_x<scale>.pt)")
     k.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    k.add_argument("--seed", type=int, default=0)
+    _number(k, "--seed", P.SEED, "random seed")
     k.add_argument("--layers", default=None, help="folder for one GeoTIFF layer per kernel")
     k.add_argument("--report", default=None, help="HTML gallery of the kernels (a PNG mosaic is written beside it)")
     k.add_argument("--output", required=True, help="kernel bank file (.npz)")
@@ -104,12 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kernel-bank", default=None, help="kernel bank (.npz); default: estimate one first (joint)")
     t.add_argument("--hr", default=None, help="HR reference raster: supervised training instead (no kernel bank)")
     t.add_argument("--scale", type=int, default=3)
-    t.add_argument("--steps", type=int, default=500)
-    t.add_argument("--patch", type=int, default=0, help="CR patch size (LR targets are scale x larger; 0: auto)")
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--frames", type=int, default=9)
+    _number(t, "--steps", P.STEPS, "training steps")
+    _number(t, "--patch", P.PATCH, "CR patch size (LR targets are scale x larger)")
+    _number(t, "--batch", P.BATCH, "batch size")
+    _number(t, "--frames", P.FRAMES, "frames per sample")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    t.add_argument("--seed", type=int, default=0)
+    _number(t, "--seed", P.SEED, "random seed")
     t.add_argument("--resume", default=None, help="checkpoint (<model>.last) to resume from")
     t.add_argument("--init-model", default=None, help="model (.pt) to fine-tune (default: the shipped base model)")
     t.add_argument("--from-scratch", action="store_true", help="train a new network instead of fine-tuning the base model")
@@ -124,40 +165,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _json_safe(value):
+    """Non-finite floats as null: JSON has no Infinity/NaN (a best validation loss before any validation)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _cancel_on_signals(monitor: "BarMonitor") -> dict:
+    """SIGINT (Ctrl-C) and SIGTERM ask the job to stop at its next check, so it can clean up and
+    training can save its resumable checkpoint; a second signal stops at once. Returns the
+    handlers it replaced (to restore when main() is called from Python)."""
+    def handler(signum, frame):  # noqa: ARG001 - signal's signature
+        if monitor.cancel_requested:
+            raise KeyboardInterrupt
+        monitor.cancel_requested = True
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # imported late so that --help works without torch
     from .core import jobs
-    from .core.stack_io import StackError, parse_int_list, sources_from_inputs
+    from .core.stack_io import parse_int_list, sources_from_inputs
 
     monitor = BarMonitor(quiet=args.quiet)
+    previous = _cancel_on_signals(monitor)
+    started = time.time()
+
+    def sources():
+        return sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks,
+                                   allow_ungeoreferenced=args.allow_ungeoreferenced)
+
     try:
         invalid = parse_int_list(getattr(args, "mask_invalid_values", ""))
         if args.command in ("sr", "classic"):
-            sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
             result = jobs.run_superresolve(
-                sources, args.output, scale=args.scale, method=args.method, reference=args.reference,
+                sources(), args.output, scale=args.scale, method=args.method, reference=args.reference,
                 iterations=args.iterations, psf_sigma=args.psf_sigma, register=not args.no_register,
                 model_path=args.model, tile=args.tile, uncertainty_output=args.uncertainty, device=args.device,
                 ttf_iterations=args.ttf_iterations, ttf_per_tile=args.ttf_per_tile,
                 ttf_lr=args.ttf_lr, ttf_kernel_lr=args.ttf_kernel_lr, ttf_fit=args.ttf_fit, kernel_output=args.kernel_output,
                 invalid_mask_values=invalid, report_html=args.report, monitor=monitor)
         elif args.command == "kernels":
-            sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
             result = jobs.run_estimate_kernels(
-                sources, args.output, scale=args.scale, mode=args.mode, iterations=args.iterations, crop=args.crop,
+                sources(), args.output, scale=args.scale, mode=args.mode, iterations=args.iterations, crop=args.crop,
                 prior_path=args.prior, device=args.device, seed=args.seed, layers_folder=args.layers,
                 report_html=args.report, invalid_mask_values=invalid, monitor=monitor)
         elif args.command == "train" and args.hr:
-            sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
             result = jobs.run_train_supervised(
-                sources, args.hr, args.output, scale=args.scale, steps=args.steps, patch=args.patch, batch=args.batch,
+                sources(), args.hr, args.output, scale=args.scale, steps=args.steps, patch=args.patch, batch=args.batch,
                 frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
                 invalid_mask_values=invalid, monitor=monitor)
         elif args.command == "train":
-            sources = sources_from_inputs(args.inputs, args.multiband, parse_int_list(args.bands), args.masks)
             result = jobs.run_train_self_supervised(
-                [sources], args.kernel_bank, args.output, scale=args.scale, steps=args.steps, patch=args.patch,
+                [sources()], args.kernel_bank, args.output, scale=args.scale, steps=args.steps, patch=args.patch,
                 batch=args.batch, frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
                 invalid_mask_values=invalid, report_html=args.report, monitor=monitor,
                 from_base=not args.from_scratch, init_model=args.init_model)
@@ -171,15 +240,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = jobs.run_score(args.sr, args.reference, args.reference_mask, invalid,
                                     max_shift=args.max_shift, data_range=args.data_range)
-    except (StackError, ValueError, OSError, ArithmeticError) as exc:
-        print(f"\nstacksr: error: {exc}", file=sys.stderr)
+    except (StackSRError, OSError, ArithmeticError) as exc:
+        monitor.end_line()
+        print(f"stacksr: error: {exc}", file=sys.stderr)
         return 2
     except (Cancelled, KeyboardInterrupt):
-        print("\nstacksr: cancelled, no output written", file=sys.stderr)
+        monitor.end_line()
+        last = f"{args.output}.last" if args.command == "train" else None
+        if last and os.path.exists(last) and os.path.getmtime(last) >= started:
+            print(f"stacksr: cancelled; resume with --resume {last}", file=sys.stderr)
+        else:
+            print("stacksr: cancelled, no output written", file=sys.stderr)
         return 130
     finally:
         from .core.distributed import shutdown
 
         shutdown()
-    print(json.dumps(result))
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    print(json.dumps(_json_safe(result), allow_nan=False))
     return 0

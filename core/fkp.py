@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .errors import StackSRError
 from .degradation import check_scale, default_kernel_size, gaussian_kernels, random_gaussian_params
 from .progress import Monitor, ensure_monitor
 from .stack_io import atomic_output
@@ -203,7 +204,7 @@ def save_fkp(flow: KernelFlow, path: str, training: dict | None = None) -> None:
         torch.save(payload, tmp)
 
 
-class FKPError(ValueError):
+class FKPError(StackSRError):
     """A kernel-prior file that is missing, not an FKP prior, or of the wrong scale/size."""
 
 

@@ -17,13 +17,14 @@ from .baselines import default_psf, hr_validity, ibp, mean_bicubic
 from .choices import TTF_FITS
 from .degradation import check_scale, default_kernel_size, gaussian_kernels
 from .device import resolve_device
+from . import params as P
 from .metrics import cpsnr, default_data_range, psnr, ssim
 from .progress import Monitor, ensure_monitor
 from .inference import predict
 from .registration import register_frames
 from .stack_io import (
-    FMASK_INVALID_VALUES, ImageSource, StackError, atomic_outputs, check_output_path, check_same_grid,
-    output_nodata, read_raster, read_stack, write_geotiff,
+    FMASK_INVALID_VALUES, RASTER_EXTENSIONS, ImageSource, StackError, atomic_outputs, check_output_path,
+    check_same_grid, output_dtype, output_nodata, read_raster, read_stack, write_geotiff,
 )
 
 CLASSIC_METHODS = ("bicubic", "ibp")
@@ -40,6 +41,11 @@ def _scale_and_device(scale: int, device: str) -> tuple[int, torch.device, str]:
         raise StackError(str(exc)) from exc
 
 
+def _training_settings(steps, patch, batch, frames, seed) -> tuple[int, int, int, int, int]:
+    """The training job's numeric settings, checked (None: their defaults)."""
+    return P.STEPS.check(steps), P.PATCH.check(patch), P.BATCH.check(batch), P.FRAMES.check(frames), P.SEED.check(seed)
+
+
 def _input_paths(sources: Sequence[ImageSource]) -> list[str]:
     return [p for s in sources for p in (s.path, s.mask_path) if p]
 
@@ -50,13 +56,13 @@ def run_superresolve(
     scale: int = 3,
     method: str = "ibp",
     reference: int | None = None,
-    iterations: int = 40,
+    iterations: int | None = None,
     psf_sigma: float | None = None,
     register: bool = True,
     model_path: str | None = None,
-    tile: int = 0,
+    tile: int | None = None,
     uncertainty_output: str | None = None,
-    ttf_iterations: int = 50,
+    ttf_iterations: int | None = None,
     ttf_per_tile: bool = False,
     ttf_lr: float | None = None,
     ttf_kernel_lr: float | None = None,
@@ -80,7 +86,8 @@ def run_superresolve(
     the finetuned output must explain, one of :data:`choices.TTF_FITS` (None: every frame of the stack);
     ``kernel_output`` receives the TTF kernel (of the centre tile when per tile) as a layer). ``reference``: 0-based frame whose
     grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
-    PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`).
+    PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`). Numeric settings left
+    None take their defaults from :mod:`params`, which also bounds them (:class:`errors.ParameterError`).
     """
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernels import write_kernel_layer
@@ -92,22 +99,23 @@ def run_superresolve(
     scale, dev, why = _scale_and_device(scale, device)
     if method not in SR_METHODS:
         raise StackError(f"method must be one of {SR_METHODS}, got '{method}'")
-    if iterations < 1 or ttf_iterations < 1:
-        raise StackError("iterations must be at least 1")
+    iterations, tile, ttf_iterations = P.IBP_ITERATIONS.check(iterations), P.TILE.check(tile), P.TTF_ITERATIONS.check(ttf_iterations)
+    psf_sigma, reference = P.PSF_SIGMA.check(psf_sigma), P.REFERENCE.check(reference)
+    ttf_lr, ttf_kernel_lr = P.TTF_LR.check(ttf_lr), P.TTF_LR.check(ttf_kernel_lr)
     ttf_fit = TTFConfig.fit if ttf_fit is None else ttf_fit
     if ttf_fit not in TTF_FITS:
         raise StackError(f"TTF fit must be one of {TTF_FITS}, got '{ttf_fit}'")
-    if any(lr is not None and not 0 < lr < 1 for lr in (ttf_lr, ttf_kernel_lr)):
-        raise StackError("TTF learning rates must be between 0 and 1")
     uses_model = method.startswith("piunet")
     if uses_model and not model_path:
         model_path = base_model_path(scale)
         if model_path is None:
             raise StackError(f"method '{method}' needs a trained model file (no base model is shipped for x{scale})")
     inputs = _input_paths(sources) + ([model_path] if model_path else [])
-    for out in (output, uncertainty_output, kernel_output, report_html):
+    for out in (output, uncertainty_output, kernel_output):
         if out:
-            check_output_path(out, inputs)
+            check_output_path(out, inputs, RASTER_EXTENSIONS)
+    if report_html:
+        check_output_path(report_html, inputs)
     if uncertainty_output and os.path.abspath(uncertainty_output) == os.path.abspath(output):
         raise StackError("the uncertainty output must differ from the SR output")
     net = flow = None
@@ -155,7 +163,7 @@ def run_superresolve(
             hr = ibp(frames, valid, scale, shifts, kernel, iterations=iterations, monitor=mon.sub(0.15, 0.95))
     nodata = output_nodata(stack)
     covered = hr_validity(valid, scale).numpy()
-    out = np.where(covered, hr.numpy(), nodata).astype(np.float32)
+    out = np.where(covered, hr.numpy(), nodata).astype(output_dtype(nodata))
     params = {"scale": scale, "method": method, "iterations": iterations if method == "ibp" else None,
               "psf_sigma": psf_sigma, "register": register, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
               "model": os.path.basename(model_path) if model_path else None,
@@ -180,7 +188,7 @@ def run_superresolve(
         write_geotiff(t_out, out, grid, nodata, tags, band_names=[f"{method} x{scale}"])
         if t_unc:
             # a Laplace distribution with scale b has standard deviation sqrt(2) * b
-            std = np.where(covered, np.sqrt(2.0) * np.exp(log_scale.numpy()), nodata).astype(np.float32)
+            std = np.where(covered, np.sqrt(2.0) * np.exp(log_scale.numpy()), nodata).astype(output_dtype(nodata))
             write_geotiff(t_unc, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
                           band_names=["uncertainty (standard deviation)"])
         if t_ker:
@@ -242,12 +250,13 @@ def run_score(
     reference_path: str,
     reference_mask: str | None = None,
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
-    max_shift: int = 3,
+    max_shift: int | None = None,
     data_range: float | None = None,
     sr_band: int = 1,
     reference_band: int = 1,
 ) -> dict:
     """cPSNR (Proba-V), PSNR and SSIM of an SR raster against a reference raster of the same grid."""
+    max_shift, data_range = P.MAX_SHIFT.check(max_shift), P.DATA_RANGE.check(data_range)
     sr, sr_ok, sr_grid, _ = read_raster(sr_path, sr_band)
     hr, hr_ok, hr_grid, hr_dtype = read_raster(reference_path, reference_band)
     if (sr_grid.width, sr_grid.height) != (hr_grid.width, hr_grid.height):
@@ -258,8 +267,6 @@ def run_score(
         mask, _, mgrid, _ = read_raster(reference_mask)
         check_same_grid(mgrid, hr_grid, reference_mask, reference_path)
         hr_ok &= ~np.isin(mask, np.asarray(list(invalid_mask_values), dtype=np.float64))
-    if max_shift < 0:
-        raise StackError("max_shift must be >= 0")
     rng = float(data_range) if data_range else default_data_range(hr_dtype, np.where(hr_ok, hr, np.nan))
     sr = np.where(sr_ok, sr, np.nan)
     try:
@@ -283,7 +290,7 @@ def run_estimate_kernels(
     kernel_size: int | None = None,
     prior_path: str | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     layers_folder: str | None = None,
     report_html: str | None = None,
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
@@ -297,6 +304,8 @@ def run_estimate_kernels(
     from .kernels import KernelBank, write_gallery, write_kernel_layers
 
     mon = ensure_monitor(monitor)
+    iterations, crop, kernel_size = P.KERNEL_ITERATIONS.check(iterations), P.KERNEL_CROP.check(crop), P.KERNEL_SIZE.check(kernel_size)
+    seed = P.SEED.check(seed)
     scale, dev, why = _scale_and_device(scale, device)
     if mode not in KERNEL_MODES:
         raise StackError(f"mode must be one of {KERNEL_MODES}, got '{mode}'")
@@ -305,13 +314,15 @@ def run_estimate_kernels(
     for out in (bank_path, report_html):
         if out:
             check_output_path(out, inputs)
+    if layers_folder and os.path.exists(layers_folder) and not os.path.isdir(layers_folder):
+        raise StackError(f"the kernel layers folder '{layers_folder}' is a file; give a folder")
     try:
         flow = load_fkp(prior_path or default_fkp_path(scale), scale, size, dev)
     except FKPError as exc:
         raise StackError(str(exc)) from exc
     config = default_config(mode)
-    if iterations:
-        config = replace(config, iterations=int(iterations), warmup=min(config.warmup, int(iterations) // 3))
+    if iterations is not None:
+        config = replace(config, iterations=iterations, warmup=min(config.warmup, iterations // 3))
     if crop is not None:
         config = replace(config, crop=int(crop))
     stack = read_stack(sources, invalid_mask_values)
@@ -344,12 +355,12 @@ def run_train_self_supervised(
     bank_path: str | None,
     output: str,
     scale: int = 3,
-    steps: int = 500,
-    patch: int = 0,
-    batch: int = 8,
-    frames: int = 9,
+    steps: int | None = None,
+    patch: int | None = None,
+    batch: int | None = None,
+    frames: int | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     resume: str | None = None,
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
     report_html: str | None = None,
@@ -375,6 +386,7 @@ def run_train_self_supervised(
                            default_patch, load_model, train_self_supervised)
 
     mon = ensure_monitor(monitor)
+    steps, patch, batch, frames, seed = _training_settings(steps, patch, batch, frames, seed)
     scale, dev, why = _scale_and_device(scale, device)
     try:
         bank = KernelBank.load(bank_path, scale=scale) if bank_path else None
@@ -455,12 +467,12 @@ def run_train_supervised(
     hr_path: str,
     output: str,
     scale: int = 3,
-    steps: int = 500,
-    patch: int = 0,
-    batch: int = 8,
-    frames: int = 9,
+    steps: int | None = None,
+    patch: int | None = None,
+    batch: int | None = None,
+    frames: int | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     resume: str | None = None,
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
     monitor: Monitor | None = None,
@@ -469,6 +481,7 @@ def run_train_supervised(
     from .training import StackData, TrainConfig, bf16_supported, train_supervised
 
     mon = ensure_monitor(monitor)
+    steps, patch, batch, frames, seed = _training_settings(steps, patch, batch, frames, seed)
     scale, dev, why = _scale_and_device(scale, device)
     check_output_path(output, _input_paths(sources) + [hr_path])
     st = read_stack(sources, invalid_mask_values)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from osgeo import gdal
 
+from .errors import StackSRError
 from .degradation import check_scale, kernel_center_offset
 from .report import figure, write_report
 from .stack_io import RasterGrid, atomic_output, write_geotiff
@@ -72,7 +73,7 @@ def kernel_errors(est: np.ndarray | torch.Tensor, true: np.ndarray | torch.Tenso
     }
 
 
-class KernelBankError(ValueError):
+class KernelBankError(StackSRError):
     """A kernel bank file that is missing, not a kernel bank, or of another scale/size/version."""
 
 

@@ -19,6 +19,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from osgeo import gdal, osr
 
+from .errors import StackSRError
+
 gdal.UseExceptions()
 
 # Landsat fmask: 0 clear land, 1 water, 2 cloud shadow, 3 snow, 4 cloud, 255 fill
@@ -27,8 +29,11 @@ _COMPLEX_TYPES = {gdal.GDT_CInt16, gdal.GDT_CInt32, gdal.GDT_CFloat32, gdal.GDT_
 _GEO_TOL = 1e-6  # relative to the pixel size
 
 
-class StackError(ValueError):
+class StackError(StackSRError):
     """An input stack that cannot be used; the message names the offending input."""
+
+
+RASTER_EXTENSIONS = (".tif", ".tiff")  # every raster StackSR writes is a GeoTIFF
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,11 @@ def _open(path: str, what: str) -> gdal.Dataset:
     if ds is None:
         raise StackError(f"{what} '{path}' cannot be read as a raster")
     return ds
+
+
+def _georeferenced(ds: gdal.Dataset) -> bool:
+    """Whether the raster says where it is (a geotransform or ground control points)."""
+    return ds.GetGeoTransform(can_return_null=True) is not None or ds.GetGCPCount() > 0
 
 
 def _grid_of(ds: gdal.Dataset) -> RasterGrid:
@@ -171,15 +181,29 @@ def sources_from_inputs(
     multiband: str | None = None,
     bands: Sequence[int] | None = None,
     masks: Sequence[str] | None = None,
+    allow_ungeoreferenced: bool = False,
 ) -> list[ImageSource]:
     """Build the image list from T rasters *or* one multiband raster and a band list.
 
     ``masks``: one mask raster per image, or a single multiband mask whose band ``t``
-    belongs to image ``t``.
+    belongs to image ``t``. Refused: a raster of several bands in ``paths`` (each is one date;
+    its other bands would be lost silently), and rasters without georeferencing unless
+    ``allow_ungeoreferenced`` (the outputs' georeferencing would be invented).
     """
     paths = [p for p in (paths or []) if p]
     if paths and multiband:
         raise StackError("give either several rasters or one multiband raster, not both")
+    for path in paths + ([multiband] if multiband else []):
+        ds = _open(path, "raster")
+        count, located = ds.RasterCount, _georeferenced(ds)
+        del ds
+        if path != multiband and count > 1:
+            raise StackError(f"'{os.path.basename(path)}' has {count} bands, but each input image is one date: give it as "
+                             "the multiband raster (CLI --multiband, QGIS 'Or: one multiband raster') to use its bands as dates")
+        if not located and not allow_ungeoreferenced:
+            raise StackError(f"'{os.path.basename(path)}' has no georeferencing, so the outputs could not be placed on the "
+                             "map; accept it explicitly (CLI --allow-ungeoreferenced, QGIS 'Accept rasters without "
+                             "georeferencing') to work in pixel coordinates")
     if multiband:
         ds = _open(multiband, "raster")
         count = ds.RasterCount
@@ -237,8 +261,17 @@ def read_stack(sources: Sequence[ImageSource], invalid_mask_values: Sequence[int
 
 
 def output_nodata(stack: RasterStack) -> float:
-    """Nodata value for float32 outputs: the input's, or NaN when it has none."""
+    """Nodata value of the outputs: the input's, or NaN when it has none."""
     return float(stack.nodata) if stack.nodata is not None else float("nan")
+
+
+def output_dtype(nodata: float | None) -> type:
+    """float32, unless float32 cannot hold the nodata value exactly (a float64 input's -1e300
+    would become -inf): then float64, so the input's nodata is kept as promised."""
+    if nodata is None or not np.isfinite(nodata):
+        return np.float32
+    with np.errstate(over="ignore"):
+        return np.float32 if float(np.float32(nodata)) == float(nodata) else np.float64
 
 
 def same_file(a: str, b: str) -> bool:
@@ -248,10 +281,18 @@ def same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def check_output_path(path: str, inputs: Iterable[str]) -> None:
-    """Refuse to overwrite an input and fail early on an unwritable folder."""
+def check_output_path(path: str, inputs: Iterable[str], extensions: Sequence[str] | None = None) -> None:
+    """Before any work: refuse to overwrite an input, a folder in the file's place, an extension
+    other than ``extensions`` (e.g. :data:`RASTER_EXTENSIONS`; a .png would get GeoTIFF bytes) and an
+    unwritable or missing folder."""
     if not path:
         raise StackError("no output file given")
+    if extensions and os.path.splitext(path)[1].lower() not in extensions:
+        raise StackError(f"the output '{path}' must end in {' or '.join(extensions)} (StackSR writes GeoTIFF rasters)")
+    if os.path.isdir(path):
+        raise StackError(f"the output '{path}' is a folder; give a file name")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise StackError(f"the output '{path}' exists and is not a regular file, so it cannot be replaced")
     for p in inputs:
         if p and (same_file(path, p) or os.path.abspath(path) == os.path.abspath(p)):
             raise StackError(f"the output '{path}' is one of the inputs; choose another file name")
@@ -260,6 +301,21 @@ def check_output_path(path: str, inputs: Iterable[str]) -> None:
         raise StackError(f"output folder '{folder}' does not exist")
     if not os.access(folder, os.W_OK):
         raise StackError(f"output folder '{folder}' is not writable")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system says it (Linux), since
+    setting it to read it back races with other threads creating files (QGIS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -274,7 +330,13 @@ def atomic_output(path: str, suffix: str = "") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        # mkstemp makes the file private (0600); a result must be as readable as any file the
+        # user creates, i.e. follow the process umask
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StackError(f"cannot write the output '{path}': {exc.strerror}") from exc
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -297,12 +359,14 @@ def write_geotiff(
     tags: dict | None = None,
     band_names: Sequence[str] | None = None,
 ) -> str:
-    """Write a float32 tiled, compressed GeoTIFF atomically (temp file, then rename).
+    """Write a tiled, compressed GeoTIFF atomically (temp file, then rename): float32, or float64
+    where :func:`output_dtype` says the nodata value needs it.
 
     ``array``: ``(H, W)`` or ``(B, H, W)``; must match ``grid``. ``tags`` are stored
     as GDAL metadata items (non-string values as JSON).
     """
-    arr = np.asarray(array, dtype=np.float32)
+    dtype = output_dtype(nodata)
+    arr = np.asarray(array, dtype=dtype)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.shape[1:] != (grid.height, grid.width):
@@ -310,7 +374,8 @@ def write_geotiff(
     with atomic_output(path, ".tif") as tmp:
         drv = gdal.GetDriverByName("GTiff")
         opts = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
-        ds = drv.Create(tmp, grid.width, grid.height, arr.shape[0], gdal.GDT_Float32, opts)
+        gdt = gdal.GDT_Float32 if dtype is np.float32 else gdal.GDT_Float64
+        ds = drv.Create(tmp, grid.width, grid.height, arr.shape[0], gdt, opts)
         ds.SetGeoTransform(grid.geotransform)
         if grid.crs_wkt:
             ds.SetProjection(grid.crs_wkt)

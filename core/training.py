@@ -18,13 +18,13 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__
 from .baselines import temporal_fill
-from torch.nn.parallel import DistributedDataParallel
-
 from .degradation import blur_downsample, check_scale, shift_images
 from .distributed import init_from_env
+from .errors import StackSRError
 from .piunet import PIUNet, PIUNetConfig, residual_base
 from .registration import register_frames
 from .progress import Cancelled, Monitor, ensure_monitor
@@ -63,7 +63,7 @@ class StackData:
     name: str = ""
 
 
-class ModelFileError(ValueError):
+class ModelFileError(StackSRError):
     """A model file that is missing, not a StackSR model, or does not fit the request."""
 
 

@@ -3,15 +3,18 @@ import os
 
 from qgis.core import (
     QgsApplication, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBand,
-    QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
 )
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ...core.device import DEVICE_CHOICES
+from ...core.errors import StackSRError
+from ...core.params import Setting
 from ...core.progress import Cancelled
-from ...core.stack_io import FMASK_INVALID_VALUES, StackError, parse_int_list, sources_from_inputs
+from ...core.stack_io import FMASK_INVALID_VALUES, parse_int_list, sources_from_inputs
 from ...deps import PLUGIN_DIR, deps_dir, missing_torch_message
 from ..feedback import FeedbackMonitor
 
@@ -24,6 +27,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
 
     LAYERS, MULTIBAND, BANDS = "LAYERS", "MULTIBAND", "BANDS"
     MASKS, MASK_INVALID_VALUES = "MASKS", "MASK_INVALID_VALUES"
+    ALLOW_UNGEOREFERENCED = "ALLOW_UNGEOREFERENCED"
 
     def createInstance(self):  # noqa: N802
         return type(self)()
@@ -55,8 +59,25 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         values = QgsProcessingParameterString(
             self.MASK_INVALID_VALUES, "Mask values that mark invalid pixels",
             ",".join(str(v) for v in FMASK_INVALID_VALUES), optional=True)
-        values.setFlags(values.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-        self.addParameter(values)
+        # optional: graphical models saved before it existed keep validating
+        unlocated = QgsProcessingParameterBoolean(
+            self.ALLOW_UNGEOREFERENCED, "Accept rasters without georeferencing (outputs in pixel coordinates)", False,
+            optional=True)
+        for p in (values, unlocated):
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(p)
+
+    @staticmethod
+    def number(name: str, text: str, setting: Setting, default=None, minimum=None) -> QgsProcessingParameterNumber:
+        """A number parameter with the core setting's default and range (``default``/``minimum``: a
+        dialog sentinel such as 0 = automatic, where the setting's default is None or special)."""
+        kind = QgsProcessingParameterNumber.Type.Integer if setting.integer else QgsProcessingParameterNumber.Type.Double
+        low = setting.minimum if minimum is None else minimum
+        if setting.special and minimum is None:
+            low = min(low, *setting.special)
+        value = setting.default if default is None else default
+        kw = {"minValue": low} if setting.maximum is None else {"minValue": low, "maxValue": setting.maximum}
+        return QgsProcessingParameterNumber(name, text, kind, value, **kw)
 
     SCALE, DEVICE = "SCALE", "DEVICE"
 
@@ -83,15 +104,16 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
                 multiband.source() if multiband is not None else None,
                 [b for b in bands if b > 0],
                 [lyr.source() for lyr in masks],
+                allow_ungeoreferenced=self.parameterAsBoolean(parameters, self.ALLOW_UNGEOREFERENCED, context),
             )
-        except StackError as exc:
+        except StackSRError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
     def invalid_mask_values(self, parameters, context):
         text = self.parameterAsString(parameters, self.MASK_INVALID_VALUES, context)
         try:
             return parse_int_list(text)
-        except StackError as exc:
+        except StackSRError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -105,7 +127,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         except Cancelled:
             feedback.reportError("Cancelled: no output was written.")
             return {}
-        except (StackError, ValueError, ArithmeticError) as exc:  # ArithmeticError: a diverging optimiser
+        except (StackSRError, ArithmeticError) as exc:  # ArithmeticError: a diverging optimiser
             raise QgsProcessingException(str(exc)) from exc
 
     def run_job(self, parameters, context, feedback, monitor):

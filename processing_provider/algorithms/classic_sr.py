@@ -1,9 +1,10 @@
 """Algorithm: classic multi-frame super-resolution (mean of bicubic / IBP)."""
 from qgis.core import (
     QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
-    QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterDestination,
 )
 
+from ...core import params as P
 from .base import StackSRAlgorithm
 
 
@@ -37,14 +38,10 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=["Mean of bicubic", "Iterative back-projection (IBP)"], defaultValue=1))
         advanced = [
-            QgsProcessingParameterNumber(
-                self.REFERENCE, "Reference frame (0-based; -1: the clearest)", QgsProcessingParameterNumber.Type.Integer,
-                -1, minValue=-1),
-            QgsProcessingParameterNumber(
-                self.ITERATIONS, "IBP iterations", QgsProcessingParameterNumber.Type.Integer, 40, minValue=1, maxValue=1000),
-            QgsProcessingParameterNumber(
-                self.PSF_SIGMA, "IBP blur sigma in output pixels (0: default for the scale)",
-                QgsProcessingParameterNumber.Type.Double, 0.0, minValue=0.0, maxValue=20.0),
+            self.number(self.REFERENCE, "Reference frame (0-based; -1: the clearest)", P.REFERENCE, default=-1, minimum=-1),
+            self.number(self.ITERATIONS, "IBP iterations", P.IBP_ITERATIONS),
+            self.number(self.PSF_SIGMA, "IBP blur sigma in output pixels (0: default for the scale)", P.PSF_SIGMA,
+                        default=0.0),
             QgsProcessingParameterBoolean(self.REGISTER, "Register frames (sub-pixel)", True),
         ]
         for p in advanced:

@@ -4,10 +4,11 @@ import os
 from qgis.core import (
     QgsProcessingContext, QgsProcessingUtils, QgsProcessingOutputMultipleLayers, QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
+    QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
 )
 
 from ..layer_styles import KernelLayerStyler
+from ...core import params as P
 from .base import StackSRAlgorithm
 
 MODES = ("per-image", "joint")
@@ -46,15 +47,14 @@ class EstimateKernels(StackSRAlgorithm):
             defaultValue=1))
         self.add_device_parameter()
         advanced = [
-            QgsProcessingParameterNumber(self.ITERATIONS, "Iterations (0: default)",
-                                         QgsProcessingParameterNumber.Type.Integer, 0, minValue=0, maxValue=5000),
-            QgsProcessingParameterNumber(self.KERNEL_SIZE, "Kernel size in HR pixels (0: 4 x scale + 3, the size of the shipped priors)",
-                                         QgsProcessingParameterNumber.Type.Integer, 0, minValue=0, maxValue=63),
-            QgsProcessingParameterNumber(self.CROP, "Crop size used for estimation, LR pixels (-1: default, 0: whole image)",
-                                         QgsProcessingParameterNumber.Type.Integer, -1, minValue=-1),
+            self.number(self.ITERATIONS, "Iterations (0: default)", P.KERNEL_ITERATIONS, default=0, minimum=0),
+            self.number(self.KERNEL_SIZE, "Kernel size in HR pixels (0: 4 x scale + 3, the size of the shipped priors)",
+                        P.KERNEL_SIZE, default=0, minimum=0),
+            self.number(self.CROP, f"Crop size used for estimation, LR pixels (-1: default, 0: whole image; else at least "
+                        f"{P.KERNEL_CROP.minimum})", P.KERNEL_CROP, default=-1, minimum=-1),
             QgsProcessingParameterFile(self.PRIOR, "Kernel prior (FKP) file (empty: the shipped one)",
                                        extension="pt", optional=True),
-            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
+            self.number(self.SEED, "Random seed", P.SEED),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)

@@ -3,10 +3,11 @@ import json
 
 from qgis.core import (
     QgsProcessingOutputNumber, QgsProcessingParameterDefinition, QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
+    QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
 )
 
 from ...core.stack_io import FMASK_INVALID_VALUES
+from ...core import params as P
 from .base import StackSRAlgorithm
 
 
@@ -44,12 +45,9 @@ class ScoreAgainstReference(StackSRAlgorithm):
         values = QgsProcessingParameterString(
             self.MASK_INVALID_VALUES, "Mask values that mark invalid pixels",
             ",".join(str(v) for v in FMASK_INVALID_VALUES), optional=True)
-        shift = QgsProcessingParameterNumber(
-            self.MAX_SHIFT, "Maximum shift searched (pixels; also the border crop)",
-            QgsProcessingParameterNumber.Type.Integer, 3, minValue=0, maxValue=20)
-        data_range = QgsProcessingParameterNumber(
-            self.DATA_RANGE, "Data range (0: full range of the reference data type)",
-            QgsProcessingParameterNumber.Type.Double, 0.0, minValue=0.0)
+        shift = self.number(self.MAX_SHIFT, "Maximum shift searched (pixels; also the border crop)", P.MAX_SHIFT)
+        data_range = self.number(self.DATA_RANGE, "Data range (0: full range of the reference data type)", P.DATA_RANGE,
+                                 default=0.0)
         for p in (values, shift, data_range):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)

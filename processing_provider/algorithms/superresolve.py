@@ -1,11 +1,12 @@
 """Algorithm: super-resolve a stack with a trained PIUNet (or a classic method, to compare)."""
 from qgis.core import (
     QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination, QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination,
 )
 
 from ...core.choices import TTF_FIT_LABELS, TTF_FITS
 from ..layer_styles import KernelLayerStyler, SRLayerStyler, UncertaintyLayerStyler
+from ...core import params as P
 from .base import StackSRAlgorithm
 
 METHODS = ("piunet+ttf", "piunet", "ibp", "bicubic")
@@ -53,14 +54,11 @@ class SuperResolveStack(StackSRAlgorithm):
             self.METHOD, "Method", options=["PIUNet + test-time finetuning", "PIUNet (trained model)", "IBP (classic)",
                                             "Mean of bicubic (classic)"], defaultValue=0))
         self.add_device_parameter()
-        tile = QgsProcessingParameterNumber(self.TILE, "Tile size, LR pixels (0: whole stack)",
-                                            QgsProcessingParameterNumber.Type.Integer, 256, minValue=0)
-        ttf = QgsProcessingParameterNumber(self.TTF_ITERATIONS, "TTF iterations",
-                                           QgsProcessingParameterNumber.Type.Integer, 50, minValue=1, maxValue=10000)
+        tile = self.number(self.TILE, f"Tile size, LR pixels (0: whole stack; else at least {P.TILE.minimum})", P.TILE)
+        ttf = self.number(self.TTF_ITERATIONS, "TTF iterations", P.TTF_ITERATIONS)
         per_tile = QgsProcessingParameterBoolean(
             self.TTF_PER_TILE, "Finetune on every tile separately (TTF; default: once, applied to all tiles)", False)
-        lrs = [QgsProcessingParameterNumber(name, text, QgsProcessingParameterNumber.Type.Double, 0.0,
-                                            minValue=0.0, maxValue=0.9)
+        lrs = [self.number(name, text, P.TTF_LR, default=0.0)
                for name, text in ((self.TTF_LR, "TTF learning rate, network (0: the benchmarked default; larger over-fits)"),
                                   (self.TTF_KERNEL_LR, "TTF learning rate, kernel latent (0: the benchmarked default)"))]
         # optional: graphical models saved before this parameter existed keep running with the default

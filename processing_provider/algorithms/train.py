@@ -1,9 +1,10 @@
 """Algorithm: train PIUNet self-supervised on the user's LR time series."""
 from qgis.core import (
     QgsProcessingOutputNumber, QgsProcessingParameterBoolean, QgsProcessingParameterDefinition,
-    QgsProcessingParameterFile, QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
+    QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
 )
 
+from ...core import params as P
 from ...core.progress import Cancelled
 from .base import StackSRAlgorithm
 
@@ -42,16 +43,13 @@ class TrainSelfSupervised(StackSRAlgorithm):
             self.KERNEL_BANK, "Kernel bank (empty: estimate first)", extension="npz", optional=True))
         self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterBoolean(self.FROM_BASE, "Start from the shipped base model", True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.STEPS, "Training steps", QgsProcessingParameterNumber.Type.Integer, 500, minValue=1, maxValue=10_000_000))
+        self.addParameter(self.number(self.STEPS, "Training steps", P.STEPS))
         self.add_device_parameter()
         advanced = [
-            QgsProcessingParameterNumber(self.PATCH, "Patch size (coarse pixels; LR targets are scale x larger; 0: auto)",
-                                         QgsProcessingParameterNumber.Type.Integer, 0, minValue=0, maxValue=256),
-            QgsProcessingParameterNumber(self.BATCH, "Batch size", QgsProcessingParameterNumber.Type.Integer, 8, minValue=1),
-            QgsProcessingParameterNumber(self.FRAMES, "Frames per sample (T)", QgsProcessingParameterNumber.Type.Integer,
-                                         9, minValue=2, maxValue=64),
-            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
+            self.number(self.PATCH, "Patch size (coarse pixels; LR targets are scale x larger; 0: auto)", P.PATCH),
+            self.number(self.BATCH, "Batch size", P.BATCH),
+            self.number(self.FRAMES, "Frames per sample (T)", P.FRAMES),
+            self.number(self.SEED, "Random seed", P.SEED),
             QgsProcessingParameterFile(self.RESUME, "Resume from checkpoint (<model>.last)", extension="last", optional=True),
             QgsProcessingParameterFile(self.INIT_MODEL, "Fine-tune this model instead of the base model (.pt)",
                                        extension="pt", optional=True),

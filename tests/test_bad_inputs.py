@@ -1,0 +1,342 @@
+"""Bad and unusual inputs found by an adversarial run (issue 14): each gets one clear line and
+leaves nothing behind; numeric settings are checked once, in core.params, by every front end."""
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from osgeo import gdal
+
+from conftest import ROOT
+from stacksr import cli
+from stacksr.core import params as P
+from stacksr.core.errors import ParameterError, StackSRError
+from stacksr.core.jobs import run_estimate_kernels, run_score, run_superresolve, run_train_self_supervised
+from stacksr.core.stack_io import ImageSource, read_raster
+
+gdal.UseExceptions()
+ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build", "pkg"))
+
+
+def _cli(*args, timeout=120):
+    """The CLI in its own process (what a user runs)."""
+    return subprocess.run([sys.executable, "-m", "stacksr", "--quiet", *args], capture_output=True, text=True, env=ENV,
+                          timeout=timeout)
+
+
+def _main(argv):
+    """The CLI in this process: (exit status, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = cli.main(["--quiet", *argv])
+        except SystemExit as exc:  # argparse
+            rc = exc.code
+    return rc, err.getvalue()
+
+
+def _one_line_error(rc, stderr):
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert rc == 2, stderr
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def _copy(src, dst, bands=1, geo=True, nodata=None, dtype=gdal.GDT_Float32, driver="GTiff"):
+    """A raster made from a real sample image: ``bands`` copies of its band, with or without
+    georeferencing, with a chosen nodata value."""
+    s = gdal.Open(src)
+    arr = s.GetRasterBand(1).ReadAsArray().astype(np.float64)
+    gt, wkt = s.GetGeoTransform(), s.GetProjection()
+    s = None
+    ds = gdal.GetDriverByName("GTiff").Create(str(dst) if driver == "GTiff" else str(dst) + ".tmp.tif",
+                                              arr.shape[1], arr.shape[0], bands, dtype)
+    if geo:
+        ds.SetGeoTransform(gt)
+        ds.SetProjection(wkt)
+    for b in range(bands):
+        band = ds.GetRasterBand(b + 1)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+            arr[:3, :3] = nodata
+        band.WriteArray(arr)
+        band = None
+    if driver != "GTiff":
+        gdal.GetDriverByName(driver).CreateCopy(str(dst), ds)
+        ds = None
+        os.remove(str(dst) + ".tmp.tif")
+    ds = None
+    return str(dst)
+
+
+# 1. tiles smaller than the network's halo were accepted (an apparent hang), negative ones silently
+@pytest.mark.parametrize("tile", ["1", "-4", "31"])
+def test_a_tile_below_the_minimum_is_refused_at_once(sample_images, tmp_path, tile):
+    out = tmp_path / "sr.tif"
+    t = time.perf_counter()
+    res = _cli("sr", "--inputs", *sample_images[:3], "--method", "piunet", "--tile", tile, "--output", str(out))
+    line = _one_line_error(res.returncode, res.stderr)
+    assert "tile size" in line and "from 32" in line
+    assert time.perf_counter() - t < 60 and not out.exists()
+
+
+# 2. negative steps exited 0, named an output never written, and printed invalid JSON
+def test_negative_training_steps_are_refused_and_nothing_is_written(sample_images, tmp_path):
+    out = tmp_path / "m.pt"
+    rc, err = _main(["train", "--inputs", *sample_images[:3], "--steps", "-5", "--output", str(out)])
+    assert "training steps must be an integer from 1" in _one_line_error(rc, err)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_cli_prints_strict_json_even_for_non_finite_numbers():
+    assert json.dumps(cli._json_safe({"best_val": float("inf"), "h": [(1, float("nan"))]}), allow_nan=False) == \
+        '{"best_val": null, "h": [[1, null]]}'
+
+
+# 3. Ctrl-C during the first steps left no resumable checkpoint
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_training_leaves_a_checkpoint_that_resumes(sample_images, tmp_path, sig):
+    import torch
+
+    bank = str(tmp_path / "k.npz")
+    run_estimate_kernels([ImageSource(p) for p in sample_images], bank, 3, "joint", iterations=2)
+    out = tmp_path / "m.pt"
+    args = ["train", "--inputs", *sample_images, "--kernel-bank", bank, "--steps", "400", "--batch", "2", "--output", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "stacksr", *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=ENV)
+    seen = ""
+    while "step 1/" not in seen and "step 2/" not in seen:  # the bar on a pipe prints at the first step, then every 10 %
+        line = proc.stderr.readline()
+        assert line, "training ended before a step was reported"
+        seen += line
+    proc.send_signal(sig)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    assert f"resume with --resume {out}.last" in rest
+    done = torch.load(f"{out}.last", weights_only=True)["state"]["step"]
+    assert 1 <= done < 400
+    resumed = _cli("train", "--inputs", *sample_images, "--kernel-bank", bank, "--steps", str(done + 2), "--batch", "2",
+                   "--resume", f"{out}.last", "--output", str(tmp_path / "m2.pt"))
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1], parse_constant=lambda c: pytest.fail(c))
+    assert summary["steps"] == done + 2 and os.path.exists(tmp_path / "m2.pt")
+
+
+# 4. tracebacks instead of one line
+@pytest.mark.parametrize("argv", [
+    ["kernels", "--iterations", "-5", "--output", "{tmp}/k.npz"],
+    ["kernels", "--crop", "1", "--output", "{tmp}/k.npz"],
+    ["train", "--batch", "0", "--output", "{tmp}/m.pt"],
+    ["train", "--frames", "-1", "--output", "{tmp}/m.pt"],
+    # 9. zero iterations meant "default" silently
+    ["kernels", "--iterations", "0", "--output", "{tmp}/k.npz"],
+])
+def test_out_of_range_settings_get_one_line_and_no_file(sample_images, tmp_path, argv):
+    argv = [a.format(tmp=tmp_path) for a in argv] + ["--inputs", *sample_images[:3]]
+    line = _one_line_error(*_main(argv))
+    assert "must be" in line
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_smallest_accepted_kernel_crop_runs(sample_images, tmp_path):
+    res = run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], str(tmp_path / "k.npz"), 3, "joint",
+                               iterations=2, crop=P.KERNEL_CROP.minimum)
+    assert res["images"] == 2
+
+
+# 5. a 2-band raster among single images contributed band 1 only
+def test_a_multiband_raster_among_the_dates_is_refused_by_name(sample_images, tmp_path):
+    two = _copy(sample_images[0], tmp_path / "two_bands.tif", bands=2)
+    out = tmp_path / "sr.tif"
+    line = _one_line_error(*_main(["sr", "--inputs", two, *sample_images[1:3], "--output", str(out)]))
+    assert "'two_bands.tif' has 2 bands" in line and "--multiband" in line
+    assert not out.exists()
+
+
+# 6. outputs were private (0600) whatever the umask
+def test_outputs_follow_the_process_umask(sample_images, tmp_path):
+    old = os.umask(0o022)
+    try:
+        run_superresolve([ImageSource(p) for p in sample_images[:3]], str(tmp_path / "sr.tif"), 3, "bicubic")
+        run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], str(tmp_path / "k.npz"), 3, "joint",
+                             iterations=2)
+    finally:
+        os.umask(old)
+    for name in ("sr.tif", "k.npz"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o644, name
+
+
+# 7. a .png name received GeoTIFF bytes
+@pytest.mark.parametrize("name", ["x.png", "x.jpg", "x"])
+def test_a_raster_output_must_be_a_geotiff_name(sample_images, tmp_path, name):
+    line = _one_line_error(*_main(["sr", "--inputs", *sample_images[:3], "--output", str(tmp_path / name)]))
+    assert ".tif or .tiff" in line
+    assert os.listdir(tmp_path) == []
+
+
+def test_qgis_refuses_a_png_output_before_running(processing, sample_images, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match=r"\.tif or \.tiff"):
+        processing.run("stacksr:superresolveclassic", {"LAYERS": sample_images[:3], "METHOD": 0, "SCALE": 3,
+                                             "OUTPUT": str(tmp_path / "out.png")})
+    assert not (tmp_path / "out.png").exists()
+
+
+# 8. a folder in the output's place failed after all the work, naming the internal temp file
+def test_an_output_that_is_a_folder_is_refused_before_any_work(sample_images, tmp_path):
+    (tmp_path / "sr.tif").mkdir()
+    t = time.perf_counter()
+    line = _one_line_error(*_main(["sr", "--inputs", *sample_images[:3], "--method", "ibp", "--output",
+                                   str(tmp_path / "sr.tif")]))
+    assert "is a folder" in line and ".stacksr-" not in line
+    assert time.perf_counter() - t < 10
+    assert os.listdir(tmp_path) == ["sr.tif"] and os.listdir(tmp_path / "sr.tif") == []
+
+
+# 10. rasters without georeferencing were accepted and given an invented geotransform
+def test_rasters_without_georeferencing_need_the_users_consent(sample_images, tmp_path):
+    plain = [_copy(p, tmp_path / f"plain{i}.tif", geo=False) for i, p in enumerate(sample_images[:3])]
+    out = tmp_path / "sr.tif"
+    line = _one_line_error(*_main(["sr", "--inputs", *plain, "--method", "bicubic", "--output", str(out)]))
+    assert "'plain0.tif' has no georeferencing" in line and not out.exists()
+    rc, err = _main(["sr", "--inputs", *plain, "--method", "bicubic", "--allow-ungeoreferenced", "--output", str(out)])
+    assert rc == 0, err and out.exists()
+
+
+def test_a_png_without_georeferencing_is_refused(sample_images, tmp_path):
+    pngs = [_copy(p, tmp_path / f"d{i}.png", geo=False, dtype=gdal.GDT_UInt16, driver="PNG")
+            for i, p in enumerate(sample_images[:2])]
+    line = _one_line_error(*_main(["sr", "--inputs", *pngs, "--output", str(tmp_path / "sr.tif")]))
+    assert "has no georeferencing" in line
+
+
+# 11. a float64 nodata of -1e300 became -inf in the float32 output
+def test_a_nodata_value_float32_cannot_hold_is_kept_exactly(sample_images, tmp_path):
+    paths = [_copy(p, tmp_path / f"f{i}.tif", nodata=-1e300, dtype=gdal.GDT_Float64) for i, p in enumerate(sample_images[:3])]
+    out = str(tmp_path / "sr.tif")
+    run_superresolve([ImageSource(p) for p in paths], out, 3, "bicubic")
+    ds = gdal.Open(out)
+    band = ds.GetRasterBand(1)
+    nodata, arr = band.GetNoDataValue(), band.ReadAsArray()
+    band = None
+    ds = None
+    assert nodata == -1e300 and arr[0, 0] == -1e300 and np.isfinite(arr).all()
+    _, ok, _, _ = read_raster(out)
+    assert not ok[0, 0] and ok[-1, -1]
+
+
+# 12. `classic --help` called the program `python -m stacksr sr`
+def test_classic_help_names_the_classic_command():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["classic", "--help"])
+    assert out.getvalue().startswith("usage: python -m stacksr classic")
+
+
+# the class of bug: every numeric setting of every command, out of range, in the CLI and the jobs
+CLI_SETTINGS = [
+    ("sr", "--iterations", P.IBP_ITERATIONS), ("sr", "--psf-sigma", P.PSF_SIGMA), ("sr", "--tile", P.TILE),
+    ("sr", "--ttf-iterations", P.TTF_ITERATIONS), ("sr", "--ttf-lr", P.TTF_LR), ("sr", "--ttf-kernel-lr", P.TTF_LR),
+    ("sr", "--reference", P.REFERENCE),
+    ("kernels", "--iterations", P.KERNEL_ITERATIONS), ("kernels", "--crop", P.KERNEL_CROP), ("kernels", "--seed", P.SEED),
+    ("train", "--steps", P.STEPS), ("train", "--patch", P.PATCH), ("train", "--batch", P.BATCH),
+    ("train", "--frames", P.FRAMES), ("train", "--seed", P.SEED),
+    ("score", "--max-shift", P.MAX_SHIFT), ("score", "--data-range", P.DATA_RANGE),
+]
+
+
+def _outside(setting: P.Setting):
+    """Values the setting must refuse: below, above, fractional for integers, non-finite."""
+    low = st.floats(max_value=setting.minimum, exclude_max=not setting.open_minimum, allow_nan=False,
+                    allow_infinity=False, min_value=-1e12)
+    parts = [low]
+    if setting.maximum is not None:
+        parts.append(st.floats(min_value=setting.maximum, exclude_min=True, max_value=1e12, allow_nan=False))
+    parts.append(st.sampled_from([float("nan"), float("inf"), float("-inf")]))
+    if setting.integer:
+        parts.append(st.integers(-1000, 1000).map(lambda v: v + 0.5))
+    values = st.one_of(parts)
+    if setting.integer:  # whole numbers outside the range stay integers
+        values = values.map(lambda v: int(v) if np.isfinite(v) and float(v).is_integer() else v)
+    return values.filter(lambda v: v not in setting.special)
+
+
+def _cli_text(v) -> str:
+    return str(v) if not isinstance(v, float) or np.isfinite(v) else {True: "inf", False: "-inf"}.get(v > 0, "nan")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=st.sampled_from(CLI_SETTINGS), data=st.data())
+def test_fuzz_out_of_range_cli_settings_exit_2_in_one_line_and_leave_no_file(sample_images, tmp_path_factory, case, data):
+    command, flag, setting = case
+    value = data.draw(_outside(setting), label="value")
+    folder = tmp_path_factory.mktemp("fuzz")
+    if command == "score":
+        argv = ["score", "--sr", sample_images[0], "--reference", sample_images[1]]
+    else:
+        out = folder / {"sr": "out.tif", "kernels": "k.npz", "train": "m.pt"}[command]
+        argv = [command, "--inputs", *sample_images[:3], "--output", str(out)]
+        if command == "sr":
+            argv += ["--method", "piunet+ttf"]
+    rc, err = _main(argv + [f"{flag}={_cli_text(value)}"])
+    _one_line_error(rc, err)
+    assert os.listdir(folder) == []
+
+
+JOBS = {
+    "sr": (run_superresolve, {"iterations": P.IBP_ITERATIONS, "psf_sigma": P.PSF_SIGMA, "tile": P.TILE,
+                              "ttf_iterations": P.TTF_ITERATIONS, "ttf_lr": P.TTF_LR, "reference": P.REFERENCE}),
+    "kernels": (run_estimate_kernels, {"iterations": P.KERNEL_ITERATIONS, "crop": P.KERNEL_CROP,
+                                       "kernel_size": P.KERNEL_SIZE, "seed": P.SEED}),
+    "train": (run_train_self_supervised, {"steps": P.STEPS, "patch": P.PATCH, "batch": P.BATCH, "frames": P.FRAMES,
+                                          "seed": P.SEED}),
+}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(job=st.sampled_from(sorted(JOBS)), data=st.data())
+def test_fuzz_out_of_range_job_settings_raise_the_user_error_and_leave_no_file(sample_images, tmp_path_factory, job, data):
+    func, keys = JOBS[job]
+    key = data.draw(st.sampled_from(sorted(keys)), label="setting")
+    value = data.draw(_outside(keys[key]), label="value")
+    folder = tmp_path_factory.mktemp("fuzzjob")
+    sources = [ImageSource(p) for p in sample_images[:3]]
+    out = str(folder / {"sr": "out.tif", "kernels": "k.npz", "train": "m.pt"}[job])
+    first = [sources] if job == "train" else sources
+    extra = (None,) if job == "train" else ()
+    with pytest.raises(ParameterError):
+        func(first, *extra, out, **{key: value})
+    assert os.listdir(folder) == []
+
+
+def test_every_user_error_shares_one_base_class():
+    from stacksr.core.fkp import FKPError
+    from stacksr.core.kernels import KernelBankError
+    from stacksr.core.stack_io import StackError
+    from stacksr.core.training import ModelFileError
+
+    assert all(issubclass(e, StackSRError) for e in (FKPError, KernelBankError, StackError, ModelFileError, ParameterError))
+
+
+def test_score_refuses_an_out_of_range_shift_before_reading(sample_images):
+    with pytest.raises(ParameterError, match="maximum shift"):
+        run_score(sample_images[0], sample_images[1], max_shift=-1)
+
+
+def test_qgis_number_parameters_take_core_ranges(processing):
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById("stacksr:trainselfsupervised")
+    steps = alg.parameterDefinition("STEPS")
+    assert (steps.defaultValue(), steps.minimum(), steps.maximum()) == (P.STEPS.default, P.STEPS.minimum, P.STEPS.maximum)
+    tile = QgsApplication.processingRegistry().algorithmById("stacksr:superresolve").parameterDefinition("TILE")
+    assert (tile.defaultValue(), tile.minimum()) == (P.TILE.default, 0)
