@@ -106,7 +106,9 @@ def _sr_args(c: argparse.ArgumentParser) -> None:
     _number(c, "--reference", P.REFERENCE, "0-based reference frame (automatic: the clearest)")
     _number(c, "--iterations", P.IBP_ITERATIONS, "IBP iterations")
     _number(c, "--psf-sigma", P.PSF_SIGMA, "IBP Gaussian sigma in output pixels")
-    c.add_argument("--no-register", action="store_true", help="skip sub-pixel registration")
+    c.add_argument("--no-register", action="store_true", help="skip sub-pixel registration (and use every frame)")
+    _number(c, "--min-registration-quality", P.REGISTRATION_QUALITY,
+            "frames whose registration quality is lower are left out (0: keep all)")
     c.add_argument("--report", default=None, help="HTML report of the run (settings, TTF loss and kernel, consistency)")
     c.add_argument("--output", required=True, help="GeoTIFF to write (.tif)")
 
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             result = jobs.run_superresolve(
                 sources(), args.output, scale=args.scale, method=args.method, reference=args.reference,
                 iterations=args.iterations, psf_sigma=args.psf_sigma, register=not args.no_register,
+                min_registration_quality=args.min_registration_quality,
                 model_path=args.model, tile=args.tile, uncertainty_output=args.uncertainty, device=args.device,
                 ttf_iterations=args.ttf_iterations, ttf_per_tile=args.ttf_per_tile,
                 ttf_lr=args.ttf_lr, ttf_kernel_lr=args.ttf_kernel_lr, ttf_fit=args.ttf_fit, kernel_output=args.kernel_output,

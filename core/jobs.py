@@ -21,7 +21,7 @@ from . import params as P
 from .metrics import cpsnr, default_data_range, psnr, ssim
 from .progress import Monitor, ensure_monitor
 from .inference import predict
-from .registration import register_frames
+from .registration import register_stack
 from .stack_io import (
     FMASK_INVALID_VALUES, RASTER_EXTENSIONS, ImageSource, StackError, atomic_outputs, check_output_path,
     check_same_grid, output_dtype, output_nodata, read_raster, read_stack, write_geotiff,
@@ -59,6 +59,7 @@ def run_superresolve(
     iterations: int | None = None,
     psf_sigma: float | None = None,
     register: bool = True,
+    min_registration_quality: float | None = None,
     model_path: str | None = None,
     tile: int | None = None,
     uncertainty_output: str | None = None,
@@ -101,6 +102,7 @@ def run_superresolve(
         raise StackError(f"method must be one of {SR_METHODS}, got '{method}'")
     iterations, tile, ttf_iterations = P.IBP_ITERATIONS.check(iterations), P.TILE.check(tile), P.TTF_ITERATIONS.check(ttf_iterations)
     psf_sigma, reference = P.PSF_SIGMA.check(psf_sigma), P.REFERENCE.check(reference)
+    min_registration_quality = P.REGISTRATION_QUALITY.check(min_registration_quality)
     ttf_lr, ttf_kernel_lr = P.TTF_LR.check(ttf_lr), P.TTF_LR.check(ttf_kernel_lr)
     ttf_fit = TTFConfig.fit if ttf_fit is None else ttf_fit
     if ttf_fit not in TTF_FITS:
@@ -131,10 +133,22 @@ def run_superresolve(
     ref = stack.clearest_index() if reference is None else int(reference)
     if not 0 <= ref < stack.count:
         raise StackError(f"reference frame {ref} does not exist (the stack has {stack.count} images, numbered from 0)")
+    reference_name = stack.names[ref]
     mon.progress(0.05, f"read {stack.count} images of {stack.grid.width}x{stack.grid.height} px")
     mon.check()
     frames, valid = torch.from_numpy(stack.data), torch.from_numpy(stack.valid)
-    shifts, log_scale, ttf_kernel, ttf_res = None, None, None, None
+    shifts, log_scale, ttf_kernel, ttf_res, registration = None, None, None, None, None
+    if register:
+        registration = register_stack(frames, valid, ref)
+        used = registration.kept(min_registration_quality)
+        used[ref] = True
+        for name, d, q, u in zip(stack.names, registration.shifts.tolist(), registration.quality.tolist(), used.tolist()):
+            mon.info(f"{name}: shift ({d[0]:+.2f}, {d[1]:+.2f}) LR px, registration quality {q:.2f}"
+                     + ("" if u else f" < {min_registration_quality:g}: left out (other land or light, or not alignable)"))
+        frames, valid, shifts = frames[used], valid[used], registration.shifts[used]
+        ref = int(used[:ref].sum())
+    mon.progress(0.1, "frames registered")
+    mon.check()
     if uses_model:
         mon.info(f"device: {why}")
         lrs = {k: v for k, v in (("lr_net", ttf_lr), ("lr_kernel", ttf_kernel_lr)) if v}
@@ -151,11 +165,6 @@ def run_superresolve(
             mon.progress(0.6, "predicting")
             hr, log_scale = predict(net, frames, valid, tile=tile, device=dev, monitor=mon.sub(0.6, 0.95), reference=ref)
     else:
-        shifts = register_frames(frames, valid, ref) if register else None
-        if shifts is not None:
-            mon.info("registration (dy, dx) in LR px: " + ", ".join(f"{n}: ({d[0]:+.2f}, {d[1]:+.2f})" for n, d in zip(stack.names, shifts.tolist())))
-        mon.progress(0.15, "frames registered")
-        mon.check()
         if method == "bicubic":
             hr = mean_bicubic(frames, valid, scale, shifts)
         else:
@@ -165,7 +174,7 @@ def run_superresolve(
     covered = hr_validity(valid, scale).numpy()
     out = np.where(covered, hr.numpy(), nodata).astype(output_dtype(nodata))
     params = {"scale": scale, "method": method, "iterations": iterations if method == "ibp" else None,
-              "psf_sigma": psf_sigma, "register": register, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
+              "psf_sigma": psf_sigma, "register": register, "min_registration_quality": min_registration_quality, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
               "model": os.path.basename(model_path) if model_path else None,
               "ttf_iterations": ttf_iterations if method == "piunet+ttf" else None,
               "ttf_per_tile": bool(ttf_per_tile and tile > 0) if method == "piunet+ttf" else None,
@@ -178,8 +187,10 @@ def run_superresolve(
         "STACKSR_SCALE": str(scale),
         "STACKSR_PARAMETERS": params,
         "STACKSR_INPUTS": stack.names,
-        "STACKSR_REFERENCE": stack.names[ref],
-        "STACKSR_SHIFTS": None if shifts is None else [[round(v, 4) for v in d] for d in shifts.tolist()],
+        "STACKSR_REFERENCE": reference_name,
+        "STACKSR_SHIFTS": None if registration is None else [[round(v, 4) for v in d] for d in registration.shifts.tolist()],
+        "STACKSR_REGISTRATION": None if registration is None else {
+            n: {"quality": round(q, 4), "used": u} for n, q, u in zip(stack.names, registration.quality.tolist(), used.tolist())},
     }
     grid = stack.grid.scaled(scale)
     unc_path = uncertainty_output if log_scale is not None else None
@@ -192,17 +203,19 @@ def run_superresolve(
             write_geotiff(t_unc, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
                           band_names=["uncertainty (standard deviation)"])
         if t_ker:
-            write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {stack.names[ref]}")
+            write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {reference_name}")
         seconds = round(time.perf_counter() - t0, 3)
         if t_rep:
             _sr_report(t_rep, hr, frames[ref], valid[ref], scale, ttf_kernel, ttf_res,
                        [("method", method), ("scale", f"x{scale}"), ("images", stack.count),
-                        ("reference frame", stack.names[ref]), ("device", str(dev) if uses_model else "cpu"),
+                        ("reference frame", reference_name), ("images used (registration quality)", int(frames.shape[0])),
+                        ("device", str(dev) if uses_model else "cpu"),
                         ("tile (LR px)", tile if uses_model else "-"), ("seconds", seconds)])
     mon.progress(1.0, f"wrote {output}")
     return {"output": output, "uncertainty": uncertainty_output if log_scale is not None else None, "report": report_html,
             "kernel": kernel_output if ttf_kernel is not None else None, "method": method,
-            "scale": scale, "reference": stack.names[ref], "images": stack.count, "seconds": seconds}
+            "scale": scale, "reference": reference_name, "images": stack.count, "images_used": int(frames.shape[0]),
+            "seconds": seconds}
 
 
 def _ttf_summary(res) -> str:

@@ -74,6 +74,9 @@ PSF_SIGMA = Setting("IBP PSF sigma (output pixels)", None, 0.0, 20.0, integer=Fa
 # below 32 LR px a tile is mostly the 38-px halo the network needs around it (a 1-px tile on a
 # 61-px stack meant 3721 windows of 77 px: an apparent hang)
 TILE = Setting("tile size (LR pixels)", 256, 32, 100_000, special={0: "the whole stack at once"})
+# frames whose registration quality (registration.py) is below this are left out: on real dates they
+# hold other land (BENCHMARKS.md: the real-date benchmark, 0.9 vs 0.7/0.8/0.95); 0 keeps every frame
+REGISTRATION_QUALITY = Setting("minimum registration quality", 0.9, 0.0, 1.0, integer=False)
 TTF_ITERATIONS = Setting("TTF iterations", 50, 1, 10_000)
 TTF_LR = Setting("TTF learning rate", None, 0.0, 0.9, integer=False, open_minimum=True)
 REFERENCE = Setting("reference frame", None, 0, 100_000)

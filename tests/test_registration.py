@@ -26,3 +26,28 @@ def test_registration_handles_gain_and_offset_between_dates(l8_stack):
     lr[3] = 1.3 * lr[3] + 500.0
     est = register_frames(lr, torch.ones_like(lr, dtype=torch.bool), 0)
     assert float((est[3] - l8_stack.shifts[3]).abs().max()) < 0.1
+
+
+def test_registration_keeps_its_bound_when_part_of_the_land_changed_and_a_cloud_is_masked(l8_stack):
+    from stacksr.core.registration import register_stack
+
+    lr = l8_stack.lr.clone()
+    valid = torch.ones_like(lr, dtype=torch.bool)
+    # a field that changed between dates: a quarter of frame 4 replaced by other (real) land
+    lr[4, 5:30, 5:30] = l8_stack.lr[0, 30:55, 30:55].flip(0) * 1.4
+    # and a masked cloud over frame 6
+    lr[6, 30:50, 10:40] = 40000.0
+    valid[6, 30:50, 10:40] = False
+    reg = register_stack(lr, valid, 0)
+    assert float((reg.shifts - l8_stack.shifts).abs().max()) < 0.1
+    assert bool(reg.kept(0.9).all())
+
+
+def test_a_frame_of_other_land_gets_a_low_quality(l8_stack):
+    from stacksr.core.registration import register_stack
+
+    lr = l8_stack.lr.clone()
+    lr[2] = l8_stack.lr[2].flip(1)  # another place altogether
+    reg = register_stack(lr, torch.ones_like(lr, dtype=torch.bool), 0)
+    assert float(reg.quality[2]) < 0.5 and float(reg.quality[[0, 1, 3]].min()) > 0.95
+    assert reg.kept(0.9).tolist() == [True, True, False] + [True] * 6

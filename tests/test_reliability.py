@@ -327,3 +327,28 @@ def test_ttf_learning_rates_are_used_and_out_of_range_ones_refused(sample_images
     with pytest.raises(ParameterError, match="TTF learning rate must be a number above 0 and up to 0.9, got 5"):
         run_superresolve(_sources(sample_images), str(tmp_path / "bad.tif"), 3, ttf_kernel_lr=5.0, **base)
     assert not os.path.exists(tmp_path / "bad.tif")
+
+
+def test_an_image_that_cannot_be_registered_is_reported_and_left_out(sample_images, tmp_path):
+    import json
+
+    other = np.fliplr(gdal.Open(sample_images[3]).ReadAsArray()).astype(np.float32)  # another place
+    paths = list(sample_images)
+    paths[3] = _write(tmp_path / "other_place.tif", other, like=sample_images[3])
+    infos = []
+
+    class Log(Monitor):
+        def info(self, message):
+            infos.append(message)
+
+    out = str(tmp_path / "sr.tif")
+    res = run_superresolve(_sources(paths), out, 3, method="ibp", iterations=5, monitor=Log())
+    assert res["images"] == 8 and res["images_used"] == 7
+    assert any(m.startswith("other_place.tif") and "left out" in m for m in infos)
+    ds = gdal.Open(out)
+    reg = json.loads(ds.GetMetadataItem("STACKSR_REGISTRATION"))
+    ds = None
+    assert reg["other_place.tif"]["used"] is False and reg["other_place.tif"]["quality"] < 0.9
+    assert sum(r["used"] for r in reg.values()) == 7
+    res = run_superresolve(_sources(paths), out, 3, method="ibp", iterations=5, min_registration_quality=0)
+    assert res["images_used"] == 8

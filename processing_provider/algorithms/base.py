@@ -12,6 +12,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ...core.device import DEVICE_CHOICES
 from ...core.errors import StackSRError
+from ...core import params as P
 from ...core.params import Setting
 from ...core.progress import Cancelled
 from ...core.stack_io import FMASK_INVALID_VALUES, parse_int_list, sources_from_inputs
@@ -80,6 +81,19 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         return QgsProcessingParameterNumber(name, text, kind, value, **kw)
 
     SCALE, DEVICE = "SCALE", "DEVICE"
+    MIN_REGISTRATION_QUALITY = "MIN_REGISTRATION_QUALITY"
+
+    def registration_quality_parameter(self) -> QgsProcessingParameterNumber:
+        """Advanced and optional (graphical models saved before it existed keep validating)."""
+        p = self.number(self.MIN_REGISTRATION_QUALITY, "Leave out images whose registration quality is below "
+                        "(0-1; 0 keeps every image)", P.REGISTRATION_QUALITY)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced | QgsProcessingParameterDefinition.Flag.FlagOptional)
+        return p
+
+    def min_registration_quality(self, parameters, context) -> float | None:
+        if parameters.get(self.MIN_REGISTRATION_QUALITY) is None:
+            return None
+        return self.parameterAsDouble(parameters, self.MIN_REGISTRATION_QUALITY, context)
 
     def add_scale_parameter(self) -> None:
         self.addParameter(QgsProcessingParameterNumber(

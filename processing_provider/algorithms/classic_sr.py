@@ -47,6 +47,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
+        self.addParameter(self.registration_quality_parameter())
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
 
     def run_job(self, parameters, context, feedback, monitor):
@@ -64,6 +65,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
             psf_sigma=sigma if sigma > 0 else None,
             register=self.parameterAsBool(parameters, self.REGISTER, context),
+            min_registration_quality=self.min_registration_quality(parameters, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context),
             monitor=monitor,
         )

@@ -64,6 +64,7 @@ class SuperResolveStack(StackSRAlgorithm):
         # optional: graphical models saved before this parameter existed keep running with the default
         fit = QgsProcessingParameterEnum(self.TTF_FIT, "TTF makes the result explain",
                                          options=list(TTF_FIT_LABELS.values()), defaultValue=0, optional=True)
+        self.addParameter(self.registration_quality_parameter())
         for p in (tile, ttf, per_tile, fit, *lrs):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
@@ -96,6 +97,7 @@ class SuperResolveStack(StackSRAlgorithm):
             ttf_fit=TTF_FITS[self.parameterAsEnum(parameters, self.TTF_FIT, context)],
             kernel_output=(kernel or None) if method == "piunet+ttf" else None,
             device=self.device_choice(parameters, context),
+            min_registration_quality=self.min_registration_quality(parameters, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
         stylers = {self.OUTPUT: SRLayerStyler, self.OUTPUT_UNCERTAINTY: UncertaintyLayerStyler,
                    self.OUTPUT_KERNEL: KernelLayerStyler}
