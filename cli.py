@@ -106,6 +106,8 @@ def _sr_args(c: argparse.ArgumentParser) -> None:
     _number(c, "--reference", P.REFERENCE, "0-based reference frame (automatic: the clearest)")
     _number(c, "--iterations", P.IBP_ITERATIONS, "IBP iterations")
     _number(c, "--psf-sigma", P.PSF_SIGMA, "IBP Gaussian sigma in output pixels")
+    c.add_argument("--kernel-bank", default=None,
+                   help="IBP with each image's estimated kernel from this bank (.npz of the kernels command) instead of a Gaussian")
     c.add_argument("--no-register", action="store_true", help="skip sub-pixel registration (and use every frame)")
     _number(c, "--min-registration-quality", P.REGISTRATION_QUALITY,
             "frames whose registration quality is lower are left out (0: keep all)")
@@ -211,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("sr", "classic"):
             result = jobs.run_superresolve(
                 sources(), args.output, scale=args.scale, method=args.method, reference=args.reference,
-                iterations=args.iterations, psf_sigma=args.psf_sigma, register=not args.no_register,
+                iterations=args.iterations, psf_sigma=args.psf_sigma, kernel_bank=args.kernel_bank,
+                register=not args.no_register,
                 min_registration_quality=args.min_registration_quality,
                 model_path=args.model, tile=args.tile, uncertainty_output=args.uncertainty, device=args.device,
                 ttf_iterations=args.ttf_iterations, ttf_per_tile=args.ttf_per_tile,

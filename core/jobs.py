@@ -58,6 +58,7 @@ def run_superresolve(
     reference: int | None = None,
     iterations: int | None = None,
     psf_sigma: float | None = None,
+    kernel_bank: str | None = None,
     register: bool = True,
     min_registration_quality: float | None = None,
     model_path: str | None = None,
@@ -87,7 +88,8 @@ def run_superresolve(
     the finetuned output must explain, one of :data:`choices.TTF_FITS` (None: every frame of the stack);
     ``kernel_output`` receives the TTF kernel (of the centre tile when per tile) as a layer). ``reference``: 0-based frame whose
     grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
-    PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`). Numeric settings left
+    PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`); ``kernel_bank``: IBP
+    uses each image's kernel from this bank (the Estimate kernels output, same images) instead. Numeric settings left
     None take their defaults from :mod:`params`, which also bounds them (:class:`errors.ParameterError`).
     """
     from .fkp import FKPError, default_fkp_path, load_fkp
@@ -108,11 +110,15 @@ def run_superresolve(
     if ttf_fit not in TTF_FITS:
         raise StackError(f"TTF fit must be one of {TTF_FITS}, got '{ttf_fit}'")
     uses_model = method.startswith("piunet")
+    if kernel_bank and method != "ibp":
+        raise StackError("a kernel bank is used by the IBP method only")
+    if kernel_bank and psf_sigma is not None:
+        raise StackError("give either a PSF sigma or a kernel bank for IBP, not both")
     if uses_model and not model_path:
         model_path = base_model_path(scale)
         if model_path is None:
             raise StackError(f"method '{method}' needs a trained model file (no base model is shipped for x{scale})")
-    inputs = _input_paths(sources) + ([model_path] if model_path else [])
+    inputs = _input_paths(sources) + [p for p in (model_path, kernel_bank) if p]
     for out in (output, uncertainty_output, kernel_output):
         if out:
             check_output_path(out, inputs, RASTER_EXTENSIONS)
@@ -134,6 +140,7 @@ def run_superresolve(
     if not 0 <= ref < stack.count:
         raise StackError(f"reference frame {ref} does not exist (the stack has {stack.count} images, numbered from 0)")
     reference_name = stack.names[ref]
+    bank_kernels = _bank_kernels(kernel_bank, scale, stack.names) if kernel_bank else None
     mon.progress(0.05, f"read {stack.count} images of {stack.grid.width}x{stack.grid.height} px")
     mon.check()
     frames, valid = torch.from_numpy(stack.data), torch.from_numpy(stack.valid)
@@ -146,6 +153,7 @@ def run_superresolve(
             mon.info(f"{name}: shift ({d[0]:+.2f}, {d[1]:+.2f}) LR px, registration quality {q:.2f}"
                      + ("" if u else f" < {min_registration_quality:g}: left out (other land or light, or not alignable)"))
         frames, valid, shifts = frames[used], valid[used], registration.shifts[used]
+        bank_kernels = None if bank_kernels is None else bank_kernels[used]
         ref = int(used[:ref].sum())
     mon.progress(0.1, "frames registered")
     mon.check()
@@ -168,13 +176,15 @@ def run_superresolve(
         if method == "bicubic":
             hr = mean_bicubic(frames, valid, scale, shifts)
         else:
-            kernel = default_psf(scale) if psf_sigma is None else gaussian_kernels(psf_sigma, psf_sigma, 0.0, default_kernel_size(scale), scale)
+            kernel = bank_kernels if bank_kernels is not None else default_psf(scale) if psf_sigma is None \
+                else gaussian_kernels(psf_sigma, psf_sigma, 0.0, default_kernel_size(scale), scale)
             hr = ibp(frames, valid, scale, shifts, kernel, iterations=iterations, monitor=mon.sub(0.15, 0.95))
     nodata = output_nodata(stack)
     covered = hr_validity(valid, scale).numpy()
     out = np.where(covered, hr.numpy(), nodata).astype(output_dtype(nodata))
     params = {"scale": scale, "method": method, "iterations": iterations if method == "ibp" else None,
-              "psf_sigma": psf_sigma, "register": register, "min_registration_quality": min_registration_quality, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
+              "psf_sigma": psf_sigma, "kernel_bank": os.path.basename(kernel_bank) if kernel_bank else None,
+              "register": register, "min_registration_quality": min_registration_quality, "tile": tile, "invalid_mask_values": list(invalid_mask_values),
               "model": os.path.basename(model_path) if model_path else None,
               "ttf_iterations": ttf_iterations if method == "piunet+ttf" else None,
               "ttf_per_tile": bool(ttf_per_tile and tile > 0) if method == "piunet+ttf" else None,
@@ -216,6 +226,19 @@ def run_superresolve(
             "kernel": kernel_output if ttf_kernel is not None else None, "method": method,
             "scale": scale, "reference": reference_name, "images": stack.count, "images_used": int(frames.shape[0]),
             "seconds": seconds}
+
+
+def _bank_kernels(path: str, scale: int, names: Sequence[str]) -> torch.Tensor:
+    """The kernels ``(T, K, K)`` of a bank for the images ``names``, in their order (StackError if
+    the bank is unreadable, of another scale, or misses an image)."""
+    from .kernels import KernelBank
+
+    bank = KernelBank.load(path, scale=scale)
+    index = {n: i for i, n in enumerate(bank.names)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise StackError(f"kernel bank '{path}' has no kernel for '{missing[0]}' (it was estimated on other images)")
+    return torch.from_numpy(bank.kernels[[index[n] for n in names]])
 
 
 def _ttf_summary(res) -> str:

@@ -1,4 +1,5 @@
 """The StackSR algorithms through processing.run in a real QgsApplication."""
+import json
 import os
 
 import numpy as np
@@ -240,3 +241,20 @@ def test_superresolve_refuses_a_file_that_is_not_a_model(processing, sample_imag
         processing.run("stacksr:superresolve", {"LAYERS": sample_images, "MODEL": str(fake), "METHOD": 1,
                                                 "OUTPUT": str(tmp_path / "o.tif")})
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_classic_ibp_takes_a_kernel_bank_and_reports_left_out_images(processing, sample_images, tmp_path):
+    from stacksr.core.jobs import run_estimate_kernels
+    from stacksr.core.stack_io import ImageSource
+
+    bank = str(tmp_path / "bank.npz")
+    run_estimate_kernels([ImageSource(p) for p in sample_images[:3]], bank, 3, "joint", iterations=3)
+    out = str(tmp_path / "sr.tif")
+    res = processing.run("stacksr:superresolveclassic", {"LAYERS": sample_images[:3], "SCALE": 3, "METHOD": 1,
+                                                         "ITERATIONS": 5, "KERNEL_BANK": bank, "OUTPUT": out})
+    ds = gdal.Open(res["OUTPUT"])
+    meta = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
+    reg = json.loads(ds.GetMetadataItem("STACKSR_REGISTRATION"))
+    ds = None
+    assert meta["kernel_bank"] == "bank.npz" and meta["min_registration_quality"] == 0.9
+    assert set(reg) == {os.path.basename(p) for p in sample_images[:3]}

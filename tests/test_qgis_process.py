@@ -141,3 +141,41 @@ def test_without_torch_the_provider_loads_and_algorithms_say_how_to_install_it(s
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert out.exists()
+
+
+def test_ibp_with_the_estimated_kernel_bank_runs_in_qgis_process_and_the_cli(sample_images, tmp_path):
+    """Degradation-aware IBP: each image blurred with its own kernel of the bank; refused where the
+    bank does not cover the images."""
+    import os
+    import sys
+
+    from conftest import ROOT
+    from stacksr.core.jobs import run_estimate_kernels
+    from stacksr.core.stack_io import ImageSource
+
+    bank = str(tmp_path / "bank.npz")
+    run_estimate_kernels([ImageSource(p) for p in sample_images[:4]], bank, 3, "joint", iterations=5)
+    outs = {}
+    for way in ("qgis_process", "cli", "gaussian"):
+        out = tmp_path / f"{way}.tif"
+        if way == "qgis_process":
+            res = _qgis_process("run", "stacksr:superresolveclassic", "--json", *[f"--LAYERS={p}" for p in sample_images[:4]],
+                                "--SCALE=3", "--METHOD=1", "--ITERATIONS=10", f"--KERNEL_BANK={bank}", f"--OUTPUT={out}")
+        else:
+            env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build", "pkg"))
+            bank_args = ["--kernel-bank", bank] if way == "cli" else []
+            res = subprocess.run([sys.executable, "-m", "stacksr", "--quiet", "sr", "--inputs", *sample_images[:4],
+                                  "--method", "ibp", "--iterations", "10", *bank_args, "--output", str(out)],
+                                 capture_output=True, text=True, env=env, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+        ds = gdal.Open(str(out))
+        outs[way] = ds.GetRasterBand(1).ReadAsArray()
+        meta = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
+        ds = None
+        assert meta["kernel_bank"] == (None if way == "gaussian" else "bank.npz")
+    assert np.array_equal(outs["qgis_process"], outs["cli"])
+    assert not np.allclose(outs["cli"], outs["gaussian"])
+    res = _qgis_process("run", "stacksr:superresolveclassic", *[f"--LAYERS={p}" for p in sample_images[2:6]],
+                        "--SCALE=3", "--METHOD=1", f"--KERNEL_BANK={bank}", f"--OUTPUT={tmp_path / 'other.tif'}")
+    assert res.returncode != 0 and "has no kernel for" in res.stdout + res.stderr
+    assert not (tmp_path / "other.tif").exists()

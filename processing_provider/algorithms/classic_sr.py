@@ -1,7 +1,7 @@
 """Algorithm: classic multi-frame super-resolution (mean of bicubic / IBP)."""
 from qgis.core import (
     QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
-    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterFile, QgsProcessingParameterRasterDestination,
 )
 
 from ...core import params as P
@@ -11,6 +11,7 @@ from .base import StackSRAlgorithm
 class ClassicSuperResolve(StackSRAlgorithm):
     METHOD, REFERENCE, ITERATIONS, PSF_SIGMA, REGISTER, OUTPUT = (
         "METHOD", "REFERENCE", "ITERATIONS", "PSF_SIGMA", "REGISTER", "OUTPUT")
+    KERNEL_BANK = "KERNEL_BANK"
 
     def name(self):
         return "superresolveclassic"
@@ -24,7 +25,9 @@ class ClassicSuperResolve(StackSRAlgorithm):
             "classic multi-frame method, as a baseline for the deep-learning tools.\n\n"
             "Frames are registered to a reference frame with sub-pixel accuracy, then either averaged after "
             "bicubic upsampling (bicubic) or refined by Irani-Peleg iterative back-projection (IBP) with an "
-            "assumed Gaussian blur.\n\n"
+            "assumed Gaussian blur, or with each image's own kernel from a kernel bank ('Estimate degradation "
+            "kernels' on the same images). Images whose registration quality is too low (another land cover, "
+            "or not alignable) are left out and listed in the log.\n\n"
             "Input: several single-band rasters on one grid, or one multiband raster whose bands are dates. "
             "Nodata, NaN and the values listed for the optional quality masks (Landsat fmask cloud, shadow, "
             "snow, fill by default) are ignored.\n\n"
@@ -37,6 +40,8 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=["Mean of bicubic", "Iterative back-projection (IBP)"], defaultValue=1))
+        self.addParameter(QgsProcessingParameterFile(
+            self.KERNEL_BANK, "Kernel bank for IBP (.npz; empty: a Gaussian blur)", extension="npz", optional=True))
         advanced = [
             self.number(self.REFERENCE, "Reference frame (0-based; -1: the clearest)", P.REFERENCE, default=-1, minimum=-1),
             self.number(self.ITERATIONS, "IBP iterations", P.IBP_ITERATIONS),
@@ -64,6 +69,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
             reference=None if reference < 0 else reference,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
             psf_sigma=sigma if sigma > 0 else None,
+            kernel_bank=self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None,
             register=self.parameterAsBool(parameters, self.REGISTER, context),
             min_registration_quality=self.min_registration_quality(parameters, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context),
