@@ -8,7 +8,7 @@ DEMO_OUT := demo_output
 export PYTHONPATH := $(CURDIR)/$(PKG)
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: deps demo test bench zip example-model
+.PHONY: deps demo test test-fast bench zip example-model
 deps: $(VENV)/.installed $(PKG)/stacksr
 
 $(VENV)/.installed: requirements.txt scripts/install_system_deps.sh
@@ -40,6 +40,10 @@ demo: deps
 
 test: deps
 	$(PY) -m pytest -q
+
+# everything but the tests that start another process (qgis_process, QGIS desktop, CLI, torchrun, zip)
+test-fast: deps
+	$(PY) -m pytest -q -m "not slow"
 
 bench: deps
 	cd benchmarks && ../$(PY) bench_classic.py && ../$(PY) bench_kernels.py

@@ -24,6 +24,16 @@ def enabled_plugin_profile(home):
     return profile
 
 
+# modules whose every test runs another process (qgis_process, the QGIS desktop, the CLI, the zip install)
+SLOW_MODULES = {"test_qgis_process", "test_packaging", "test_desktop", "test_cli"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def sample_images() -> list[str]:
     return sorted(glob.glob(os.path.join(SAMPLE_DIR, "*_b4.tif")))

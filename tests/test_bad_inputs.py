@@ -78,6 +78,7 @@ def _copy(src, dst, bands=1, geo=True, nodata=None, dtype=gdal.GDT_Float32, driv
 
 
 # 1. tiles smaller than the network's halo were accepted (an apparent hang), negative ones silently
+@pytest.mark.slow
 @pytest.mark.parametrize("tile", ["1", "-4", "31"])
 def test_a_tile_below_the_minimum_is_refused_at_once(sample_images, tmp_path, tile):
     out = tmp_path / "sr.tif"
@@ -102,6 +103,7 @@ def test_the_cli_prints_strict_json_even_for_non_finite_numbers():
 
 
 # 3. Ctrl-C during the first steps left no resumable checkpoint
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_training_leaves_a_checkpoint_that_resumes(sample_images, tmp_path, sig):
     import torch

@@ -155,6 +155,7 @@ def test_training_fine_tunes_the_base_model_unless_asked_to_start_from_scratch(p
     assert runs["scratch"].config.features == 42 and runs["scratch"].config.blocks == 16  # the published network
 
 
+@pytest.mark.slow
 def test_cli_train_takes_a_model_to_fine_tune_or_starts_from_scratch(sample_images, sample_bank, tmp_path):
     import subprocess
     import sys

@@ -96,6 +96,7 @@ def test_cancel_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(lr_s
         train_self_supervised([lr_stack], _bank(), cfg, part, "other", TINY, resume=part + ".last")
 
 
+@pytest.mark.slow
 def test_torchrun_gloo_with_two_processes_trains_one_model(sample_images, tmp_path):
     import json
     import subprocess
