@@ -17,7 +17,8 @@ import threading
 import time
 
 from .core import params as P
-from .core.choices import TTF_FIT_LABELS, TTF_FITS
+from .core.choices import (CLASSIC_METHOD_DEFAULT, DEVICE_DEFAULT, DEVICES, KERNEL_MODE_DEFAULT, KERNEL_MODES,
+                           SR_METHOD_DEFAULT, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS)
 from .core.errors import StackSRError
 from .core.params import Setting
 from .core.progress import Cancelled, Monitor
@@ -88,21 +89,21 @@ def _stack_args(p: argparse.ArgumentParser) -> None:
                    help="accept rasters without georeferencing (outputs are then in pixel coordinates)")
 
 
-def _sr_args(c: argparse.ArgumentParser) -> None:
+def _sr_args(c: argparse.ArgumentParser, default_method: str) -> None:
     _stack_args(c)
     c.add_argument("--scale", type=int, default=3)
-    c.add_argument("--method", choices=["bicubic", "ibp", "piunet", "piunet+ttf"], default="ibp")
+    c.add_argument("--method", choices=SR_METHODS, default=default_method, help=f"(default {default_method})")
     _number(c, "--ttf-iterations", P.TTF_ITERATIONS, "TTF iterations")
     c.add_argument("--ttf-per-tile", action="store_true", help="finetune on every tile separately (needs --tile)")
     _number(c, "--ttf-lr", P.TTF_LR, "TTF learning rate of the network tail (automatic: 1e-4)")
     _number(c, "--ttf-kernel-lr", P.TTF_LR, "TTF learning rate of the kernel latent (automatic: 2e-2)")
-    c.add_argument("--ttf-fit", choices=TTF_FITS, default=TTF_FITS[0],
+    c.add_argument("--ttf-fit", choices=TTF_FITS, default=TTF_FIT_DEFAULT,
                    help="what the finetuned output must explain: " + "; ".join(f"{k}: {v}" for k, v in TTF_FIT_LABELS.items()))
     c.add_argument("--kernel-output", default=None, help="write the TTF kernel layer here (piunet+ttf)")
     c.add_argument("--model", default=None, help="trained model (.pt) for the piunet methods (default: the shipped base model)")
     _number(c, "--tile", P.TILE, "PIUNet tile size in LR pixels")
     c.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
-    c.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    c.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
     _number(c, "--reference", P.REFERENCE, "0-based reference frame (automatic: the clearest)")
     _number(c, "--iterations", P.IBP_ITERATIONS, "IBP iterations")
     _number(c, "--psf-sigma", P.PSF_SIGMA, "IBP Gaussian sigma in output pixels")
@@ -120,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    _sr_args(sub.add_parser("sr", help="super-resolve with mean-of-bicubic, IBP or a trained PIUNet"))
+    _sr_args(sub.add_parser("sr", help="super-resolve with PIUNet (+ TTF) or a classic method"), SR_METHOD_DEFAULT)
     # its own parser rather than an alias, so that its --help names it
-    _sr_args(sub.add_parser("classic", help="the same as sr"))
+    _sr_args(sub.add_parser("classic", help=f"the same as sr, {CLASSIC_METHOD_DEFAULT} by default"), CLASSIC_METHOD_DEFAULT)
 
     s = sub.add_parser("score", help="cPSNR / PSNR / SSIM against a reference raster")
     s.add_argument("--sr", required=True)
@@ -134,11 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="estimate one blur kernel per image (DIP-FKP) into a kernel bank")
     _stack_args(k)
     k.add_argument("--scale", type=int, default=3)
-    k.add_argument("--mode", choices=["per-image", "joint"], default="joint")
+    k.add_argument("--mode", choices=KERNEL_MODES, default=KERNEL_MODE_DEFAULT)
     _number(k, "--iterations", P.KERNEL_ITERATIONS, "estimation iterations (automatic: the mode's)")
     _number(k, "--crop", P.KERNEL_CROP, "LR crop size used for estimation (automatic: 40)")
     k.add_argument("--prior", default=None, help="FKP prior file (default: models/fkp_x<scale>.pt)")
-    k.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    k.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
     _number(k, "--seed", P.SEED, "random seed")
     k.add_argument("--layers", default=None, help="folder for one GeoTIFF layer per kernel")
     k.add_argument("--report", default=None, help="HTML gallery of the kernels (a PNG mosaic is written beside it)")
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _number(t, "--patch", P.PATCH, "CR patch size (LR targets are scale x larger)")
     _number(t, "--batch", P.BATCH, "batch size")
     _number(t, "--frames", P.FRAMES, "frames per sample")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    t.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
     _number(t, "--seed", P.SEED, "random seed")
     t.add_argument("--resume", default=None, help="checkpoint (<model>.last) to resume from")
     t.add_argument("--init-model", default=None, help="model (.pt) to fine-tune (default: the shipped base model)")

@@ -1,11 +1,37 @@
 """User-facing choices that the CLI and the Processing algorithms list without importing torch.
 
-Each is defined here once, default first; the core modules that act on them import them from here.
+Each is defined here once, in the order the QGIS dialogs show it (saved graphical models and
+scripts refer to choices by position), with its default; the core modules that act on them, the
+CLI and the algorithms import them from here (a test checks that they offer exactly these).
 """
 from __future__ import annotations
+
+SR_METHOD_LABELS = {  # the Super-resolve algorithm's methods
+    "piunet+ttf": "PIUNet + test-time finetuning",
+    "piunet": "PIUNet (trained model)",
+    "ibp": "IBP (classic)",
+    "bicubic": "Mean of bicubic (classic)",
+}
+SR_METHODS = tuple(SR_METHOD_LABELS)
+SR_METHOD_DEFAULT = "piunet+ttf"  # the product's method (CLI `sr`, QGIS Super-resolve)
+
+CLASSIC_METHOD_LABELS = {"bicubic": "Mean of bicubic", "ibp": "Iterative back-projection (IBP)"}
+CLASSIC_METHODS = tuple(CLASSIC_METHOD_LABELS)
+CLASSIC_METHOD_DEFAULT = "ibp"  # CLI `classic`, QGIS Super-resolve (classic)
+
+KERNEL_MODE_LABELS = {
+    "per-image": "Per image (DIP-FKP, as in the paper)",
+    "joint": "Joint over the stack (faster, more accurate)",
+}
+KERNEL_MODES = tuple(KERNEL_MODE_LABELS)
+KERNEL_MODE_DEFAULT = "joint"
+
+DEVICES = ("auto", "cpu", "cuda")  # auto: the GPU when there is one
+DEVICE_DEFAULT = "auto"
 
 TTF_FIT_LABELS = {  # what test-time finetuning makes the output explain (ttf.TTFConfig.fit)
     "stack": "every frame (each moved by its registration, with its own kernel)",
     "reference": "the reference frame only (as published)",
 }
 TTF_FITS = tuple(TTF_FIT_LABELS)
+TTF_FIT_DEFAULT = "stack"

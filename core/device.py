@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .choices import DEVICES as DEVICE_CHOICES
+
 if TYPE_CHECKING:
     import torch
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")  # importable without torch (the QGIS parameters use it)
 
 
 def resolve_device(name: str = "auto") -> tuple[torch.device, str]:

@@ -14,7 +14,7 @@ import torch
 
 from . import __version__
 from .baselines import default_psf, hr_validity, ibp, mean_bicubic
-from .choices import TTF_FITS
+from .choices import KERNEL_MODE_DEFAULT, KERNEL_MODES, SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .degradation import check_scale, default_kernel_size, gaussian_kernels
 from .device import resolve_device
 from . import params as P
@@ -27,9 +27,6 @@ from .stack_io import (
     check_same_grid, output_dtype, output_nodata, read_raster, read_stack, write_geotiff,
 )
 
-CLASSIC_METHODS = ("bicubic", "ibp")
-SR_METHODS = CLASSIC_METHODS + ("piunet", "piunet+ttf")
-KERNEL_MODES = ("per-image", "joint")
 MIN_LR_SIZE = 4
 
 
@@ -54,7 +51,7 @@ def run_superresolve(
     sources: Sequence[ImageSource],
     output: str,
     scale: int = 3,
-    method: str = "ibp",
+    method: str = SR_METHOD_DEFAULT,
     reference: int | None = None,
     iterations: int | None = None,
     psf_sigma: float | None = None,
@@ -320,7 +317,7 @@ def run_estimate_kernels(
     sources: Sequence[ImageSource],
     bank_path: str,
     scale: int = 3,
-    mode: str = "joint",
+    mode: str = KERNEL_MODE_DEFAULT,
     iterations: int | None = None,
     crop: int | None = None,
     kernel_size: int | None = None,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .baselines import temporal_fill
-from .choices import TTF_FITS
+from .choices import TTF_FIT_DEFAULT, TTF_FITS
 from .degradation import blur_downsample, shift_images
 from .fkp import KernelFlow, project_to_sphere
 from .inference import predict, stack_base, stack_context, tile_windows
@@ -52,7 +52,7 @@ class TTFConfig:
     # (the best iteration, else the untuned network) or "final" (the last, unless the untuned network is better);
     # "off": always the last iteration
     guard_tolerance: float = 0.02  # "final"/"frames": relative worsening of the check tolerated before undoing
-    fit: str = TTF_FITS[0]  # what the output must explain: every frame of the "stack" (each moved by its registration
+    fit: str = TTF_FIT_DEFAULT  # what the output must explain: every frame of the "stack" (each moved by its registration
     # and degraded with its own kernel latent), or the "reference" frame alone (as published); see choices.TTF_FIT_LABELS
     reference_weight: float = 0.5  # "stack": the reference's share of the loss (the user asked for that date)
 

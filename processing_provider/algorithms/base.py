@@ -10,7 +10,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
-from ...core.device import DEVICE_CHOICES
+from ...core.choices import DEVICE_DEFAULT, DEVICES
 from ...core.errors import StackSRError
 from ...core import params as P
 from ...core.params import Setting
@@ -100,10 +100,11 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
             self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
 
     def add_device_parameter(self) -> None:
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICE_CHOICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES),
+                                                     defaultValue=DEVICES.index(DEVICE_DEFAULT)))
 
     def device_choice(self, parameters, context) -> str:
-        return DEVICE_CHOICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        return DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
     def stack_sources(self, parameters, context):
         layers = self.parameterAsLayerList(parameters, self.LAYERS, context) or []

@@ -5,6 +5,7 @@ from qgis.core import (
 )
 
 from ...core import params as P
+from ...core.choices import CLASSIC_METHOD_DEFAULT, CLASSIC_METHOD_LABELS, CLASSIC_METHODS
 from .base import StackSRAlgorithm
 
 
@@ -39,7 +40,8 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.add_stack_parameters()
         self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterEnum(
-            self.METHOD, "Method", options=["Mean of bicubic", "Iterative back-projection (IBP)"], defaultValue=1))
+            self.METHOD, "Method", options=list(CLASSIC_METHOD_LABELS.values()),
+            defaultValue=CLASSIC_METHODS.index(CLASSIC_METHOD_DEFAULT)))
         self.addParameter(QgsProcessingParameterFile(
             self.KERNEL_BANK, "Kernel bank for IBP (.npz; empty: a Gaussian blur)", extension="npz", optional=True))
         advanced = [
@@ -56,7 +58,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.jobs import CLASSIC_METHODS, run_superresolve  # torch is imported only when running
+        from ...core.jobs import run_superresolve  # torch is imported only when running
 
         sources = self.stack_sources(parameters, context)
         reference = self.parameterAsInt(parameters, self.REFERENCE, context)

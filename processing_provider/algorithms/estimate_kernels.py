@@ -9,9 +9,9 @@ from qgis.core import (
 
 from ..layer_styles import KernelLayerStyler
 from ...core import params as P
+from ...core.choices import KERNEL_MODE_DEFAULT, KERNEL_MODE_LABELS, KERNEL_MODES
 from .base import StackSRAlgorithm
 
-MODES = ("per-image", "joint")
 
 
 class EstimateKernels(StackSRAlgorithm):
@@ -43,8 +43,7 @@ class EstimateKernels(StackSRAlgorithm):
         self.add_stack_parameters()
         self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterEnum(
-            self.MODE, "Mode", options=["Per image (DIP-FKP, as in the paper)", "Joint over the stack (faster, more accurate)"],
-            defaultValue=1))
+            self.MODE, "Mode", options=list(KERNEL_MODE_LABELS.values()), defaultValue=KERNEL_MODES.index(KERNEL_MODE_DEFAULT)))
         self.add_device_parameter()
         advanced = [
             self.number(self.ITERATIONS, "Iterations (0: default)", P.KERNEL_ITERATIONS, default=0, minimum=0),
@@ -80,7 +79,7 @@ class EstimateKernels(StackSRAlgorithm):
         summary = run_estimate_kernels(
             self.stack_sources(parameters, context), bank,
             scale=self.parameterAsInt(parameters, self.SCALE, context),
-            mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],
+            mode=KERNEL_MODES[self.parameterAsEnum(parameters, self.MODE, context)],
             iterations=iterations or None, crop=None if crop < 0 else crop, prior_path=prior or None,
             kernel_size=self.parameterAsInt(parameters, self.KERNEL_SIZE, context) or None,
             device=self.device_choice(parameters, context),

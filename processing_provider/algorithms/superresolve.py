@@ -4,12 +4,11 @@ from qgis.core import (
     QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination,
 )
 
-from ...core.choices import TTF_FIT_LABELS, TTF_FITS
+from ...core.choices import SR_METHOD_DEFAULT, SR_METHOD_LABELS, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS
 from ..layer_styles import KernelLayerStyler, SRLayerStyler, UncertaintyLayerStyler
 from ...core import params as P
 from .base import StackSRAlgorithm
 
-METHODS = ("piunet+ttf", "piunet", "ibp", "bicubic")
 
 
 class SuperResolveStack(StackSRAlgorithm):
@@ -51,8 +50,7 @@ class SuperResolveStack(StackSRAlgorithm):
             self.MODEL, "Trained model (.pt; empty: the shipped base model)", extension="pt", optional=True))
         self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterEnum(
-            self.METHOD, "Method", options=["PIUNet + test-time finetuning", "PIUNet (trained model)", "IBP (classic)",
-                                            "Mean of bicubic (classic)"], defaultValue=0))
+            self.METHOD, "Method", options=list(SR_METHOD_LABELS.values()), defaultValue=SR_METHODS.index(SR_METHOD_DEFAULT)))
         self.add_device_parameter()
         tile = self.number(self.TILE, f"Tile size, LR pixels (0: whole stack; else at least {P.TILE.minimum})", P.TILE)
         ttf = self.number(self.TTF_ITERATIONS, "TTF iterations", P.TTF_ITERATIONS)
@@ -63,7 +61,8 @@ class SuperResolveStack(StackSRAlgorithm):
                                   (self.TTF_KERNEL_LR, "TTF learning rate, kernel latent (0: the benchmarked default)"))]
         # optional: graphical models saved before this parameter existed keep running with the default
         fit = QgsProcessingParameterEnum(self.TTF_FIT, "TTF makes the result explain",
-                                         options=list(TTF_FIT_LABELS.values()), defaultValue=0, optional=True)
+                                         options=list(TTF_FIT_LABELS.values()), defaultValue=TTF_FITS.index(TTF_FIT_DEFAULT),
+                                         optional=True)
         self.addParameter(self.registration_quality_parameter())
         for p in (tile, ttf, per_tile, fit, *lrs):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
@@ -83,7 +82,7 @@ class SuperResolveStack(StackSRAlgorithm):
         unc = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context)
         kernel = self.parameterAsOutputLayer(parameters, self.OUTPUT_KERNEL, context)
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
-        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        method = SR_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         summary = run_superresolve(
             self.stack_sources(parameters, context), output,
             scale=self.parameterAsInt(parameters, self.SCALE, context), method=method,
