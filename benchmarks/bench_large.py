@@ -24,7 +24,8 @@ from osgeo import gdal
 from common import L8_PAN, ROOT, save
 from stacksr.core.degradation import add_noise, shift_images
 from stacksr.core.piunet import PIUNet, PIUNetConfig
-from stacksr.core.training import TrainConfig, TrainState, save_model
+from stacksr.core.model_files import save_model
+from stacksr.core.training import TrainConfig, TrainState
 
 TILE, SCALE = 256, 3
 

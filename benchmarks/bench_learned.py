@@ -35,12 +35,13 @@ from stacksr.core.inference import predict
 from stacksr.core.kernel_estimation import estimate_kernels
 from stacksr.core.metrics import cpsnr, grid_texture_ratio
 from stacksr.core.piunet import PIUNetConfig
-from stacksr.core.baselines import temporal_fill
+from stacksr.core.stack_ops import temporal_fill
 from stacksr.core.degradation import upsample_bicubic
 from stacksr.core.params import REGISTRATION_QUALITY
 from stacksr.core.registration import register_stack
-from stacksr.core.training import (StackData, TrainConfig, bf16_supported, default_patch, load_model,
-                                   train_self_supervised, train_supervised)
+from stacksr.core.model_files import load_model
+from stacksr.core.sampling import StackData, default_patch
+from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised, train_supervised
 from stacksr.core.ttf import GUARDS, TTFConfig, test_time_finetune
 
 

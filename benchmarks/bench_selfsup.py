@@ -22,7 +22,9 @@ from stacksr.core.kernel_estimation import estimate_kernels
 from stacksr.core.metrics import cpsnr
 from stacksr.core.piunet import PIUNetConfig
 from stacksr.core.registration import register_frames
-from stacksr.core.training import StackData, TrainConfig, bf16_supported, load_model, train_self_supervised
+from stacksr.core.model_files import load_model
+from stacksr.core.sampling import StackData
+from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised
 from stacksr.core.ttf import TTFConfig, test_time_finetune
 
 

@@ -16,7 +16,7 @@ from stacksr.core.baselines import ibp
 from stacksr.core.inference import predict
 from stacksr.core.metrics import cpsnr
 from stacksr.core.registration import register_frames
-from stacksr.core.training import load_model
+from stacksr.core.model_files import load_model
 
 
 def tta(net, lr: torch.Tensor) -> torch.Tensor:

@@ -17,13 +17,15 @@ import time
 import torch
 
 from common import DATA_RANGE, l8_stacks, save
-from stacksr.core.baselines import temporal_fill
+from stacksr.core.stack_ops import temporal_fill
 from stacksr.core.degradation import blur_downsample
 from stacksr.core.fkp import default_fkp_path, load_fkp, project_to_sphere
 from stacksr.core.inference import predict
 from stacksr.core.metrics import cpsnr
 from stacksr.core.piunet import PIUNet, PIUNetConfig
-from stacksr.core.training import load_model, normalize_stack, shift_search_l1
+from stacksr.core.losses import shift_search_l1
+from stacksr.core.model_files import load_model
+from stacksr.core.stack_ops import normalize_stack
 from stacksr.core.ttf import TTFConfig, test_time_finetune
 
 

@@ -32,7 +32,9 @@ from stacksr.core.inference import predict
 from stacksr.core.metrics import cpsnr
 from stacksr.core.piunet import PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
-from stacksr.core.training import StackData, TrainConfig, bf16_supported, load_model, train_self_supervised, train_supervised
+from stacksr.core.model_files import load_model
+from stacksr.core.sampling import StackData
+from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised, train_supervised
 
 
 class Deadline(Monitor):

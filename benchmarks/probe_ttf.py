@@ -17,7 +17,7 @@ from stacksr.core.fkp import default_fkp_path, load_fkp
 from stacksr.core.inference import predict
 from stacksr.core.metrics import cpsnr
 from stacksr.core.registration import register_frames
-from stacksr.core.training import load_model
+from stacksr.core.model_files import load_model
 from stacksr.core.ttf import TTFConfig
 from stacksr.core.ttf import test_time_finetune as finetune
 

@@ -11,22 +11,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .degradation import blur_downsample, gaussian_kernels, default_kernel_size, shift_images, upsample_bicubic
+from .degradation import blur_downsample, default_kernel_size, gaussian_kernels, shift_images, upsample_bicubic
 from .progress import Monitor, ensure_monitor
+from .stack_ops import temporal_fill
 
 # Isotropic PSF assumed by IBP when no kernel is known: the middle of the
 # plausible sigma range of degradation.SIGMA_FRACTION_RANGE.
 DEFAULT_PSF_SIGMA_FRACTION = 0.55
-
-
-def temporal_fill(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Replace invalid pixels by the mean of the valid frames at that pixel (else the frame mean).
-    ``(..., T, h, w)``: leading dimensions are independent stacks."""
-    counts = valid.sum(dim=-3, keepdim=True)
-    tmean = (frames * valid).sum(dim=-3, keepdim=True) / counts.clamp(min=1)
-    fmean = (frames * valid).sum(dim=(-2, -1), keepdim=True) / valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
-    fill = torch.where(counts > 0, tmean, fmean)
-    return torch.where(valid, frames, fill)
 
 
 def _shift_stacks(x: torch.Tensor, shifts: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:

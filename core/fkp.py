@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .errors import StackSRError
 from .degradation import check_scale, default_kernel_size, gaussian_kernels, random_gaussian_params
+from .errors import StackSRError
+from .outputs import atomic_output
 from .progress import Monitor, ensure_monitor
-from .stack_io import atomic_output
 
 FORMAT = "stacksr-fkp"
 FORMAT_VERSION = 1

@@ -12,11 +12,10 @@ import math
 
 import torch
 
-from .baselines import temporal_fill
 from .piunet import PIUNet, residual_base
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
-from .training import normalize_stack
+from .stack_ops import normalize_stack, temporal_fill
 
 CONTEXT_CROP = 64  # LR pixels per context crop
 CONTEXT_GRID = 3  # crops per axis on rasters larger than two crops

@@ -17,15 +17,13 @@ from .baselines import default_psf, hr_validity, ibp, mean_bicubic
 from .choices import KERNEL_MODE_DEFAULT, KERNEL_MODES, SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .degradation import check_scale, default_kernel_size, gaussian_kernels
 from .device import resolve_device
-from . import params as P
-from .metrics import cpsnr, default_data_range, psnr, ssim
-from .progress import Monitor, ensure_monitor
 from .inference import predict
+from .metrics import cpsnr, default_data_range, psnr, ssim
+from .outputs import RASTER_EXTENSIONS, atomic_outputs, check_output_path, output_dtype, output_nodata, write_geotiff
+from .progress import Monitor, ensure_monitor
 from .registration import register_stack
-from .stack_io import (
-    FMASK_INVALID_VALUES, RASTER_EXTENSIONS, ImageSource, StackError, atomic_outputs, check_output_path,
-    check_same_grid, output_dtype, output_nodata, read_raster, read_stack, write_geotiff,
-)
+from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, check_same_grid, read_raster, read_stack
+from . import params as P
 
 MIN_LR_SIZE = 4
 
@@ -91,7 +89,7 @@ def run_superresolve(
     """
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernels import write_kernel_layer
-    from .training import ModelFileError, base_model_path, load_model
+    from .model_files import ModelFileError, base_model_path, load_model
     from .ttf import TTFConfig, finetune_per_tile, test_time_finetune
 
     mon = ensure_monitor(monitor)
@@ -415,8 +413,9 @@ def run_train_self_supervised(
     from .fkp import FKPError, default_fkp_path, load_fkp
     from .kernel_estimation import estimate_kernels
     from .kernels import KernelBank, KernelBankError
-    from .training import (ModelFileError, StackData, TrainConfig, area_split, base_model_path, bf16_supported,
-                           default_patch, load_model, train_self_supervised)
+    from .model_files import ModelFileError, base_model_path, load_model
+    from .sampling import StackData, area_split, default_patch
+    from .training import TrainConfig, bf16_supported, train_self_supervised
 
     mon = ensure_monitor(monitor)
     steps, patch, batch, frames, seed = _training_settings(steps, patch, batch, frames, seed)
@@ -511,7 +510,8 @@ def run_train_supervised(
     monitor: Monitor | None = None,
 ) -> dict:
     """Train PIUNet with an HR reference raster on the stack's grid refined ``scale`` times."""
-    from .training import StackData, TrainConfig, bf16_supported, train_supervised
+    from .sampling import StackData
+    from .training import TrainConfig, bf16_supported, train_supervised
 
     mon = ensure_monitor(monitor)
     steps, patch, batch, frames, seed = _training_settings(steps, patch, batch, frames, seed)

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from osgeo import gdal
 
-from .errors import StackSRError
 from .degradation import check_scale, kernel_center_offset
+from .errors import StackSRError
+from .outputs import atomic_output, write_geotiff
 from .report import figure, write_report
-from .stack_io import RasterGrid, atomic_output, write_geotiff
+from .stack_io import RasterGrid
 
 BANK_FORMAT = "stacksr-kernel-bank"
 BANK_VERSION = 1

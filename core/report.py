@@ -9,7 +9,7 @@ import html
 import math
 from typing import Iterable, Mapping, Sequence
 
-from .stack_io import atomic_output
+from .outputs import atomic_output
 
 _STYLE = ("body{font-family:sans-serif;margin:16px} table{border-collapse:collapse;margin:8px 0}"
           "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;font-size:13px}"

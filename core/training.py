@@ -13,26 +13,19 @@ stack validate), so validation patches never overlap training patches.
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__
-from .baselines import temporal_fill
-from .degradation import blur_downsample, check_scale, shift_images
+from .degradation import check_scale
 from .distributed import init_from_env
-from .errors import StackSRError
-from .piunet import PIUNet, PIUNetConfig, residual_base
-from .registration import register_frames
+from .losses import laplace_nll, shift_search_l1
+from .model_files import ModelFileError, load_model, save_model
+from .piunet import PIUNet, PIUNetConfig
 from .progress import Cancelled, Monitor, ensure_monitor
-from .stack_io import atomic_output
-
-MODEL_FORMAT = "stacksr-piunet"
-MODEL_VERSION = 1
-BASE_MODEL_FILE = "piunet_base_x{scale}.pt"  # shipped in models/ (see models/README.md)
+from .sampling import SelfSupervisedSampler, StackData, SupervisedSampler
 
 
 @dataclass(frozen=True)
@@ -55,188 +48,6 @@ class TrainConfig:
 
 
 @dataclass
-class StackData:
-    """One LR stack in memory: frames (T, H, W) float32 and validity (T, H, W) bool."""
-
-    frames: torch.Tensor
-    valid: torch.Tensor
-    name: str = ""
-
-
-class ModelFileError(StackSRError):
-    """A model file that is missing, not a StackSR model, or does not fit the request."""
-
-
-def normalize_stack(frames: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, float, float]:
-    """(frames - mean) / std over valid pixels; returns the normalised frames, mean and std."""
-    vals = frames[valid]
-    mean = float(vals.mean()) if vals.numel() else 0.0
-    std = float(vals.std()) if vals.numel() > 1 else 1.0
-    std = std if std > 1e-6 else 1.0
-    return (frames - mean) / std, mean, std
-
-
-def shift_search_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Per-sample L1 after removing the mean bias, minimised over shifts up to ``max_shift``.
-
-    ``pred``, ``target``, ``mask``: ``(B, H, W)``. The target is cropped by ``max_shift``
-    on each border and compared with every shifted crop of ``pred`` (as cPSNR does).
-    """
-    c = max_shift
-    B, H, W = target.shape
-    t = target[:, c:H - c, c:W - c]
-    m = mask[:, c:H - c, c:W - c].float()
-    n = m.sum(dim=(1, 2)).clamp(min=1)
-    losses = []
-    for u in range(2 * c + 1):
-        for v in range(2 * c + 1):
-            p = pred[:, u:u + H - 2 * c, v:v + W - 2 * c]
-            diff = (t - p) * m
-            bias = diff.sum(dim=(1, 2)) / n
-            losses.append(((t - p - bias[:, None, None]).abs() * m).sum(dim=(1, 2)) / n)
-    return torch.stack(losses, dim=1).min(dim=1).values
-
-
-def laplace_nll(pred: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked mean Laplace negative log-likelihood (bias-corrected) per sample."""
-    m = mask.float()
-    n = m.sum(dim=(1, 2)).clamp(min=1)
-    bias = ((target - pred) * m).sum(dim=(1, 2)) / n
-    ls = log_scale.clamp(-7, 7)
-    nll = (target - pred - bias[:, None, None]).abs() * torch.exp(-ls) + ls
-    return (nll * m).sum(dim=(1, 2)) / n
-
-
-def default_patch(sizes: list[tuple[int, int]], scale: int) -> int:
-    """The CR patch self-supervised training uses when none is given: the largest (up to 32)
-    that leaves a validation strip in the smallest stack. ``sizes``: ``(H, W)`` of each stack."""
-    return max(min(32, min(min(hw) for hw in sizes) // (2 * scale)), 2)
-
-
-def area_split(stacks: list[StackData], patch: int, val_fraction: float) -> list[int]:
-    """First validation row of every stack: its bottom rows (``val_fraction``, at least one
-    ``patch``) validate, the rest trains, so the two areas never share a pixel."""
-    rows = []
-    for st in stacks:
-        H, W = st.frames.shape[-2:]
-        split = H - max(int(round(H * val_fraction)), patch)
-        if split < patch or W < patch:
-            raise ValueError(f"stack '{st.name}' ({W}x{H} px) is too small for {patch}-px training and "
-                             f"validation patches; use a smaller patch size")
-        rows.append(split)
-    return rows
-
-
-def draw_patch(stacks: list[StackData], split_rows: list[int], patch: int, generator: torch.Generator,
-               train: bool) -> tuple[int, int, int]:
-    """(stack index, row, column) of a random ``patch``-px window inside the training or validation area."""
-    i = int(torch.randint(len(stacks), (1,), generator=generator))
-    H, W = stacks[i].frames.shape[-2:]
-    r0, r1 = (0, split_rows[i]) if train else (split_rows[i], H)
-    r = int(torch.randint(r0, r1 - patch + 1, (1,), generator=generator))
-    c = int(torch.randint(0, W - patch + 1, (1,), generator=generator))
-    return i, r, c
-
-
-class SelfSupervisedSampler:
-    """Draws (CR stack, LR target, target mask) batches from LR stacks and a kernel bank."""
-
-    def __init__(self, stacks: list[StackData], kernels: torch.Tensor, config: TrainConfig):
-        self.stacks = stacks
-        self.kernels = kernels.float()
-        self.cfg = config
-        s = config.scale
-        self.lr_patch = config.patch * s
-        self.split_rows = area_split(stacks, self.lr_patch, config.val_fraction)
-        self.net_config: PIUNetConfig | None = None  # set by train_piunet: decides the residual base
-
-    def sample(self, batch: int, generator: torch.Generator, train: bool = True):
-        """(CR inputs, LR targets, target masks, IBP residual bases or None)."""
-        P, s, T = self.lr_patch, self.cfg.scale, self.cfg.frames
-        inputs, targets, masks, shifts = [], [], [], []
-        for _ in range(batch):
-            i, r, c = draw_patch(self.stacks, self.split_rows, P, generator, train)
-            st = self.stacks[i]
-            f = st.frames[:, r:r + P, c:c + P]
-            v = st.valid[:, r:r + P, c:c + P]
-            clear = v.float().mean(dim=(1, 2))
-            order = torch.argsort(clear, descending=True, stable=True)
-            order = order[clear[order] > 0.5] if bool((clear > 0.5).any()) else order[:1]
-            chosen = order.repeat(math.ceil(T / len(order)))[:T]
-            f, v = f[chosen], v[chosen]
-            good = [j for j in range(T) if float(v[j].float().mean()) >= 0.9] or [0]
-            ref = good[int(torch.randint(len(good), (1,), generator=generator))]
-            if train:  # flips and 90-degree rotations, the same for every frame
-                k = int(torch.randint(4, (1,), generator=generator))
-                f, v = torch.rot90(f, k, (1, 2)), torch.rot90(v, k, (1, 2))
-                if bool(torch.randint(2, (1,), generator=generator)):
-                    f, v = f.flip(-1), v.flip(-1)
-            f = temporal_fill(f, v)
-            kid = torch.randint(self.kernels.shape[0], (T,), generator=generator)
-            moved = f
-            if self.cfg.shift_aug > 0:
-                d = (torch.rand(T, 2, generator=generator) * 2 - 1) * self.cfg.shift_aug * s
-                d[ref] = 0.0  # the target's grid
-                moved = shift_images(f, d)
-            cr = blur_downsample(moved, self.kernels[kid], s)
-            target = f[ref]
-            cr_n, mean, std = normalize_stack(cr, torch.ones_like(cr, dtype=torch.bool))
-            if self.cfg.noise_aug > 0 and train:
-                level = float(torch.rand(1, generator=generator)) * self.cfg.noise_aug
-                cr_n = cr_n + level * torch.randn(cr_n.shape, generator=generator)
-            inputs.append(cr_n)
-            targets.append((target - mean) / std)
-            masks.append(v[ref])
-            if self.net_config is not None and self.net_config.residual == "ibp":
-                # registered on the CR frames, as inference registers the LR frames: the applied shifts
-                # alone would miss the frames' own misregistration
-                shifts.append(register_frames(cr_n, torch.ones_like(cr_n, dtype=torch.bool), ref))
-        x = torch.stack(inputs)
-        base = residual_base(self.net_config, x, torch.ones_like(x, dtype=torch.bool), torch.stack(shifts)) \
-            if shifts else None
-        return x, torch.stack(targets), torch.stack(masks), base
-
-
-class SupervisedSampler:
-    """Draws (LR stack, HR target, mask) batches from stacks with co-registered HR rasters."""
-
-    def __init__(self, stacks: list[StackData], hr: list[torch.Tensor], config: TrainConfig):
-        if len(hr) != len(stacks):
-            raise ValueError("give one HR reference per stack")
-        s = config.scale
-        self.stacks, self.hr, self.cfg = stacks, [h.float() for h in hr], config
-        for st, h in zip(stacks, self.hr):
-            H, W = st.frames.shape[-2:]
-            if tuple(h.shape) != (H * s, W * s):
-                raise ValueError(f"HR reference of '{st.name}' is {tuple(h.shape)}, expected {(H * s, W * s)} at x{s}")
-        self.split_rows = area_split(stacks, config.patch, config.val_fraction)
-        self.net_config: PIUNetConfig | None = None
-
-    def sample(self, batch: int, generator: torch.Generator, train: bool = True):
-        P, s, T = self.cfg.patch, self.cfg.scale, self.cfg.frames
-        inputs, targets, masks = [], [], []
-        for _ in range(batch):
-            i, r, c = draw_patch(self.stacks, self.split_rows, P, generator, train)
-            st = self.stacks[i]
-            f, v = st.frames[:, r:r + P, c:c + P], st.valid[:, r:r + P, c:c + P]
-            order = torch.argsort(v.float().mean(dim=(1, 2)), descending=True, stable=True)
-            chosen = order.repeat(math.ceil(T / len(order)))[:T]
-            f = temporal_fill(f[chosen], v[chosen])
-            fn, mean, std = normalize_stack(f, torch.ones_like(f, dtype=torch.bool))
-            h = self.hr[i][r * s:(r + P) * s, c * s:(c + P) * s]
-            inputs.append(fn)
-            targets.append((h - mean) / std)
-            masks.append(torch.isfinite(h))
-        x, y = torch.stack(inputs), torch.stack(targets)
-        base = None
-        if self.net_config is not None and self.net_config.residual == "ibp":
-            ok = torch.ones_like(x[0], dtype=torch.bool)
-            shifts = torch.stack([register_frames(f, ok, 0) for f in x])
-            base = residual_base(self.net_config, x, torch.ones_like(x, dtype=torch.bool), shifts)
-        return x, torch.nan_to_num(y), torch.stack(masks), base
-
-
-@dataclass
 class TrainState:
     step: int = 0
     best_val: float = float("inf")
@@ -251,58 +62,6 @@ def bf16_supported(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def _rng_states(generator: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
-
-
-def save_model(path: str, net: PIUNet, train_config: TrainConfig, bank_digest: str, state: TrainState,
-               optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None,
-               extra: dict | None = None) -> str:
-    """Write a model/checkpoint atomically (plain tensors and containers: weights_only-safe)."""
-    payload = {
-        "format": MODEL_FORMAT, "version": MODEL_VERSION, "stacksr_version": __version__,
-        "piunet": net.config.to_dict(), "train": asdict(train_config), "scale": net.config.scale,
-        "kernel_bank": bank_digest, "state_dict": net.state_dict(),
-        "state": {"step": state.step, "best_val": state.best_val, "history": state.history},
-        "extra": extra or {},
-    }
-    if optimizer is not None:
-        payload["optimizer"] = optimizer.state_dict()
-    if generator is not None:
-        payload["rng"] = _rng_states(generator)
-    with atomic_output(path, ".pt") as tmp:
-        torch.save(payload, tmp)
-    return path
-
-
-def base_model_path(scale: int) -> str | None:
-    """The shipped self-supervised base model for ``scale`` (None where none is shipped): the
-    default model of super-resolution and the default starting point of training."""
-    from .fkp import MODELS_DIR
-
-    path = os.path.join(MODELS_DIR, BASE_MODEL_FILE.format(scale=check_scale(scale)))
-    return path if os.path.exists(path) else None
-
-
-def load_model(path: str, scale: int | None = None, device: str | torch.device = "cpu") -> tuple[PIUNet, dict]:
-    """Load a StackSR PIUNet file safely; refuse other formats, versions or scales."""
-    if not os.path.exists(path):
-        raise ModelFileError(f"model '{path}' does not exist")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - anything unreadable is "not ours"
-        raise ModelFileError(f"'{path}' is not a StackSR model ({type(exc).__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"'{path}' is not a StackSR model")
-    if payload.get("version") != MODEL_VERSION:
-        raise ModelFileError(f"model '{path}' has format version {payload.get('version')}, expected {MODEL_VERSION}")
-    if scale is not None and payload["scale"] != scale:
-        raise ModelFileError(f"model '{path}' is for scale x{payload['scale']}, not x{scale}")
-    net = PIUNet(PIUNetConfig(**payload["piunet"]))
-    net.load_state_dict(payload["state_dict"])
-    return net.to(device), payload
 
 
 def train_self_supervised(

@@ -25,16 +25,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .baselines import temporal_fill
 from .choices import TTF_FIT_DEFAULT, TTF_FITS
 from .degradation import blur_downsample, shift_images
 from .fkp import KernelFlow, project_to_sphere
 from .inference import predict, stack_base, stack_context, tile_windows
 from .kernel_estimation import select_crop
+from .losses import shift_search_l1
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
-from .training import normalize_stack, shift_search_l1
+from .stack_ops import normalize_stack, temporal_fill
 
 
 @dataclass(frozen=True)

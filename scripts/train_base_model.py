@@ -31,7 +31,8 @@ from stacksr.core.degradation import default_kernel_size, gaussian_kernels, rand
 from stacksr.core.piunet import PIUNetConfig, count_parameters
 from stacksr.core.progress import Monitor
 from stacksr.core.stack_io import ImageSource, read_stack
-from stacksr.core.training import StackData, TrainConfig, bf16_supported, train_self_supervised
+from stacksr.core.sampling import StackData
+from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised
 
 SERIES = os.path.join(os.path.dirname(ROOT), "shared", "data", "landsat7_timeseries")
 

@@ -324,7 +324,7 @@ def test_every_user_error_shares_one_base_class():
     from stacksr.core.fkp import FKPError
     from stacksr.core.kernels import KernelBankError
     from stacksr.core.stack_io import StackError
-    from stacksr.core.training import ModelFileError
+    from stacksr.core.model_files import ModelFileError
 
     assert all(issubclass(e, StackSRError) for e in (FKPError, KernelBankError, StackError, ModelFileError, ParameterError))
 

@@ -92,7 +92,7 @@ def test_ttf_fitting_the_stack_beats_ttf_on_the_reference_alone_on_a_real_image(
     the base model's TTF result above TTF on the reference alone, which barely moves it."""
     from stacksr.core.inference import predict
     from stacksr.core.metrics import cpsnr
-    from stacksr.core.training import base_model_path, load_model
+    from stacksr.core.model_files import base_model_path, load_model
 
     net, _ = load_model(base_model_path(3), 3)
     valid = torch.ones_like(l8_stack.lr, dtype=torch.bool)
@@ -118,7 +118,7 @@ def test_ttf_refuses_an_unknown_fit_and_a_reference_weight_out_of_range(l8_stack
 # --- the shipped base model --------------------------------------------------------------------
 
 def test_shipped_base_model_loads_weights_only_and_documents_its_training():
-    from stacksr.core.training import base_model_path, load_model
+    from stacksr.core.model_files import base_model_path, load_model
 
     path = base_model_path(3)
     assert path is not None and base_model_path(2) is None
@@ -142,7 +142,7 @@ def test_superresolve_without_a_model_file_uses_the_shipped_base_model(processin
 
 def test_training_fine_tunes_the_base_model_unless_asked_to_start_from_scratch(processing, sample_images, sample_bank,
                                                                                tmp_path):
-    from stacksr.core.training import base_model_path, load_model
+    from stacksr.core.model_files import base_model_path, load_model
 
     base, _ = load_model(base_model_path(3))
     runs = {}
@@ -161,7 +161,7 @@ def test_cli_train_takes_a_model_to_fine_tune_or_starts_from_scratch(sample_imag
     import sys
 
     from conftest import ROOT
-    from stacksr.core.training import load_model
+    from stacksr.core.model_files import load_model
 
     first = str(tmp_path / "first.pt")
     cmd = [sys.executable, "-m", "stacksr", "--quiet", "train", "--inputs", *sample_images, "--kernel-bank", sample_bank,

@@ -157,7 +157,7 @@ def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, 
                                                                     sample_bank, tmp_path):
     from qgis.core import QgsApplication, QgsProcessingOutputHtml
 
-    from stacksr.core.training import load_model
+    from stacksr.core.model_files import load_model
 
     out = str(tmp_path / "model.pt")
     res = processing.run("stacksr:trainselfsupervised", {
@@ -176,7 +176,7 @@ def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, 
 def test_cancelled_training_leaves_a_resumable_checkpoint(qgis_app, sample_images, sample_bank, tmp_path):
     from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
 
-    from stacksr.core.training import load_model
+    from stacksr.core.model_files import load_model
 
     class CancelAfterTwoSteps(QgsProcessingFeedback):
         def setProgress(self, p):  # noqa: N802

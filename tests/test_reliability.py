@@ -16,7 +16,8 @@ from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_
 from stacksr.core.piunet import PIUNet, PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
 from stacksr.core.stack_io import ImageSource, StackError, read_stack
-from stacksr.core.training import TrainConfig, TrainState, load_model, save_model
+from stacksr.core.model_files import load_model, save_model
+from stacksr.core.training import TrainConfig, TrainState
 
 gdal.UseExceptions()
 METHODS = ("bicubic", "ibp", "piunet", "piunet+ttf")

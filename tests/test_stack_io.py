@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from osgeo import gdal
 
-from stacksr.core.stack_io import (
-    RasterGrid, StackError, check_output_path, check_same_grid, parse_int_list, read_stack, sources_from_inputs, write_geotiff,
-)
+from stacksr.core.outputs import check_output_path, write_geotiff
+from stacksr.core.stack_io import RasterGrid, StackError, check_same_grid, parse_int_list, read_stack, sources_from_inputs
 
 gdal.UseExceptions()
 

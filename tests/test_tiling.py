@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from stacksr.core.inference import predict, stack_context
 from stacksr.core.piunet import PIUNet, PIUNetConfig
-from stacksr.core.training import normalize_stack
+from stacksr.core.stack_ops import normalize_stack
 
 
 def _small_net(scale: int, blocks: int = 2, seed: int = 0, residual: str = "bilinear") -> PIUNet:

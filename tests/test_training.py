@@ -8,10 +8,10 @@ import torch
 from stacksr.core.degradation import gaussian_kernels
 from stacksr.core.piunet import PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
-from stacksr.core.training import (
-    ModelFileError, SelfSupervisedSampler, StackData, TrainConfig, load_model, shift_search_l1,
-    train_self_supervised,
-)
+from stacksr.core.losses import shift_search_l1
+from stacksr.core.model_files import ModelFileError, load_model
+from stacksr.core.sampling import SelfSupervisedSampler, StackData
+from stacksr.core.training import TrainConfig, train_self_supervised
 
 TINY = PIUNetConfig(scale=3, features=8, blocks=1)
 

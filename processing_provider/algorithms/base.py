@@ -10,9 +10,9 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
+from ...core import params as P
 from ...core.choices import DEVICE_DEFAULT, DEVICES
 from ...core.errors import StackSRError
-from ...core import params as P
 from ...core.params import Setting
 from ...core.progress import Cancelled
 from ...core.stack_io import FMASK_INVALID_VALUES, parse_int_list, sources_from_inputs

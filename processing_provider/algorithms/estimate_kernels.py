@@ -7,9 +7,9 @@ from qgis.core import (
     QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
 )
 
-from ..layer_styles import KernelLayerStyler
 from ...core import params as P
 from ...core.choices import KERNEL_MODE_DEFAULT, KERNEL_MODE_LABELS, KERNEL_MODES
+from ..layer_styles import KernelLayerStyler
 from .base import StackSRAlgorithm
 
 

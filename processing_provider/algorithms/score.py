@@ -6,8 +6,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
 )
 
-from ...core.stack_io import FMASK_INVALID_VALUES
 from ...core import params as P
+from ...core.stack_io import FMASK_INVALID_VALUES
 from .base import StackSRAlgorithm
 
 

@@ -4,9 +4,9 @@ from qgis.core import (
     QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination,
 )
 
+from ...core import params as P
 from ...core.choices import SR_METHOD_DEFAULT, SR_METHOD_LABELS, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS
 from ..layer_styles import KernelLayerStyler, SRLayerStyler, UncertaintyLayerStyler
-from ...core import params as P
 from .base import StackSRAlgorithm
 
 

@@ -1,0 +1,25 @@
+"""Small pure helpers over LR stacks ``(..., T, h, w)`` shared by the classic methods, training,
+inference and TTF: gap filling across dates and normalisation to the network's input range.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def normalize_stack(frames: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """(frames - mean) / std over valid pixels; returns the normalised frames, mean and std."""
+    vals = frames[valid]
+    mean = float(vals.mean()) if vals.numel() else 0.0
+    std = float(vals.std()) if vals.numel() > 1 else 1.0
+    std = std if std > 1e-6 else 1.0
+    return (frames - mean) / std, mean, std
+
+
+def temporal_fill(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Replace invalid pixels by the mean of the valid frames at that pixel (else the frame mean).
+    ``(..., T, h, w)``: leading dimensions are independent stacks."""
+    counts = valid.sum(dim=-3, keepdim=True)
+    tmean = (frames * valid).sum(dim=-3, keepdim=True) / counts.clamp(min=1)
+    fmean = (frames * valid).sum(dim=(-2, -1), keepdim=True) / valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
+    fill = torch.where(counts > 0, tmean, fmean)
+    return torch.where(valid, frames, fill)
