@@ -19,7 +19,10 @@ from conftest import ROOT
 from stacksr import cli
 from stacksr.core import params as P
 from stacksr.core.errors import ParameterError, StackSRError
-from stacksr.core.jobs import run_estimate_kernels, run_score, run_superresolve, run_train_self_supervised
+from stacksr.core.kernel_job import run_estimate_kernels
+from stacksr.core.score_job import run_score
+from stacksr.core.sr_job import run_superresolve
+from stacksr.core.train_job import run_train_self_supervised
 from stacksr.core.stack_io import ImageSource, read_raster
 
 gdal.UseExceptions()

@@ -244,7 +244,7 @@ def test_superresolve_refuses_a_file_that_is_not_a_model(processing, sample_imag
 
 
 def test_classic_ibp_takes_a_kernel_bank_and_reports_left_out_images(processing, sample_images, tmp_path):
-    from stacksr.core.jobs import run_estimate_kernels
+    from stacksr.core.kernel_job import run_estimate_kernels
     from stacksr.core.stack_io import ImageSource
 
     bank = str(tmp_path / "bank.npz")

@@ -150,7 +150,7 @@ def test_ibp_with_the_estimated_kernel_bank_runs_in_qgis_process_and_the_cli(sam
     import sys
 
     from conftest import ROOT
-    from stacksr.core.jobs import run_estimate_kernels
+    from stacksr.core.kernel_job import run_estimate_kernels
     from stacksr.core.stack_io import ImageSource
 
     bank = str(tmp_path / "bank.npz")

@@ -11,8 +11,10 @@ import pytest
 import torch
 from osgeo import gdal
 
-from stacksr.core.errors import ParameterError
-from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_self_supervised
+from stacksr.core.errors import ParameterError, StackSRError
+from stacksr.core.kernel_job import run_estimate_kernels
+from stacksr.core.sr_job import run_superresolve
+from stacksr.core.train_job import run_train_self_supervised
 from stacksr.core.piunet import PIUNet, PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
 from stacksr.core.stack_io import ImageSource, StackError, read_stack
@@ -175,7 +177,7 @@ def test_model_file_of_another_format_version_is_refused(tiny_model, tmp_path, s
     payload["version"] = 99
     future = str(tmp_path / "future.pt")
     torch.save(payload, future)
-    with pytest.raises(StackError, match="format version 99, expected 1"):
+    with pytest.raises(StackSRError, match="format version 99, expected 1"):
         run_superresolve(_sources(sample_images[:2]), str(tmp_path / "sr.tif"), method="piunet", model_path=future)
     assert os.listdir(tmp_path) == ["future.pt"]
 

@@ -6,7 +6,7 @@ from osgeo import gdal
 
 @pytest.fixture(scope="module")
 def real_bank(tmp_path_factory, sample_images):
-    from stacksr.core.jobs import run_estimate_kernels
+    from stacksr.core.kernel_job import run_estimate_kernels
     from stacksr.core.stack_io import ImageSource
 
     path = str(tmp_path_factory.mktemp("bank") / "landsat7_kernels.npz")

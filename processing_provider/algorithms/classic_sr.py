@@ -58,7 +58,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.jobs import run_superresolve  # torch is imported only when running
+        from ...core.sr_job import run_superresolve  # torch is imported only when running
 
         sources = self.stack_sources(parameters, context)
         reference = self.parameterAsInt(parameters, self.REFERENCE, context)

@@ -68,7 +68,7 @@ class EstimateKernels(StackSRAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("SECONDS", "Estimation time (s)"))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.jobs import run_estimate_kernels  # torch is imported only when running
+        from ...core.kernel_job import run_estimate_kernels  # torch is imported only when running
 
         crop = self.parameterAsInt(parameters, self.CROP, context)
         iterations = self.parameterAsInt(parameters, self.ITERATIONS, context)

@@ -57,7 +57,7 @@ class ScoreAgainstReference(StackSRAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.jobs import run_score  # torch is imported only when running
+        from ...core.score_job import run_score  # torch is imported only when running
 
         sr = self.parameterAsRasterLayer(parameters, self.SR, context)
         ref = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)

@@ -76,7 +76,7 @@ class SuperResolveStack(StackSRAlgorithm):
             self.OUTPUT_REPORT, "Run report", "HTML files (*.html)", optional=True, createByDefault=True))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.jobs import run_superresolve  # torch is imported only when running
+        from ...core.sr_job import run_superresolve  # torch is imported only when running
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         unc = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context)

@@ -1,0 +1,70 @@
+"""The content of the jobs' HTML run reports (super-resolution, training) and their one-line log
+summaries; :mod:`report` renders them."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+
+from .baselines import default_psf
+
+
+def ttf_summary(res) -> str:
+    """One log line: loss change, and which iteration the TTF guard kept."""
+    line = f"loss {res.losses[0]:.4f} -> {res.losses[-1]:.4f}" if res.losses else "no iteration"
+    if res.reverted:
+        return line + "; finetuning did not pass the guard (the untuned network passed its check better): kept the untuned network"
+    return line + f"; kept iteration {res.kept_iteration} (guard check {res.kept_check:.4f}, untuned {res.baseline:.4f})"
+
+
+def sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: torch.Tensor, scale: int,
+               ttf_kernel: torch.Tensor | None, ttf_res, summary: list[tuple]) -> None:
+    """Settings, TTF curve and kernel, and the reference-consistency check: the SR image blurred
+    with the TTF kernel (else the default PSF), decimated and compared with the reference frame."""
+    from .degradation import blur_downsample
+    from .kernels import fit_caption, fit_gaussian, kernel_png_base64
+    from .report import figure, line_chart, table, write_report
+
+    kernel = ttf_kernel if ttf_kernel is not None else default_psf(scale)
+    back = blur_downsample(torch.nan_to_num(hr.float()), kernel.float(), scale)
+    ok = ref_valid & torch.isfinite(back)
+    rmse = float(((back - ref_frame.float())[ok] ** 2).mean().sqrt()) if bool(ok.any()) else float("nan")
+    spread = float(ref_frame[ref_valid].float().std()) if bool(ref_valid.any()) else float("nan")
+    sections = [("Summary", table(summary)),
+                ("Consistency with the reference frame", table(
+                    [("RMSE of SR blurred and decimated vs reference (input units)", rmse),
+                     ("standard deviation of the reference (for scale)", spread),
+                     ("kernel used", "TTF kernel" if ttf_kernel is not None else "default PSF")]))]
+    if ttf_res is not None and ttf_res.losses:
+        curves = {"L1 loss (fitted pixels)": list(enumerate(ttf_res.losses, 1))}
+        check = [(i, v) for i, v in enumerate(ttf_res.check_losses, 1) if v == v]
+        if check:
+            curves["guard check (held-out pixels, or the other frames)"] = check
+        sections.append(("Test-time finetuning loss", line_chart(curves, "iteration", "loss")
+                         + table([("kept iteration (0 = untuned network)", ttf_res.kept_iteration),
+                                  ("guard check of the untuned network", ttf_res.baseline)])))
+    if ttf_kernel is not None:
+        k = ttf_kernel.numpy()
+        sections.append(("TTF kernel", figure(kernel_png_base64(k), fit_caption("TTF kernel", fit_gaussian(k, scale)))))
+    write_report(path, "StackSR super-resolution report", sections)
+
+
+def training_report(path: str, res: dict, config, device: str, images: Sequence[str], bank=None) -> None:
+    from dataclasses import asdict
+
+    from .kernels import gallery_section
+    from .report import line_chart, table, write_report
+
+    hist = res["history"]
+    sections = [
+        ("Summary", table([("model", os.path.basename(res["output"])), ("steps", res["steps"]),
+                           ("best validation loss", res["best_val"]), ("seconds", res["seconds"]), ("device", device),
+                           ("images", len(images))])),
+        ("Loss", line_chart({"training (last batch)": [(h[0], h[1]) for h in hist],
+                             "validation (held-out area)": [(h[0], h[2]) for h in hist]}, "step", "loss")),
+        ("Settings", table(sorted(asdict(config).items()), ("setting", "value"))),
+    ]
+    if bank is not None:
+        sections.append(("Kernel bank", gallery_section(bank)))
+    write_report(path, "StackSR training report", sections)
