@@ -21,7 +21,8 @@ from datetime import datetime
 
 import numpy as np
 
-from stacksr.core.degradation import default_kernel_size, degrade, gaussian_kernels, random_gaussian_params
+from stacksr.core.convention import default_kernel_size
+from stacksr.core.degradation import degrade, gaussian_kernels, random_gaussian_params
 from stacksr.core.simulate import SimulatedStack, simulate_stack
 from stacksr.core.stack_io import read_raster
 

@@ -11,7 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .degradation import blur_downsample, default_kernel_size, gaussian_kernels, shift_images, upsample_bicubic
+from .convention import default_kernel_size
+from .degradation import blur_downsample, gaussian_kernels, shift_images, upsample_bicubic
 from .progress import Monitor, ensure_monitor
 from .stack_ops import temporal_fill
 

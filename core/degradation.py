@@ -29,33 +29,17 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-SUPPORTED_SCALES = (2, 3, 4)
+from .convention import kernel_center_offset
+
 # Gaussian standard deviations of plausible sensor PSFs, as a fraction of the scale
 # (in HR pixels): MTF at the LR Nyquist frequency between ~0.55 and ~0.06.
 SIGMA_FRACTION_RANGE = (0.35, 0.75)
-
-
-def check_scale(scale: int) -> int:
-    """Return ``scale`` as int or raise ValueError if it is not 2, 3 or 4."""
-    if int(scale) != scale or int(scale) not in SUPPORTED_SCALES:
-        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
-    return int(scale)
-
-
-def default_kernel_size(scale: int) -> int:
-    """Kernel size used throughout for a scale: 4*s + 3 (11, 15, 19)."""
-    return 4 * check_scale(scale) + 3
 
 
 def sigma_range(scale: int) -> tuple[float, float]:
     """Range of Gaussian sigmas (HR pixels) considered plausible at this scale."""
     lo, hi = SIGMA_FRACTION_RANGE
     return lo * scale, hi * scale
-
-
-def kernel_center_offset(scale: int) -> float:
-    """Offset of a centred kernel's centroid from the middle array pixel (0 or 0.5)."""
-    return ((scale - 1) % 2) / 2.0
 
 
 def gaussian_kernels(

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .degradation import check_scale, default_kernel_size, gaussian_kernels, random_gaussian_params
+from .convention import check_scale, default_kernel_size
+from .degradation import gaussian_kernels, random_gaussian_params
 from .errors import StackSRError
 from .outputs import atomic_output
 from .progress import Monitor, ensure_monitor

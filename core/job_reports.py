@@ -23,7 +23,8 @@ def sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: t
     """Settings, TTF curve and kernel, and the reference-consistency check: the SR image blurred
     with the TTF kernel (else the default PSF), decimated and compared with the reference frame."""
     from .degradation import blur_downsample
-    from .kernels import fit_caption, fit_gaussian, kernel_png_base64
+    from .kernel_bank import fit_gaussian
+    from .kernels import fit_caption, kernel_png_base64
     from .report import figure, line_chart, table, write_report
 
     kernel = ttf_kernel if ttf_kernel is not None else default_psf(scale)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .degradation import check_scale
+from .convention import check_scale
 from .device import resolve_device
 from .stack_io import ImageSource, StackError
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .degradation import blur_downsample, check_scale, shift_images
+from .convention import check_scale
+from .degradation import blur_downsample, shift_images
 from .dip import DIPConfig, SkipNet, dip_noise
 from .fkp import KernelFlow, project_to_sphere
 from .progress import Monitor, ensure_monitor

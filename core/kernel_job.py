@@ -10,7 +10,7 @@ import torch
 from . import __version__
 from . import params as P
 from .choices import KERNEL_MODE_DEFAULT, KERNEL_MODES
-from .degradation import default_kernel_size
+from .convention import default_kernel_size
 from .job_support import input_paths, scale_and_device
 from .outputs import check_output_path
 from .progress import Monitor, ensure_monitor
@@ -38,7 +38,8 @@ def run_estimate_kernels(
 
     from .fkp import default_fkp_path, load_fkp
     from .kernel_estimation import default_config, estimate_kernels
-    from .kernels import KernelBank, write_gallery, write_kernel_layers
+    from .kernel_bank import KernelBank
+    from .kernels import write_gallery, write_kernel_layers
 
     mon = ensure_monitor(monitor)
     iterations, crop, kernel_size = P.KERNEL_ITERATIONS.check(iterations), P.KERNEL_CROP.check(crop), P.KERNEL_SIZE.check(kernel_size)

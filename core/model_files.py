@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import __version__
-from .degradation import check_scale
+from .convention import check_scale
 from .errors import StackSRError
 from .outputs import atomic_output
 from .piunet import PIUNet, PIUNetConfig

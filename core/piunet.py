@@ -27,7 +27,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .degradation import check_scale
+from .convention import check_scale
 
 
 RESIDUALS = ("bilinear", "ibp")

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .degradation import default_kernel_size, degrade, gaussian_kernels, random_gaussian_params
+from .convention import default_kernel_size
+from .degradation import degrade, gaussian_kernels, random_gaussian_params
 
 
 @dataclass

@@ -14,7 +14,8 @@ from . import __version__
 from . import params as P
 from .baselines import default_psf, hr_validity, ibp, mean_bicubic
 from .choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
-from .degradation import default_kernel_size, gaussian_kernels
+from .convention import default_kernel_size
+from .degradation import gaussian_kernels
 from .inference import predict
 from .job_reports import sr_report, ttf_summary
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
@@ -272,7 +273,7 @@ def _write(paths, stack, sel: _Selected, run: _Run, params: dict, hr, log_scale,
 def _bank_kernels(path: str, scale: int, names: Sequence[str]) -> torch.Tensor:
     """The kernels ``(T, K, K)`` of a bank for the images ``names``, in their order (StackError if
     the bank is unreadable, of another scale, or misses an image)."""
-    from .kernels import KernelBank
+    from .kernel_bank import KernelBank
 
     bank = KernelBank.load(path, scale=scale)
     index = {n: i for i, n in enumerate(bank.names)}

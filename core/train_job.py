@@ -51,7 +51,7 @@ def run_train_self_supervised(
     """
     from .fkp import default_fkp_path, load_fkp
     from .kernel_estimation import estimate_kernels
-    from .kernels import KernelBank
+    from .kernel_bank import KernelBank
     from .model_files import base_model_path, load_model
     from .sampling import StackData, area_split, default_patch
     from .training import TrainConfig, bf16_supported, train_self_supervised

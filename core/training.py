@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .degradation import check_scale
+from .convention import check_scale
 from .distributed import init_from_env
 from .losses import laplace_nll, shift_search_l1
 from .model_files import ModelFileError, load_model, save_model

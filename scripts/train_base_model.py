@@ -27,7 +27,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".build", "pkg"))
 
-from stacksr.core.degradation import default_kernel_size, gaussian_kernels, random_gaussian_params
+from stacksr.core.convention import default_kernel_size
+from stacksr.core.degradation import gaussian_kernels, random_gaussian_params
 from stacksr.core.piunet import PIUNetConfig, count_parameters
 from stacksr.core.progress import Monitor
 from stacksr.core.stack_io import ImageSource, read_stack

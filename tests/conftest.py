@@ -97,7 +97,7 @@ def sample_bank(tmp_path_factory) -> str:
     import torch
 
     from stacksr.core.degradation import gaussian_kernels
-    from stacksr.core.kernels import KernelBank
+    from stacksr.core.kernel_bank import KernelBank
 
     ks = gaussian_kernels(torch.tensor([1.3, 1.8]), torch.tensor([1.1, 1.2]), torch.tensor([0.2, 1.4]), 15, 3)
     return KernelBank(ks.numpy(), ["a", "b"], 3).save(str(tmp_path_factory.mktemp("bank") / "bank.npz"))

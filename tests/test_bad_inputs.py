@@ -325,7 +325,7 @@ def test_fuzz_out_of_range_job_settings_raise_the_user_error_and_leave_no_file(s
 
 def test_every_user_error_shares_one_base_class():
     from stacksr.core.fkp import FKPError
-    from stacksr.core.kernels import KernelBankError
+    from stacksr.core.kernel_bank import KernelBankError
     from stacksr.core.stack_io import StackError
     from stacksr.core.model_files import ModelFileError
 

@@ -5,10 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from stacksr.core.degradation import (
-    blur_downsample, check_scale, default_kernel_size, degrade, gaussian_kernels, kernel_center_offset,
-    shift_images, upsample_bicubic,
-)
+from stacksr.core.convention import check_scale, default_kernel_size, kernel_center_offset
+from stacksr.core.degradation import blur_downsample, degrade, gaussian_kernels, shift_images, upsample_bicubic
 
 
 def _centroid(k: torch.Tensor) -> tuple[float, float]:

@@ -5,7 +5,8 @@ import torch
 
 from stacksr.core.fkp import default_fkp_path, load_fkp
 from stacksr.core.kernel_estimation import JOINT_CONFIG, estimate_kernels, select_crop
-from stacksr.core.kernels import fit_gaussian, kernel_errors
+from stacksr.core.kernel_bank import fit_gaussian
+from stacksr.core.kernels import kernel_errors
 
 QUICK = replace(JOINT_CONFIG, iterations=120, warmup=40, crop=32)
 

@@ -12,7 +12,8 @@ from stacksr.core.degradation import gaussian_kernels
 from stacksr.core.fkp import (
     FKPConfig, FKPError, KernelFlow, default_fkp_path, load_fkp, project_to_sphere, save_fkp,
 )
-from stacksr.core.kernels import KernelBank, KernelBankError, fit_gaussian, kernel_errors, write_gallery, write_kernel_layers
+from stacksr.core.kernel_bank import KernelBank, KernelBankError, fit_gaussian
+from stacksr.core.kernels import kernel_errors, write_gallery, write_kernel_layers
 
 
 def test_fit_gaussian_recovers_sigmas_and_angle():

@@ -111,7 +111,7 @@ def test_estimate_kernels_loads_styled_kernel_layers_in_a_group(qgis_app, sample
     import processing as proc
     from qgis.core import QgsProject, QgsSingleBandPseudoColorRenderer
 
-    from stacksr.core.kernels import KernelBank
+    from stacksr.core.kernel_bank import KernelBank
 
     project = QgsProject.instance()
     project.clear()
@@ -196,7 +196,7 @@ def test_cancelled_training_leaves_a_resumable_checkpoint(qgis_app, sample_image
 
 def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing, sample_images, sample_masks,
                                                                       sample_bank, tmp_path):
-    from stacksr.core.kernels import fit_gaussian
+    from stacksr.core.kernel_bank import fit_gaussian
 
     model = str(tmp_path / "model.pt")
     processing.run("stacksr:trainselfsupervised", {

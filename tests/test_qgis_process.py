@@ -59,7 +59,7 @@ def test_qgis_process_reports_bad_input(sample_images, tmp_path):
 
 
 def test_qgis_process_estimates_kernels_on_real_landsat(sample_images, sample_masks, tmp_path):
-    from stacksr.core.kernels import KernelBank
+    from stacksr.core.kernel_bank import KernelBank
 
     args = ["run", "stacksr:estimatekernels", "--json"]
     args += [f"--LAYERS={p}" for p in sample_images] + [f"--MASKS={p}" for p in sample_masks]

@@ -103,7 +103,7 @@ def test_torchrun_gloo_with_two_processes_trains_one_model(sample_images, tmp_pa
     import sys
 
     from conftest import ROOT
-    from stacksr.core.kernels import KernelBank
+    from stacksr.core.kernel_bank import KernelBank
 
     bank = KernelBank(_bank().numpy(), ["a", "b", "c"], 3).save(str(tmp_path / "bank.npz"))
     out = str(tmp_path / "ddp.pt")

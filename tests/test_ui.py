@@ -1,4 +1,6 @@
 """ui/ widgets on a real (offscreen) QGIS: the kernel viewer dock with real estimated kernels."""
+import os
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -18,7 +20,7 @@ def test_kernel_viewer_shows_every_kernel_with_its_image_and_fit_and_screenshots
                                                                                           sample_images, tmp_path):
     from qgis.PyQt.QtWidgets import QLabel
 
-    from stacksr.core.kernels import KernelBank
+    from stacksr.core.kernel_bank import KernelBank
     from stacksr.ui.kernel_viewer import KernelViewerDock, short_name
 
     dock = KernelViewerDock()
@@ -83,3 +85,26 @@ def test_install_dialog_runs_pip_into_the_plugin_folder_and_keeps_numpy_out(qgis
 
     assert prune(folder) == ["numpy"] and "sortedcontainers" in os.listdir(folder)
     dialog.close()
+
+
+@pytest.mark.slow
+def test_kernel_viewer_opens_a_bank_with_torch_hidden(sample_bank):
+    """The viewer (and the bank file it reads) need no torch: QGIS users without it can look at kernels."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from qgis.core import QgsApplication\n"
+        "app = QgsApplication([], True); app.initQgis()\n"
+        "from stacksr.ui.kernel_viewer import KernelViewerDock\n"
+        f"dock = KernelViewerDock(); dock.load_bank({sample_bank!r})\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "print('cells', dock.cell_count())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build", "pkg"), QT_QPA_PLATFORM="offscreen")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "cells 2" in res.stdout

@@ -12,7 +12,7 @@ from qgis.PyQt.QtWidgets import (
     QDockWidget, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget,
 )
 
-from ..core.kernels import KernelBank, KernelBankError, colorize_kernel
+from ..core.kernel_bank import KernelBank, KernelBankError, colorize_kernel
 
 ZOOM = 8  # screen pixels per kernel pixel (nearest neighbour: kernels are tiny)
 COLUMNS = 4

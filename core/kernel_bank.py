@@ -1,0 +1,128 @@
+"""The kernel bank file and kernel colouring, without torch (the Kernel viewer reads banks with it).
+
+A kernel bank holds the estimated kernels of one stack with their source image names, scale and
+size. It is stored as a NumPy ``.npz`` read with ``allow_pickle=False`` (a crafted file cannot run
+code). Kernels may be given as arrays or (CPU or GPU) tensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .convention import check_scale, kernel_center_offset
+from .errors import StackSRError
+
+
+def as_array(kernel) -> np.ndarray:
+    """A kernel as float64 array, from an array or a torch tensor (without importing torch)."""
+    if hasattr(kernel, "detach"):
+        kernel = kernel.detach().cpu().numpy()
+    return np.asarray(kernel, dtype=np.float64)
+
+
+BANK_FORMAT = "stacksr-kernel-bank"
+
+
+BANK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GaussianFit:
+    sigma1: float  # std along the principal axis (HR px)
+    sigma2: float  # std across it (HR px), sigma2 <= sigma1
+    theta: float  # angle of the principal axis, radians in [0, pi), counter-clockwise from +x
+    dy: float  # centroid offset from the convention's centre (HR px, +down)
+    dx: float  # centroid offset (HR px, +right)
+
+
+def fit_gaussian(kernel: np.ndarray, scale: int) -> GaussianFit:
+    """Second-moment fit of a kernel (same angle convention as gaussian_kernels)."""
+    k = as_array(kernel)
+    k = np.clip(k, 0, None)
+    k = k / max(k.sum(), 1e-12)
+    size = k.shape[0]
+    centre = (size - 1) / 2 + kernel_center_offset(scale)
+    rows, cols = np.indices(k.shape, dtype=np.float64)
+    x, y = cols - centre, -(rows - centre)
+    mx, my = (k * x).sum(), (k * y).sum()
+    cxx = (k * (x - mx) ** 2).sum()
+    cyy = (k * (y - my) ** 2).sum()
+    cxy = (k * (x - mx) * (y - my)).sum()
+    vals, vecs = np.linalg.eigh(np.array([[cxx, cxy], [cxy, cyy]]))
+    v = vecs[:, 1]
+    theta = math.atan2(v[1], v[0]) % math.pi
+    return GaussianFit(math.sqrt(max(vals[1], 0)), math.sqrt(max(vals[0], 0)), theta, -my, mx)
+
+
+class KernelBankError(StackSRError):
+    """A kernel bank file that is missing, not a kernel bank, or of another scale/size/version."""
+
+
+@dataclass
+class KernelBank:
+    kernels: np.ndarray  # float32 (T, K, K)
+    names: list[str]
+    scale: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.kernels.shape[-1])
+
+    def fits(self) -> list[GaussianFit]:
+        return [fit_gaussian(k, self.scale) for k in self.kernels]
+
+    def digest(self) -> str:
+        """Short content hash (kernels + scale) so models can record which bank trained them."""
+        h = hashlib.sha256(np.ascontiguousarray(self.kernels, dtype=np.float32).tobytes())
+        h.update(str(self.scale).encode())
+        return h.hexdigest()[:16]
+
+    def save(self, path: str) -> str:
+        meta = {"format": BANK_FORMAT, "version": BANK_VERSION, **self.meta}
+        from .outputs import atomic_output  # GDAL-backed module: imported only when writing
+
+        with atomic_output(path, ".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh, kernels=self.kernels.astype(np.float32), names=np.array(self.names, dtype=str),
+                scale=np.int64(self.scale), meta=np.array(json.dumps(meta)))
+        return path
+
+    @staticmethod
+    def load(path: str, scale: int | None = None, size: int | None = None) -> "KernelBank":
+        if not os.path.exists(path):
+            raise KernelBankError(f"kernel bank '{path}' does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                kernels = np.asarray(z["kernels"], dtype=np.float32)
+                names = [str(n) for n in z["names"]]
+                bank_scale = int(z["scale"])
+                meta = json.loads(str(z["meta"]))
+        except Exception as exc:  # noqa: BLE001 - anything unreadable is "not a kernel bank"
+            raise KernelBankError(f"'{path}' is not a StackSR kernel bank ({type(exc).__name__})") from exc
+        if meta.get("format") != BANK_FORMAT:
+            raise KernelBankError(f"'{path}' is not a StackSR kernel bank")
+        if meta.get("version") != BANK_VERSION:
+            raise KernelBankError(f"kernel bank '{path}' has format version {meta.get('version')}, expected {BANK_VERSION}")
+        if kernels.ndim != 3 or kernels.shape[1] != kernels.shape[2] or len(names) != kernels.shape[0]:
+            raise KernelBankError(f"kernel bank '{path}' is malformed")
+        if scale is not None and bank_scale != scale:
+            raise KernelBankError(f"kernel bank '{path}' is for scale x{bank_scale}, not x{scale}")
+        if size is not None and kernels.shape[-1] != size:
+            raise KernelBankError(f"kernel bank '{path}' has {kernels.shape[-1]}x{kernels.shape[-1]} kernels, not {size}x{size}")
+        return KernelBank(kernels, names, check_scale(bank_scale), meta)
+
+
+def colorize_kernel(k: np.ndarray) -> np.ndarray:
+    """Kernel -> RGB uint8 with a perceptual dark-blue-to-yellow ramp (viridis-like)."""
+    stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
+    v = k / max(float(k.max()), 1e-12)
+    pos = v * (len(stops) - 1)
+    lo = np.clip(np.floor(pos).astype(int), 0, len(stops) - 2)
+    t = (pos - lo)[..., None]
+    return ((1 - t) * stops[lo] + t * stops[lo + 1]).astype(np.uint8)
