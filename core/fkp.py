@@ -25,6 +25,7 @@ from .degradation import gaussian_kernels, random_gaussian_params
 from .errors import StackSRError
 from .outputs import atomic_output
 from .progress import Monitor, ensure_monitor
+from .safe_files import check_header, read_safely
 
 FORMAT = "stacksr-fkp"
 FORMAT_VERSION = 1
@@ -211,21 +212,11 @@ class FKPError(StackSRError):
 
 def load_fkp(path: str, scale: int | None = None, size: int | None = None, device: str | torch.device = "cpu") -> KernelFlow:
     """Load an FKP prior safely (weights_only) and check it fits ``scale``/``size``."""
-    if not os.path.exists(path):
-        raise FKPError(f"kernel prior '{path}' does not exist")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
-        raise FKPError(f"'{path}' is not a StackSR kernel prior ({type(exc).__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise FKPError(f"'{path}' is not a StackSR kernel prior")
-    if payload.get("version") != FORMAT_VERSION:
-        raise FKPError(f"'{path}' is a kernel prior of format version {payload.get('version')}, expected {FORMAT_VERSION}")
+    payload = read_safely(path, "kernel prior", FKPError, lambda p: torch.load(p, map_location=device, weights_only=True))
+    config = payload.get("config") if isinstance(payload, dict) else None
+    header = {**payload, **(config if isinstance(config, dict) else {})} if isinstance(payload, dict) else payload
+    check_header(path, "kernel prior", FKPError, header, FORMAT, FORMAT_VERSION, scale, size)
     cfg = FKPConfig(**payload["config"])
-    if scale is not None and cfg.scale != scale:
-        raise FKPError(f"kernel prior '{path}' is for scale x{cfg.scale}, not x{scale}")
-    if size is not None and cfg.size != size:
-        raise FKPError(f"kernel prior '{path}' has {cfg.size}x{cfg.size} kernels, not {size}x{size}")
     flow = KernelFlow(cfg)
     flow.load_state_dict(payload["state_dict"])
     return flow.to(device).eval()

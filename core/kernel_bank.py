@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .convention import check_scale, kernel_center_offset
 from .errors import StackSRError
+from .safe_files import check_header, read_safely
 
 
 def as_array(kernel) -> np.ndarray:
@@ -95,26 +95,16 @@ class KernelBank:
 
     @staticmethod
     def load(path: str, scale: int | None = None, size: int | None = None) -> "KernelBank":
-        if not os.path.exists(path):
-            raise KernelBankError(f"kernel bank '{path}' does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                kernels = np.asarray(z["kernels"], dtype=np.float32)
-                names = [str(n) for n in z["names"]]
-                bank_scale = int(z["scale"])
-                meta = json.loads(str(z["meta"]))
-        except Exception as exc:  # noqa: BLE001 - anything unreadable is "not a kernel bank"
-            raise KernelBankError(f"'{path}' is not a StackSR kernel bank ({type(exc).__name__})") from exc
-        if meta.get("format") != BANK_FORMAT:
-            raise KernelBankError(f"'{path}' is not a StackSR kernel bank")
-        if meta.get("version") != BANK_VERSION:
-            raise KernelBankError(f"kernel bank '{path}' has format version {meta.get('version')}, expected {BANK_VERSION}")
+        def read(p: str) -> tuple:
+            with np.load(p, allow_pickle=False) as z:
+                return (np.asarray(z["kernels"], dtype=np.float32), [str(n) for n in z["names"]], int(z["scale"]),
+                        json.loads(str(z["meta"])))
+
+        kernels, names, bank_scale, meta = read_safely(path, "kernel bank", KernelBankError, read)
         if kernels.ndim != 3 or kernels.shape[1] != kernels.shape[2] or len(names) != kernels.shape[0]:
             raise KernelBankError(f"kernel bank '{path}' is malformed")
-        if scale is not None and bank_scale != scale:
-            raise KernelBankError(f"kernel bank '{path}' is for scale x{bank_scale}, not x{scale}")
-        if size is not None and kernels.shape[-1] != size:
-            raise KernelBankError(f"kernel bank '{path}' has {kernels.shape[-1]}x{kernels.shape[-1]} kernels, not {size}x{size}")
+        header = {**meta, "scale": bank_scale, "size": kernels.shape[-1]} if isinstance(meta, dict) else meta
+        check_header(path, "kernel bank", KernelBankError, header, BANK_FORMAT, BANK_VERSION, scale, size)
         return KernelBank(kernels, names, check_scale(bank_scale), meta)
 
 

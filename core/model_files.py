@@ -15,6 +15,7 @@ from .convention import check_scale
 from .errors import StackSRError
 from .outputs import atomic_output
 from .piunet import PIUNet, PIUNetConfig
+from .safe_files import check_header, read_safely
 
 if TYPE_CHECKING:
     from .training import TrainConfig, TrainState
@@ -68,18 +69,8 @@ def base_model_path(scale: int) -> str | None:
 
 def load_model(path: str, scale: int | None = None, device: str | torch.device = "cpu") -> tuple[PIUNet, dict]:
     """Load a StackSR PIUNet file safely; refuse other formats, versions or scales."""
-    if not os.path.exists(path):
-        raise ModelFileError(f"model '{path}' does not exist")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - anything unreadable is "not ours"
-        raise ModelFileError(f"'{path}' is not a StackSR model ({type(exc).__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"'{path}' is not a StackSR model")
-    if payload.get("version") != MODEL_VERSION:
-        raise ModelFileError(f"model '{path}' has format version {payload.get('version')}, expected {MODEL_VERSION}")
-    if scale is not None and payload["scale"] != scale:
-        raise ModelFileError(f"model '{path}' is for scale x{payload['scale']}, not x{scale}")
+    payload = read_safely(path, "model", ModelFileError, lambda p: torch.load(p, map_location=device, weights_only=True))
+    check_header(path, "model", ModelFileError, payload, MODEL_FORMAT, MODEL_VERSION, scale)
     net = PIUNet(PIUNetConfig(**payload["piunet"]))
     net.load_state_dict(payload["state_dict"])
     return net.to(device), payload
