@@ -65,8 +65,19 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
             self.ALLOW_UNGEOREFERENCED, "Accept rasters without georeferencing (outputs in pixel coordinates)", False,
             optional=True)
         for p in (values, unlocated):
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-            self.addParameter(p)
+            self.add(p, advanced=True)
+
+    def add(self, param: QgsProcessingParameterDefinition, advanced: bool = False, optional: bool = False):
+        """Add ``param`` (under the dialog's Advanced parameters when ``advanced``; ``optional``: also
+        for parameters whose constructor has no such argument). Returns it."""
+        flags = param.flags()
+        if advanced:
+            flags |= QgsProcessingParameterDefinition.Flag.FlagAdvanced
+        if optional:
+            flags |= QgsProcessingParameterDefinition.Flag.FlagOptional
+        param.setFlags(flags)
+        self.addParameter(param)
+        return param
 
     @staticmethod
     def number(name: str, text: str, setting: Setting, default=None, minimum=None) -> QgsProcessingParameterNumber:
@@ -83,12 +94,10 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
     SCALE, DEVICE = "SCALE", "DEVICE"
     MIN_REGISTRATION_QUALITY = "MIN_REGISTRATION_QUALITY"
 
-    def registration_quality_parameter(self) -> QgsProcessingParameterNumber:
+    def add_registration_quality_parameter(self) -> None:
         """Advanced and optional (graphical models saved before it existed keep validating)."""
-        p = self.number(self.MIN_REGISTRATION_QUALITY, "Leave out images whose registration quality is below "
-                        "(0-1; 0 keeps every image)", P.REGISTRATION_QUALITY)
-        p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced | QgsProcessingParameterDefinition.Flag.FlagOptional)
-        return p
+        self.add(self.number(self.MIN_REGISTRATION_QUALITY, "Leave out images whose registration quality is below "
+                             "(0-1; 0 keeps every image)", P.REGISTRATION_QUALITY), advanced=True, optional=True)
 
     def min_registration_quality(self, parameters, context) -> float | None:
         if parameters.get(self.MIN_REGISTRATION_QUALITY) is None:

@@ -1,6 +1,6 @@
 """Algorithm: classic multi-frame super-resolution (mean of bicubic / IBP)."""
 from qgis.core import (
-    QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+    QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
     QgsProcessingParameterFile, QgsProcessingParameterRasterDestination,
 )
 
@@ -52,9 +52,8 @@ class ClassicSuperResolve(StackSRAlgorithm):
             QgsProcessingParameterBoolean(self.REGISTER, "Register frames (sub-pixel)", True),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-            self.addParameter(p)
-        self.addParameter(self.registration_quality_parameter())
+            self.add(p, advanced=True)
+        self.add_registration_quality_parameter()
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
 
     def run_job(self, parameters, context, feedback, monitor):

@@ -3,7 +3,7 @@ import os
 
 from qgis.core import (
     QgsProcessingContext, QgsProcessingUtils, QgsProcessingOutputMultipleLayers, QgsProcessingOutputNumber,
-    QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+    QgsProcessingParameterEnum, QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
 )
 
@@ -18,6 +18,7 @@ class EstimateKernels(StackSRAlgorithm):
     MODE, ITERATIONS, CROP, PRIOR, SEED = "MODE", "ITERATIONS", "CROP", "PRIOR", "SEED"
     KERNEL_SIZE = "KERNEL_SIZE"
     OUTPUT_BANK, OUTPUT_LAYERS, OUTPUT_REPORT = "OUTPUT_BANK", "OUTPUT_LAYERS", "OUTPUT_REPORT"
+    KERNEL_LAYERS, SECONDS = "KERNEL_LAYERS", "SECONDS"
 
     def name(self):
         return "estimatekernels"
@@ -56,16 +57,15 @@ class EstimateKernels(StackSRAlgorithm):
             self.number(self.SEED, "Random seed", P.SEED),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-            self.addParameter(p)
+            self.add(p, advanced=True)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_BANK, "Kernel bank", "StackSR kernel bank (*.npz)"))
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_LAYERS, "Kernel layers folder", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_REPORT, "Kernel gallery", "HTML files (*.html)", optional=True, createByDefault=True))
-        self.addOutput(QgsProcessingOutputMultipleLayers("KERNEL_LAYERS", "Kernel layers"))
-        self.addOutput(QgsProcessingOutputNumber("SECONDS", "Estimation time (s)"))
+        self.addOutput(QgsProcessingOutputMultipleLayers(self.KERNEL_LAYERS, "Kernel layers"))
+        self.addOutput(QgsProcessingOutputNumber(self.SECONDS, "Estimation time (s)"))
 
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.kernel_job import run_estimate_kernels  # torch is imported only when running
@@ -94,7 +94,7 @@ class EstimateKernels(StackSRAlgorithm):
             details.layerTypeHint = QgsProcessingUtils.LayerHint.Raster
             details.setPostProcessor(KernelLayerStyler.create())
             context.addLayerToLoadOnCompletion(path, details)
-        results = {self.OUTPUT_BANK: bank, "KERNEL_LAYERS": summary["layers"], "SECONDS": summary["seconds"]}
+        results = {self.OUTPUT_BANK: bank, self.KERNEL_LAYERS: summary["layers"], self.SECONDS: summary["seconds"]}
         if folder:
             results[self.OUTPUT_LAYERS] = folder
         if report:

@@ -2,7 +2,7 @@
 import json
 
 from qgis.core import (
-    QgsProcessingOutputNumber, QgsProcessingParameterDefinition, QgsProcessingParameterFileDestination,
+    QgsProcessingOutputNumber, QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
 )
 
@@ -14,6 +14,7 @@ from .base import StackSRAlgorithm
 class ScoreAgainstReference(StackSRAlgorithm):
     SR, REFERENCE, REFERENCE_MASK, MAX_SHIFT, DATA_RANGE, OUTPUT_JSON = (
         "SR", "REFERENCE", "REFERENCE_MASK", "MAX_SHIFT", "DATA_RANGE", "OUTPUT_JSON")
+    SCORES = {"CPSNR": ("cpsnr", "cPSNR (dB)"), "PSNR": ("psnr", "PSNR (dB)"), "SSIM": ("ssim", "SSIM")}  # output: (job key, label)
 
     def name(self):
         return "score"
@@ -49,12 +50,11 @@ class ScoreAgainstReference(StackSRAlgorithm):
         data_range = self.number(self.DATA_RANGE, "Data range (0: full range of the reference data type)", P.DATA_RANGE,
                                  default=0.0)
         for p in (values, shift, data_range):
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-            self.addParameter(p)
+            self.add(p, advanced=True)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_JSON, "Scores (JSON)", "JSON files (*.json)", optional=True, createByDefault=False))
-        for key, label in (("CPSNR", "cPSNR (dB)"), ("PSNR", "PSNR (dB)"), ("SSIM", "SSIM")):
-            self.addOutput(QgsProcessingOutputNumber(key, label))
+        for name, (_, label) in self.SCORES.items():
+            self.addOutput(QgsProcessingOutputNumber(name, label))
 
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.score_job import run_score  # torch is imported only when running
@@ -70,7 +70,7 @@ class ScoreAgainstReference(StackSRAlgorithm):
             data_range=data_range if data_range > 0 else None,
         )
         feedback.pushInfo(f"cPSNR {scores['cpsnr']:.3f} dB (shift {scores['shift']}), PSNR {scores['psnr']:.3f} dB, SSIM {scores['ssim']:.4f}")
-        results = {"CPSNR": scores["cpsnr"], "PSNR": scores["psnr"], "SSIM": scores["ssim"]}
+        results = {name: scores[key] for name, (key, _) in self.SCORES.items()}
         out_json = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context)
         if out_json:
             with open(out_json, "w", encoding="utf-8") as fh:

@@ -1,6 +1,6 @@
 """Algorithm: super-resolve a stack with a trained PIUNet (or a classic method, to compare)."""
 from qgis.core import (
-    QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+    QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination,
 )
 
@@ -63,10 +63,9 @@ class SuperResolveStack(StackSRAlgorithm):
         fit = QgsProcessingParameterEnum(self.TTF_FIT, "TTF makes the result explain",
                                          options=list(TTF_FIT_LABELS.values()), defaultValue=TTF_FITS.index(TTF_FIT_DEFAULT),
                                          optional=True)
-        self.addParameter(self.registration_quality_parameter())
+        self.add_registration_quality_parameter()
         for p in (tile, ttf, per_tile, fit, *lrs):
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-            self.addParameter(p)
+            self.add(p, advanced=True)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_UNCERTAINTY, "Uncertainty (standard deviation)", optional=True, createByDefault=False))

@@ -1,6 +1,6 @@
 """Algorithm: train PIUNet self-supervised on the user's LR time series."""
 from qgis.core import (
-    QgsProcessingOutputNumber, QgsProcessingParameterBoolean, QgsProcessingParameterDefinition,
+    QgsProcessingOutputNumber, QgsProcessingParameterBoolean,
     QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
 )
 
@@ -15,6 +15,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
         "KERNEL_BANK", "STEPS", "PATCH", "BATCH", "FRAMES", "SEED", "RESUME", "OUTPUT_MODEL")
     OUTPUT_REPORT = "OUTPUT_REPORT"
     FROM_BASE, INIT_MODEL = "FROM_BASE", "INIT_MODEL"
+    BEST_VAL, STEPS_DONE = "BEST_VAL", "STEPS_DONE"
 
     def name(self):
         return "trainselfsupervised"
@@ -55,14 +56,13 @@ class TrainSelfSupervised(StackSRAlgorithm):
                                        extension="pt", optional=True),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-            self.addParameter(p)
+            self.add(p, advanced=True)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_MODEL, "Trained model", "StackSR PIUNet model (*.pt)"))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_REPORT, "Training report", "HTML files (*.html)", optional=True, createByDefault=True))
-        self.addOutput(QgsProcessingOutputNumber("BEST_VAL", "Best validation loss"))
-        self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Steps trained"))
+        self.addOutput(QgsProcessingOutputNumber(self.BEST_VAL, "Best validation loss"))
+        self.addOutput(QgsProcessingOutputNumber(self.STEPS_DONE, "Steps trained"))
 
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.train_job import run_train_self_supervised  # torch is imported only when running
@@ -88,7 +88,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
             feedback.pushInfo(f"Training cancelled; resume from the checkpoint {output}.last")
             raise
         feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}")
-        results = {self.OUTPUT_MODEL: output, "BEST_VAL": res["best_val"], "STEPS_DONE": res["steps"]}
+        results = {self.OUTPUT_MODEL: output, self.BEST_VAL: res["best_val"], self.STEPS_DONE: res["steps"]}
         if report:
             results[self.OUTPUT_REPORT] = report
         return results
