@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .convention import default_kernel_size
 from .degradation import blur_downsample, gaussian_kernels, shift_images, upsample_bicubic
 from .progress import Monitor, ensure_monitor
+from .shapes import check_shape
 from .stack_ops import temporal_fill
 
 # Isotropic PSF assumed by IBP when no kernel is known: the middle of the
@@ -76,6 +77,8 @@ def ibp(
     an isotropic Gaussian is assumed when None. ``frames`` may be a batch ``(B, T, h, w)``
     of independent stacks (``shifts`` ``(B, T, 2)``), computed together.
     """
+    check_shape("frames", frames, "..., T, h, w")
+    check_shape("valid", valid, "..., T, h, w", like=frames)
     mon = ensure_monitor(monitor)
     T = frames.shape[-3]
     if kernels is None:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .convention import kernel_center_offset
+from .shapes import check_shape
 
 # Gaussian standard deviations of plausible sensor PSFs, as a fraction of the scale
 # (in HR pixels): MTF at the LR Nyquist frequency between ~0.55 and ~0.06.
@@ -103,6 +104,8 @@ def blur_downsample(
     ``(N, C, H, W)``. Returns ``(..., H // scale, W // scale)``; borders are padded
     with ``pad_mode`` so the output grid is exactly the LR grid of the convention.
     """
+    check_shape("x", x, "..., H, W")
+    check_shape("kernel", kernel, "..., K, K")
     K = kernel.shape[-1]
     if kernel.shape[-2] != K or K % 2 == 0:
         raise ValueError("kernels must be square with an odd size")

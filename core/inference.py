@@ -15,6 +15,7 @@ import torch
 from .piunet import PIUNet, residual_base
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
+from .shapes import check_shape
 from .stack_ops import normalize_stack, temporal_fill
 
 CONTEXT_CROP = 64  # LR pixels per context crop
@@ -78,13 +79,16 @@ def predict(
     monitor: Monitor | None = None,
     reference: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SR image and Laplace log-scale ``(s*H, s*W)`` in the input's units.
+    """SR image and Laplace log-scale ``(s*H, s*W)`` in the input's units, from ``frames`` ``(T, H, W)``
+    and their validity ``valid`` (bool, same shape).
 
     ``tile`` (LR pixels, 0 = whole stack) bounds memory: each tile is processed with a
     halo of ``net.receptive_radius()`` pixels, so the result equals the untiled one. The
     stack is normalised once with global statistics. ``reference``: the frame whose grid an
     IBP-residual network's output follows.
     """
+    check_shape("frames", frames, "T, H, W")
+    check_shape("valid", valid, "T, H, W", like=frames)
     mon = ensure_monitor(monitor)
     s = net.config.scale
     x = temporal_fill(frames.float(), valid)

@@ -29,6 +29,7 @@ from .dip import DIPConfig, SkipNet, dip_noise
 from .fkp import KernelFlow, project_to_sphere
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
+from .shapes import check_shape
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,10 @@ def estimate_kernels(
     device: torch.device | str = "cpu",
     monitor: Monitor | None = None,
 ) -> EstimationResult:
-    """Kernels of every frame of a stack ``(T, h, w)`` (raw values; normalised here)."""
+    """Kernels of every frame of a stack ``frames`` ``(T, h, w)`` (raw values; normalised here) with
+    validity ``valid`` (bool, same shape); the result's ``kernels`` are ``(T, K, K)``, ``K`` the prior's size."""
+    check_shape("frames", frames, "T, h, w")
+    check_shape("valid", valid, "T, h, w", like=frames)
     mon = ensure_monitor(monitor)
     scale = check_scale(scale)
     if flow.config.scale != scale:

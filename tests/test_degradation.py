@@ -138,3 +138,15 @@ def test_degradation_commutes_with_whole_lr_pixel_shifts_away_from_the_border(sc
     a, b = blur_downsample(x, k, scale), torch.roll(blur_downsample(moved, k, scale), (-dy, -dx), dims=(0, 1))
     m = 2 + math.ceil(k.shape[-1] / 2 / scale)  # LR pixels the border padding and the roll can reach
     assert torch.allclose(a[m:h - m, m:w - m], b[m:h - m, m:w - m], atol=1e-9)
+
+
+def test_entry_points_name_the_argument_of_a_wrong_shape():
+    import pytest
+
+    from stacksr.core.baselines import ibp
+    from stacksr.core.degradation import blur_downsample
+
+    with pytest.raises(ValueError, match=r"kernel must be \(\.\.\., K, K\), got shape \(15,\)"):
+        blur_downsample(torch.zeros(30, 30), torch.zeros(15), 3)
+    with pytest.raises(ValueError, match=r"valid must have the shape of frames \(3, 8, 8\), got \(3, 8, 9\)"):
+        ibp(torch.zeros(3, 8, 8), torch.ones(3, 8, 9, dtype=torch.bool), 3)
