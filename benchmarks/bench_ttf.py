@@ -25,14 +25,14 @@ from stacksr.core.metrics import cpsnr
 from stacksr.core.piunet import PIUNet, PIUNetConfig
 from stacksr.core.losses import shift_search_l1
 from stacksr.core.model_files import load_model
-from stacksr.core.stack_ops import normalize_stack
+from stacksr.core.stack_ops import standardize_stack
 from stacksr.core.ttf import TTFConfig, test_time_finetune
 
 
 def plain_ttf(net, flow, frames, valid, iterations, lr_net=1e-4, lr_kernel=2e-2):
     """The straightforward TTF: whole network, whole stack, every iteration."""
     net = copy.deepcopy(net).train()
-    xn, _, _ = normalize_stack(temporal_fill(frames, valid), valid)
+    xn, _, _ = standardize_stack(temporal_fill(frames, valid), valid)
     z = project_to_sphere(torch.randn(1, flow.dim, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
     opt = torch.optim.Adam([{"params": net.parameters(), "lr": lr_net}, {"params": [z], "lr": lr_kernel}])
     border = math.ceil((flow.config.size // 2) / 3)

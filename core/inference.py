@@ -16,7 +16,7 @@ from .piunet import PIUNet, residual_base
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
 from .shapes import check_shape
-from .stack_ops import normalize_stack, temporal_fill
+from .stack_ops import standardize_stack, temporal_fill
 
 CONTEXT_CROP = 64  # LR pixels per context crop
 CONTEXT_GRID = 3  # crops per axis on rasters larger than two crops
@@ -92,7 +92,7 @@ def predict(
     mon = ensure_monitor(monitor)
     s = net.config.scale
     x = temporal_fill(frames.float(), valid)
-    xn, mean, std = normalize_stack(x, valid)
+    xn, mean, std = standardize_stack(x, valid)
     T, H, W = xn.shape
     net = net.to(device).eval()
     context = stack_context(net, xn, device)

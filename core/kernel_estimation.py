@@ -66,7 +66,7 @@ class EstimationResult:
     crops: list[tuple[int, int, int]]  # (row, col, size) in LR px
 
 
-def normalize_frames(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def unit_range_frames(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Map valid values into about [0.1, 0.9] (robust 0.5/99.5 % percentiles of all frames)."""
     vals = frames[valid]
     if vals.numel() == 0:
@@ -241,7 +241,7 @@ def estimate_kernels(
     device = torch.device(device)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
-    x = normalize_frames(frames.float(), valid)
+    x = unit_range_frames(frames.float(), valid)
     T = x.shape[0]
     flow = flow.to(device)
     for p in flow.parameters():

@@ -13,7 +13,7 @@ import torch
 from .degradation import blur_downsample, shift_images
 from .piunet import PIUNetConfig, residual_base
 from .registration import register_frames
-from .stack_ops import normalize_stack, temporal_fill
+from .stack_ops import standardize_stack, temporal_fill
 
 if TYPE_CHECKING:
     from .training import TrainConfig
@@ -101,7 +101,7 @@ class SelfSupervisedSampler:
                 moved = shift_images(f, d)
             cr = blur_downsample(moved, self.kernels[kid], s)
             target = f[ref]
-            cr_n, mean, std = normalize_stack(cr, torch.ones_like(cr, dtype=torch.bool))
+            cr_n, mean, std = standardize_stack(cr, torch.ones_like(cr, dtype=torch.bool))
             if self.cfg.noise_aug > 0 and train:
                 level = float(torch.rand(1, generator=generator)) * self.cfg.noise_aug
                 cr_n = cr_n + level * torch.randn(cr_n.shape, generator=generator)
@@ -143,7 +143,7 @@ class SupervisedSampler:
             order = torch.argsort(v.float().mean(dim=(1, 2)), descending=True, stable=True)
             chosen = order.repeat(math.ceil(T / len(order)))[:T]
             f = temporal_fill(f[chosen], v[chosen])
-            fn, mean, std = normalize_stack(f, torch.ones_like(f, dtype=torch.bool))
+            fn, mean, std = standardize_stack(f, torch.ones_like(f, dtype=torch.bool))
             h = self.hr[i][r * s:(r + P) * s, c * s:(c + P) * s]
             inputs.append(fn)
             targets.append((h - mean) / std)

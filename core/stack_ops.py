@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 
-def normalize_stack(frames: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+def standardize_stack(frames: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     """(frames - mean) / std over valid pixels; returns the normalised frames, mean and std."""
     vals = frames[valid]
     mean = float(vals.mean()) if vals.numel() else 0.0

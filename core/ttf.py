@@ -34,7 +34,7 @@ from .losses import shift_search_l1
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
-from .stack_ops import normalize_stack, temporal_fill
+from .stack_ops import standardize_stack, temporal_fill
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def test_time_finetune(
     device = torch.device(device)
     s = net.config.scale
     x = temporal_fill(frames.float(), valid)
-    xn, _, _ = normalize_stack(x, valid)
+    xn, _, _ = standardize_stack(x, valid)
     xn, valid = xn.to(device), valid.to(device)
     flow = flow.to(device)
     T, H, W = xn.shape

@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from stacksr.core.inference import predict, stack_context
 from stacksr.core.piunet import PIUNet, PIUNetConfig
-from stacksr.core.stack_ops import normalize_stack
+from stacksr.core.stack_ops import standardize_stack
 
 
 def _small_net(scale: int, blocks: int = 2, seed: int = 0, residual: str = "bilinear") -> PIUNet:
@@ -81,6 +81,6 @@ def test_published_network_tiles_a_real_landsat8_stack_without_seams(l8_stack):
     valid = torch.ones_like(frames, dtype=torch.bool)
     whole, _ = predict(net, frames, valid, tile=0)
     tiled, _ = predict(net, frames, valid, tile=16)
-    _, _, std = normalize_stack(frames, valid)
+    _, _, std = standardize_stack(frames, valid)
     diff = (tiled - whole).abs()
     assert float(diff.max()) < 1e-4 * float(std)
