@@ -164,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("train-fkp", help="train the flow-based kernel prior shipped in models/")
     f.add_argument("--scale", type=int, required=True)
-    f.add_argument("--iterations", type=int, default=4000)
-    f.add_argument("--seed", type=int, default=0)
+    _number(f, "--iterations", P.FKP_ITERATIONS, "training iterations")
+    _number(f, "--seed", P.SEED, "random seed")
     f.add_argument("--output", required=True)
     return parser
 
@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # imported late so that --help works without torch
     from .core import jobs
+    from .core.outputs import check_output_path
     from .core.stack_io import parse_int_list, sources_from_inputs
 
     monitor = BarMonitor(quiet=args.quiet)
@@ -240,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train-fkp":
             from .core.fkp import save_fkp, train_fkp
 
+            check_output_path(args.output, [], (".pt",))
             flow, info = train_fkp(args.scale, iterations=args.iterations, seed=args.seed, monitor=monitor)
-            info["command"] = f"python -m stacksr train-fkp --scale {args.scale} --iterations {args.iterations} --seed {args.seed}"
+            info["command"] = (f"python -m stacksr train-fkp --scale {args.scale} --iterations {info['iterations']} "
+                               f"--seed {info['seed']}")
             save_fkp(flow, args.output, info)
             result = {"output": args.output, **info}
         else:

@@ -24,6 +24,7 @@ from .convention import check_scale, default_kernel_size
 from .degradation import gaussian_kernels, random_gaussian_params
 from .errors import StackSRError
 from .outputs import atomic_output
+from .params import FKP_ITERATIONS, SEED
 from .progress import Monitor, ensure_monitor
 from .safe_files import check_header, read_safely
 
@@ -160,7 +161,7 @@ def sample_training_kernels(n: int, scale: int, size: int, generator: torch.Gene
 
 def train_fkp(
     scale: int,
-    iterations: int = 4000,
+    iterations: int | None = None,
     batch: int = 256,
     lr: float = 1e-3,
     seed: int = 0,
@@ -170,6 +171,7 @@ def train_fkp(
     """Maximum-likelihood training of the flow on random anisotropic Gaussian kernels."""
     mon = ensure_monitor(monitor)
     scale = check_scale(scale)
+    iterations, seed = FKP_ITERATIONS.check(iterations), SEED.check(seed)
     cfg = config or FKPConfig(scale=scale, size=default_kernel_size(scale))
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)

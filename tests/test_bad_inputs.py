@@ -256,6 +256,8 @@ CLI_SETTINGS = [
     ("train", "--steps", P.STEPS), ("train", "--patch", P.PATCH), ("train", "--batch", P.BATCH),
     ("train", "--frames", P.FRAMES), ("train", "--seed", P.SEED),
     ("score", "--max-shift", P.MAX_SHIFT), ("score", "--data-range", P.DATA_RANGE),
+    ("sr", "--min-registration-quality", P.REGISTRATION_QUALITY),
+    ("train-fkp", "--iterations", P.FKP_ITERATIONS), ("train-fkp", "--seed", P.SEED),
 ]
 
 
@@ -287,6 +289,8 @@ def test_fuzz_out_of_range_cli_settings_exit_2_in_one_line_and_leave_no_file(sam
     folder = tmp_path_factory.mktemp("fuzz")
     if command == "score":
         argv = ["score", "--sr", sample_images[0], "--reference", sample_images[1]]
+    elif command == "train-fkp":
+        argv = ["train-fkp", "--scale", "3", "--output", str(folder / "prior.pt")]
     else:
         out = folder / {"sr": "out.tif", "kernels": "k.npz", "train": "m.pt"}[command]
         argv = [command, "--inputs", *sample_images[:3], "--output", str(out)]
