@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+
 from . import params as P
 from .metrics import cpsnr, default_data_range, psnr, ssim
+from .outputs import same_file
 from .stack_io import FMASK_INVALID_VALUES, StackError, check_same_grid, read_raster
 
 
@@ -21,6 +23,8 @@ def run_score(
 ) -> dict:
     """cPSNR (Proba-V), PSNR and SSIM of an SR raster against a reference raster of the same grid."""
     max_shift, data_range = P.MAX_SHIFT.check(max_shift), P.DATA_RANGE.check(data_range)
+    if same_file(sr_path, reference_path) and sr_band == reference_band:
+        raise StackError(f"the SR raster and the reference are the same file ('{sr_path}'): choose the reference (truth) raster")
     sr, sr_ok, sr_grid, _ = read_raster(sr_path, sr_band)
     hr, hr_ok, hr_grid, hr_dtype = read_raster(reference_path, reference_band)
     if (sr_grid.width, sr_grid.height) != (hr_grid.width, hr_grid.height):

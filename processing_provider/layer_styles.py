@@ -5,6 +5,22 @@ from qgis.core import (
 )
 
 KERNELS_GROUP = "Kernels"
+RESULTS_GROUP = "StackSR"  # results go here, never into whichever group happens to be active
+
+
+def move_into_group(layer, context, name: str) -> None:
+    """Move ``layer``'s node into the top-level group ``name`` (created first in the tree if missing)."""
+    project = context.project()
+    if project is None:
+        return
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    if node is None:
+        return
+    group = root.findGroup(name) or root.insertGroup(0, name)
+    if node.parent() is not group:
+        group.addChildNode(node.clone())
+        node.parent().removeChildNode(node)
 
 
 def pseudocolor(layer: QgsRasterLayer, ramp_name: str = "Viridis", nearest: bool = True) -> None:
@@ -54,19 +70,21 @@ class _KeptAlive(QgsProcessingLayerPostProcessorInterface):
 
 
 class SRLayerStyler(_KeptAlive):
-    """Super-resolved image: grey, 2-98 % stretch."""
+    """Super-resolved image: grey, 2-98 % stretch, in the results group."""
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
             gray_stretch(layer)
+            move_into_group(layer, context, RESULTS_GROUP)
 
 
 class UncertaintyLayerStyler(_KeptAlive):
-    """Uncertainty (standard deviation): Magma pseudocolor, smooth resampling."""
+    """Uncertainty (standard deviation): Magma pseudocolor, smooth resampling, in the results group."""
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
             pseudocolor(layer, "Magma", nearest=False)
+            move_into_group(layer, context, RESULTS_GROUP)
 
 
 class KernelLayerStyler(_KeptAlive):
@@ -76,14 +94,11 @@ class KernelLayerStyler(_KeptAlive):
         if not isinstance(layer, QgsRasterLayer):
             return
         pseudocolor(layer)
-        project = context.project()
-        if project is None:
-            return
-        root = project.layerTreeRoot()
-        node = root.findLayer(layer.id())
-        if node is None:
-            return
-        group = root.findGroup(KERNELS_GROUP) or root.insertGroup(0, KERNELS_GROUP)
-        if node.parent() is not group:
-            group.addChildNode(node.clone())
-            node.parent().removeChildNode(node)
+        move_into_group(layer, context, KERNELS_GROUP)
+
+
+def result_title(summary: dict) -> str:
+    """A loaded result's name: the reference date's file, the method and the scale (e.g.
+    'LT50350322009240PAC02_b4 piunet+ttf x3'), so that runs with other settings stay apart."""
+    stem = summary["reference"].rsplit(".", 1)[0] if "." in summary["reference"] else summary["reference"]
+    return f"{stem} {summary['method']} x{summary['scale']}"

@@ -225,6 +225,13 @@ def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing
     assert isinstance(layers["sr.tif"].renderer(), QgsSingleBandGrayRenderer)
     assert isinstance(layers["std.tif"].renderer(), QgsSingleBandPseudoColorRenderer)
     assert project.layerTreeRoot().findGroup("Kernels").findLayers()[0].layer().source() == ker
+    # results in the StackSR group (not in the active Kernels group), named after date, method and scale
+    results = {n.layer().name(): os.path.basename(n.layer().source())
+               for n in project.layerTreeRoot().findGroup("StackSR").findLayers()}
+    ref = os.path.basename(sample_images[0]).rsplit(".", 1)[0]
+    assert any(name.endswith("piunet+ttf x3") and src == "sr.tif" for name, src in results.items()), results
+    assert any(name.endswith("piunet+ttf x3 uncertainty") and src == "std.tif" for name, src in results.items())
+    assert all(name.split(" ")[0].endswith("_b4") for name in results) and ref.endswith("_b4")
     project.clear()
     page = open(res["OUTPUT_REPORT"], encoding="utf-8").read()
     for part in ("Test-time finetuning loss", "<polyline", "TTF kernel", "Consistency with the reference frame",
@@ -258,3 +265,10 @@ def test_classic_ibp_takes_a_kernel_bank_and_reports_left_out_images(processing,
     ds = None
     assert meta["kernel_bank"] == "bank.npz" and meta["min_registration_quality"] == 0.9
     assert set(reg) == {os.path.basename(p) for p in sample_images[:3]}
+
+
+def test_score_refuses_a_raster_scored_against_itself(processing, sample_images):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="the SR raster and the reference are the same file"):
+        processing.run("stacksr:score", {"SR": sample_images[0], "REFERENCE": sample_images[0]})

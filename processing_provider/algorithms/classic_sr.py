@@ -6,6 +6,7 @@ from qgis.core import (
 
 from ...core import params as P
 from ...core.choices import CLASSIC_METHOD_DEFAULT, CLASSIC_METHOD_LABELS, CLASSIC_METHODS
+from ..layer_styles import SRLayerStyler, result_title
 from .base import StackSRAlgorithm
 
 
@@ -76,5 +77,10 @@ class ClassicSuperResolve(StackSRAlgorithm):
             invalid_mask_values=self.invalid_mask_values(parameters, context),
             monitor=monitor,
         )
-        feedback.pushInfo(f"Reference frame: {summary['reference']}; {summary['images']} images; {summary['seconds']} s")
+        feedback.pushInfo(f"Reference frame: {summary['reference']}; {summary['images_used']} of {summary['images']} "
+                          f"images used; {summary['seconds']} s")
+        if context.willLoadLayerOnCompletion(output):
+            details = context.layerToLoadOnCompletionDetails(output)
+            details.name = result_title(summary)
+            details.setPostProcessor(SRLayerStyler.create())
         return {self.OUTPUT: output}

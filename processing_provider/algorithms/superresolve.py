@@ -6,7 +6,7 @@ from qgis.core import (
 
 from ...core import params as P
 from ...core.choices import SR_METHOD_DEFAULT, SR_METHOD_LABELS, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS
-from ..layer_styles import KernelLayerStyler, SRLayerStyler, UncertaintyLayerStyler
+from ..layer_styles import KernelLayerStyler, SRLayerStyler, UncertaintyLayerStyler, result_title
 from .base import StackSRAlgorithm
 
 
@@ -99,10 +99,15 @@ class SuperResolveStack(StackSRAlgorithm):
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
         stylers = {self.OUTPUT: SRLayerStyler, self.OUTPUT_UNCERTAINTY: UncertaintyLayerStyler,
                    self.OUTPUT_KERNEL: KernelLayerStyler}
+        title = result_title(summary)
+        names = {self.OUTPUT: title, self.OUTPUT_UNCERTAINTY: f"{title} uncertainty",
+                 self.OUTPUT_KERNEL: f"{title} TTF kernel"}
         for name, path in ((self.OUTPUT, output), (self.OUTPUT_UNCERTAINTY, summary["uncertainty"]),
                            (self.OUTPUT_KERNEL, summary["kernel"])):
             if path and context.willLoadLayerOnCompletion(path):
-                context.layerToLoadOnCompletionDetails(path).setPostProcessor(stylers[name].create())
+                details = context.layerToLoadOnCompletionDetails(path)
+                details.name = names[name]
+                details.setPostProcessor(stylers[name].create())
         results = {self.OUTPUT: output}
         if summary["report"]:
             results[self.OUTPUT_REPORT] = summary["report"]
