@@ -272,3 +272,28 @@ def test_score_refuses_a_raster_scored_against_itself(processing, sample_images)
 
     with pytest.raises(QgsProcessingException, match="the SR raster and the reference are the same file"):
         processing.run("stacksr:score", {"SR": sample_images[0], "REFERENCE": sample_images[0]})
+
+
+@pytest.mark.parametrize("alg", ["superresolveclassic", "estimatekernels", "trainselfsupervised", "superresolve"])
+def test_every_stack_algorithm_refuses_a_missing_input_before_running_and_shows_no_placeholders(processing, alg, tmp_path):
+    from qgis.core import QgsApplication, QgsProcessingContext
+
+    algorithm = QgsApplication.processingRegistry().algorithmById(f"stacksr:{alg}")
+    outputs = {"OUTPUT": str(tmp_path / "x.tif"), "OUTPUT_BANK": str(tmp_path / "k.npz"), "OUTPUT_MODEL": str(tmp_path / "m.pt")}
+    ok, message = algorithm.checkParameterValues(outputs, QgsProcessingContext())
+    assert not ok and message.startswith("No input")
+    # "automatic" settings are empty in the dialog, not 0 / -1 placeholders
+    for p in algorithm.parameterDefinitions():
+        if p.type() == "number" and p.defaultValue() is not None:
+            assert p.defaultValue() >= 0 and not (p.defaultValue() == 0 and p.name() not in ("SEED", "PATCH", "TILE")), p.name()
+
+
+def test_the_old_placeholder_values_still_mean_automatic(processing, sample_images, tmp_path):
+    """Saved models and scripts from before (REFERENCE -1, PSF_SIGMA 0) keep running as they did."""
+    out = str(tmp_path / "sr.tif")
+    processing.run("stacksr:superresolveclassic", {"LAYERS": sample_images[:3], "METHOD": 1, "ITERATIONS": 3,
+                                                   "REFERENCE": -1, "PSF_SIGMA": 0, "OUTPUT": out})
+    ds = gdal.Open(out)
+    params = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
+    ds = None
+    assert params["psf_sigma"] is None

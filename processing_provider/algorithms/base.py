@@ -80,16 +80,29 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         return param
 
     @staticmethod
-    def number(name: str, text: str, setting: Setting, default=None, minimum=None) -> QgsProcessingParameterNumber:
-        """A number parameter with the core setting's default and range (``default``/``minimum``: a
-        dialog sentinel such as 0 = automatic, where the setting's default is None or special)."""
+    def number(name: str, text: str, setting: Setting, legacy=None) -> QgsProcessingParameterNumber:
+        """A number parameter with the core setting's default and range. A setting whose default is
+        automatic (None) is optional and shown empty; ``legacy``: the placeholder value (e.g. -1) that
+        earlier versions used for "automatic", still accepted from saved models and scripts."""
         kind = QgsProcessingParameterNumber.Type.Integer if setting.integer else QgsProcessingParameterNumber.Type.Double
-        low = setting.minimum if minimum is None else minimum
-        if setting.special and minimum is None:
-            low = min(low, *setting.special)
-        value = setting.default if default is None else default
+        low = min([setting.minimum, *setting.special, *([legacy] if legacy is not None else [])])
         kw = {"minValue": low} if setting.maximum is None else {"minValue": low, "maxValue": setting.maximum}
-        return QgsProcessingParameterNumber(name, text, kind, value, **kw)
+        return QgsProcessingParameterNumber(name, text, kind, setting.default, setting.default is None, **kw)
+
+    def optional_number(self, parameters, name: str, context, legacy=None):
+        """The value of a number parameter, or None when left empty (or given the ``legacy`` placeholder)."""
+        if parameters.get(name) is None or parameters.get(name) == "":
+            return None
+        double = self.parameterDefinition(name).dataType() == QgsProcessingParameterNumber.Type.Double
+        value = (self.parameterAsDouble if double else self.parameterAsInt)(parameters, name, context)
+        return None if legacy is not None and value == legacy else value
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 - before the run, as the dialog's OK does
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok and self.parameterDefinition(self.LAYERS) is not None \
+                and not parameters.get(self.LAYERS) and not parameters.get(self.MULTIBAND):
+            return False, "No input: choose the images of the stack, or one multiband raster."
+        return ok, message
 
     SCALE, DEVICE = "SCALE", "DEVICE"
     MIN_REGISTRATION_QUALITY = "MIN_REGISTRATION_QUALITY"

@@ -46,10 +46,10 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.KERNEL_BANK, "Kernel bank for IBP (.npz; empty: a Gaussian blur)", extension="npz", optional=True))
         advanced = [
-            self.number(self.REFERENCE, "Reference frame (0-based; -1: the clearest)", P.REFERENCE, default=-1, minimum=-1),
+            self.number(self.REFERENCE, "Reference frame (0-based; empty: the clearest)", P.REFERENCE, legacy=-1),
             self.number(self.ITERATIONS, "IBP iterations", P.IBP_ITERATIONS),
-            self.number(self.PSF_SIGMA, "IBP blur sigma in output pixels (0: default for the scale)", P.PSF_SIGMA,
-                        default=0.0),
+            self.number(self.PSF_SIGMA, "IBP blur sigma in output pixels (empty: the default for the scale)", P.PSF_SIGMA,
+                        legacy=0.0),
             QgsProcessingParameterBoolean(self.REGISTER, "Register frames (sub-pixel)", True),
         ]
         for p in advanced:
@@ -61,16 +61,16 @@ class ClassicSuperResolve(StackSRAlgorithm):
         from ...core.sr_job import run_superresolve  # torch is imported only when running
 
         sources = self.stack_sources(parameters, context)
-        reference = self.parameterAsInt(parameters, self.REFERENCE, context)
-        sigma = self.parameterAsDouble(parameters, self.PSF_SIGMA, context)
+        reference = self.optional_number(parameters, self.REFERENCE, context, legacy=-1)
+        sigma = self.optional_number(parameters, self.PSF_SIGMA, context, legacy=0.0)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         summary = run_superresolve(
             sources, output,
             scale=self.parameterAsInt(parameters, self.SCALE, context),
             method=CLASSIC_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
-            reference=None if reference < 0 else reference,
+            reference=reference,
             iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
-            psf_sigma=sigma if sigma > 0 else None,
+            psf_sigma=sigma,
             kernel_bank=self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None,
             register=self.parameterAsBool(parameters, self.REGISTER, context),
             min_registration_quality=self.min_registration_quality(parameters, context),

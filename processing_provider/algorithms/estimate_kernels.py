@@ -47,11 +47,11 @@ class EstimateKernels(StackSRAlgorithm):
             self.MODE, "Mode", options=list(KERNEL_MODE_LABELS.values()), defaultValue=KERNEL_MODES.index(KERNEL_MODE_DEFAULT)))
         self.add_device_parameter()
         advanced = [
-            self.number(self.ITERATIONS, "Iterations (0: default)", P.KERNEL_ITERATIONS, default=0, minimum=0),
-            self.number(self.KERNEL_SIZE, "Kernel size in HR pixels (0: 4 x scale + 3, the size of the shipped priors)",
-                        P.KERNEL_SIZE, default=0, minimum=0),
-            self.number(self.CROP, f"Crop size used for estimation, LR pixels (-1: default, 0: whole image; else at least "
-                        f"{P.KERNEL_CROP.minimum})", P.KERNEL_CROP, default=-1, minimum=-1),
+            self.number(self.ITERATIONS, "Iterations (empty: the mode's default)", P.KERNEL_ITERATIONS, legacy=0),
+            self.number(self.KERNEL_SIZE, "Kernel size in HR pixels (empty: 4 x scale + 3, the size of the shipped priors)",
+                        P.KERNEL_SIZE, legacy=0),
+            self.number(self.CROP, f"Crop size used for estimation, LR pixels (empty: 40; 0: the whole image; else at least "
+                        f"{P.KERNEL_CROP.minimum})", P.KERNEL_CROP, legacy=-1),
             QgsProcessingParameterFile(self.PRIOR, "Kernel prior (FKP) file (empty: the shipped one)",
                                        extension="pt", optional=True),
             self.number(self.SEED, "Random seed", P.SEED),
@@ -70,8 +70,8 @@ class EstimateKernels(StackSRAlgorithm):
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.kernel_job import run_estimate_kernels  # torch is imported only when running
 
-        crop = self.parameterAsInt(parameters, self.CROP, context)
-        iterations = self.parameterAsInt(parameters, self.ITERATIONS, context)
+        crop = self.optional_number(parameters, self.CROP, context, legacy=-1)
+        iterations = self.optional_number(parameters, self.ITERATIONS, context, legacy=0)
         prior = self.parameterAsFile(parameters, self.PRIOR, context)
         bank = self.parameterAsFileOutput(parameters, self.OUTPUT_BANK, context)
         folder = self.parameterAsFileOutput(parameters, self.OUTPUT_LAYERS, context)
@@ -80,8 +80,8 @@ class EstimateKernels(StackSRAlgorithm):
             self.stack_sources(parameters, context), bank,
             scale=self.parameterAsInt(parameters, self.SCALE, context),
             mode=KERNEL_MODES[self.parameterAsEnum(parameters, self.MODE, context)],
-            iterations=iterations or None, crop=None if crop < 0 else crop, prior_path=prior or None,
-            kernel_size=self.parameterAsInt(parameters, self.KERNEL_SIZE, context) or None,
+            iterations=iterations, crop=crop, prior_path=prior or None,
+            kernel_size=self.optional_number(parameters, self.KERNEL_SIZE, context, legacy=0),
             device=self.device_choice(parameters, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             layers_folder=folder or None, report_html=report or None,

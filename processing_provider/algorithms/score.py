@@ -47,8 +47,8 @@ class ScoreAgainstReference(StackSRAlgorithm):
             self.MASK_INVALID_VALUES, "Mask values that mark invalid pixels",
             ",".join(str(v) for v in FMASK_INVALID_VALUES), optional=True)
         shift = self.number(self.MAX_SHIFT, "Maximum shift searched (pixels; also the border crop)", P.MAX_SHIFT)
-        data_range = self.number(self.DATA_RANGE, "Data range (0: full range of the reference data type)", P.DATA_RANGE,
-                                 default=0.0)
+        data_range = self.number(self.DATA_RANGE, "Data range (empty: the full range of the reference's data type)",
+                                 P.DATA_RANGE, legacy=0.0)
         for p in (values, shift, data_range):
             self.add(p, advanced=True)
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -62,12 +62,12 @@ class ScoreAgainstReference(StackSRAlgorithm):
         sr = self.parameterAsRasterLayer(parameters, self.SR, context)
         ref = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
         mask = self.parameterAsRasterLayer(parameters, self.REFERENCE_MASK, context)
-        data_range = self.parameterAsDouble(parameters, self.DATA_RANGE, context)
+        data_range = self.optional_number(parameters, self.DATA_RANGE, context, legacy=0.0)
         scores = run_score(
             sr.source(), ref.source(), mask.source() if mask is not None else None,
             invalid_mask_values=self.invalid_mask_values(parameters, context),
             max_shift=self.parameterAsInt(parameters, self.MAX_SHIFT, context),
-            data_range=data_range if data_range > 0 else None,
+            data_range=data_range,
         )
         feedback.pushInfo(f"cPSNR {scores['cpsnr']:.3f} dB (shift {scores['shift']}), PSNR {scores['psnr']:.3f} dB, SSIM {scores['ssim']:.4f}")
         results = {name: scores[key] for name, (key, _) in self.SCORES.items()}

@@ -56,9 +56,9 @@ class SuperResolveStack(StackSRAlgorithm):
         ttf = self.number(self.TTF_ITERATIONS, "TTF iterations", P.TTF_ITERATIONS)
         per_tile = QgsProcessingParameterBoolean(
             self.TTF_PER_TILE, "Finetune on every tile separately (TTF; default: once, applied to all tiles)", False)
-        lrs = [self.number(name, text, P.TTF_LR, default=0.0)
-               for name, text in ((self.TTF_LR, "TTF learning rate, network (0: the benchmarked default; larger over-fits)"),
-                                  (self.TTF_KERNEL_LR, "TTF learning rate, kernel latent (0: the benchmarked default)"))]
+        lrs = [self.number(name, text, P.TTF_LR, legacy=0.0)
+               for name, text in ((self.TTF_LR, "TTF learning rate, network (empty: the benchmarked 1e-4; larger over-fits)"),
+                                  (self.TTF_KERNEL_LR, "TTF learning rate, kernel latent (empty: the benchmarked 2e-2)"))]
         # optional: graphical models saved before this parameter existed keep running with the default
         fit = QgsProcessingParameterEnum(self.TTF_FIT, "TTF makes the result explain",
                                          options=list(TTF_FIT_LABELS.values()), defaultValue=TTF_FITS.index(TTF_FIT_DEFAULT),
@@ -90,8 +90,8 @@ class SuperResolveStack(StackSRAlgorithm):
             uncertainty_output=(unc or None) if method.startswith("piunet") else None,
             ttf_iterations=self.parameterAsInt(parameters, self.TTF_ITERATIONS, context),
             ttf_per_tile=self.parameterAsBoolean(parameters, self.TTF_PER_TILE, context),
-            ttf_lr=self.parameterAsDouble(parameters, self.TTF_LR, context) or None,
-            ttf_kernel_lr=self.parameterAsDouble(parameters, self.TTF_KERNEL_LR, context) or None,
+            ttf_lr=self.optional_number(parameters, self.TTF_LR, context, legacy=0.0),
+            ttf_kernel_lr=self.optional_number(parameters, self.TTF_KERNEL_LR, context, legacy=0.0),
             ttf_fit=TTF_FITS[self.parameterAsEnum(parameters, self.TTF_FIT, context)],
             kernel_output=(kernel or None) if method == "piunet+ttf" else None,
             device=self.device_choice(parameters, context),
