@@ -74,7 +74,7 @@ def run_estimate_kernels(
             "shifts": None if res.shifts is None else res.shifts.tolist(), "stacksr_version": __version__}
     bank = KernelBank(res.kernels.numpy().astype(np.float32), stack.names, scale, meta)
     bank.save(bank_path)
-    layers = write_kernel_layers(bank, layers_folder) if layers_folder else []
+    layers = write_kernel_layers(bank, layers_folder, stack.grid) if layers_folder else []
     if report_html:
         write_gallery(bank, report_html, os.path.splitext(report_html)[0] + ".png")
     mon.progress(1.0, f"wrote {bank_path}")

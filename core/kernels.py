@@ -34,33 +34,41 @@ def kernel_errors(est: np.ndarray, true: np.ndarray, scale: int) -> dict:
     }
 
 
-def kernel_grid(size: int, scale: int) -> RasterGrid:
-    """Raster grid of a kernel layer: no CRS, units of LR pixels (pixel size 1/scale),
-    the convention's kernel centre at (0, 0)."""
+def kernel_grid(size: int, scale: int, image: RasterGrid | None = None) -> RasterGrid:
+    """Raster grid of a kernel layer. On an ``image`` grid (the LR stack's): in its CRS, with the HR
+    pixel size (the image's divided by ``scale``), the convention's kernel centre on the image's centre,
+    so the kernel shows its real ground footprint over the image it came from. Without one: no CRS,
+    units of LR pixels (pixel size 1/scale), the kernel centre at (0, 0)."""
     centre = (size - 1) / 2 + kernel_center_offset(scale) + 0.5  # in pixels from the top-left corner
-    px = 1.0 / scale
-    return RasterGrid(size, size, (-centre * px, px, 0.0, centre * px, 0.0, -px), "")
+    if image is None:
+        px = 1.0 / scale
+        return RasterGrid(size, size, (-centre * px, px, 0.0, centre * px, 0.0, -px), "")
+    g = image.scaled(scale).geotransform
+    col, row = image.width * scale / 2 - centre, image.height * scale / 2 - centre  # HR px of the kernel's corner
+    origin = (g[0] + col * g[1] + row * g[2], g[3] + col * g[4] + row * g[5])
+    return RasterGrid(size, size, (origin[0], g[1], g[2], origin[1], g[4], g[5]), image.crs_wkt)
 
 
-def write_kernel_layer(path: str, kernel: np.ndarray, scale: int, source: str) -> str:
-    """One kernel as a float32 GeoTIFF on :func:`kernel_grid`, tagged with its Gaussian fit."""
+def write_kernel_layer(path: str, kernel: np.ndarray, scale: int, source: str, image: RasterGrid | None = None) -> str:
+    """One kernel as a float32 GeoTIFF on :func:`kernel_grid` (over ``image`` when given), tagged with its
+    Gaussian fit."""
     k = np.asarray(kernel, dtype=np.float32)
     fit = fit_gaussian(k, scale)
     tags = {"STACKSR_KERNEL_SOURCE": source, "STACKSR_SCALE": str(scale),
             "STACKSR_SIGMA1": f"{fit.sigma1:.4f}", "STACKSR_SIGMA2": f"{fit.sigma2:.4f}",
             "STACKSR_THETA_DEG": f"{math.degrees(fit.theta):.2f}"}
-    return write_geotiff(path, k, kernel_grid(k.shape[-1], scale), None, tags, band_names=[f"kernel {source}"])
+    return write_geotiff(path, k, kernel_grid(k.shape[-1], scale, image), None, tags, band_names=[f"kernel {source}"])
 
 
-def write_kernel_layers(bank: KernelBank, folder: str) -> list[str]:
-    """One float32 GeoTIFF per kernel in ``folder``; returns their paths."""
+def write_kernel_layers(bank: KernelBank, folder: str, image: RasterGrid | None = None) -> list[str]:
+    """One float32 GeoTIFF per kernel in ``folder`` (over ``image``, see :func:`kernel_grid`); returns their paths."""
     os.makedirs(folder, exist_ok=True)
     paths = []
     for i, (k, name) in enumerate(zip(bank.kernels, bank.names)):
         stem = os.path.splitext(os.path.basename(name.split(":")[0]))[0]
         suffix = name.split(":")[1] if ":" in name else ""
         path = os.path.join(folder, f"kernel_{i:03d}_{stem}{('_' + suffix) if suffix else ''}.tif")
-        paths.append(write_kernel_layer(path, k, bank.scale, name))
+        paths.append(write_kernel_layer(path, k, bank.scale, name, image))
     return paths
 
 

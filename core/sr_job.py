@@ -259,7 +259,7 @@ def _write(paths, stack, sel: _Selected, run: _Run, params: dict, hr, log_scale,
             write_geotiff(t_unc, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
                           band_names=["uncertainty (standard deviation)"])
         if t_ker:
-            write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {sel.reference_name}")
+            write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {sel.reference_name}", stack.grid)
         seconds = round(time.perf_counter() - t0, 3)
         if t_rep:
             sr_report(t_rep, hr, sel.frames[sel.ref], sel.valid[sel.ref], scale, ttf_kernel, ttf_res,

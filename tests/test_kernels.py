@@ -151,3 +151,19 @@ def test_gallery_html_and_png(tmp_path):
     ds = gdal.Open(str(tmp_path / "g.png"))
     assert ds.RasterCount == 3 and ds.RasterXSize == 5 * (15 * 8 + 4)
     ds = None
+
+
+def test_kernel_layers_of_a_stack_lie_over_its_centre_in_its_crs(sample_images, tmp_path):
+    from stacksr.core.kernel_job import run_estimate_kernels
+    from stacksr.core.stack_io import ImageSource
+
+    res = run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], str(tmp_path / "k.npz"), 3, "joint",
+                               iterations=2, layers_folder=str(tmp_path / "layers"))
+    src, ds = gdal.Open(sample_images[0]), gdal.Open(res["layers"][0])
+    sg, kg = src.GetGeoTransform(), ds.GetGeoTransform()
+    assert ds.GetSpatialRef().IsSame(src.GetSpatialRef())
+    assert kg[1] == pytest.approx(sg[1] / 3) and kg[5] == pytest.approx(sg[5] / 3)
+    image_centre = (sg[0] + src.RasterXSize / 2 * sg[1], sg[3] + src.RasterYSize / 2 * sg[5])
+    kernel_centre = (kg[0] + 7.5 * kg[1], kg[3] + 7.5 * kg[5])  # the middle of pixel 7 of a 15 x 15 kernel at x3
+    assert kernel_centre == pytest.approx(image_centre)
+    src = ds = None

@@ -36,7 +36,8 @@ class EstimateKernels(StackSRAlgorithm):
             "mode and more accurate, above all in the kernel angle. Per-image mode follows the paper (one "
             "generator per image).\n\n"
             "Outputs: a kernel bank file (.npz) that training and super-resolution read, one float32 GeoTIFF per "
-            "kernel (no CRS; map units are LR pixels, the kernel centre at 0,0), loaded in a 'Kernels' group, and "
+            "kernel, placed over the centre of the images in their CRS with the output pixel size (so it shows "
+            "its real ground footprint), loaded in a 'Kernels' group, and "
             "an HTML gallery with each kernel's fitted sigmas and angle."
         )
 
