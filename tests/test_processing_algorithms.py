@@ -297,3 +297,14 @@ def test_the_old_placeholder_values_still_mean_automatic(processing, sample_imag
     params = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
     ds = None
     assert params["psf_sigma"] is None
+
+
+def test_the_toolbox_lists_the_workflow_in_order_with_a_tooltip_each(processing):
+    from qgis.core import QgsApplication
+
+    algs = [a for a in QgsApplication.processingRegistry().algorithms() if a.provider().id() == "stacksr"]
+    workflow = sorted(a.displayName() for a in algs if a.group() == "Super-resolution")
+    assert [n.split(" ")[0] for n in workflow[:3]] == ["1", "2", "3"]
+    assert [a.id() for a in sorted(algs, key=lambda a: a.displayName())][:3] == [
+        "stacksr:estimatekernels", "stacksr:trainselfsupervised", "stacksr:superresolve"]
+    assert all(a.shortDescription() for a in algs)

@@ -21,6 +21,9 @@ class ClassicSuperResolve(StackSRAlgorithm):
     def displayName(self):  # noqa: N802
         return "Super-resolve (classic: bicubic / IBP)"
 
+    def shortDescription(self):  # noqa: N802 - the toolbox's tooltip
+        return "Super-resolves a time series with a classic multi-frame method (IBP or the mean of bicubic), as a baseline."
+
     def shortHelpString(self):  # noqa: N802
         return (
             "Super-resolves a time series of co-registered low-resolution images of the same place with a "

@@ -24,7 +24,10 @@ class EstimateKernels(StackSRAlgorithm):
         return "estimatekernels"
 
     def displayName(self):  # noqa: N802
-        return "Estimate degradation kernels"
+        return "1 - Estimate degradation kernels"
+
+    def shortDescription(self):  # noqa: N802 - the toolbox's tooltip
+        return "Estimates the blur kernel of every image of a time series (DIP-FKP) into a kernel bank and kernel layers."
 
     def shortHelpString(self):  # noqa: N802
         return (

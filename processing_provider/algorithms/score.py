@@ -22,6 +22,9 @@ class ScoreAgainstReference(StackSRAlgorithm):
     def displayName(self):  # noqa: N802
         return "Score against a reference (cPSNR)"
 
+    def shortDescription(self):  # noqa: N802 - the toolbox's tooltip
+        return "Proba-V cPSNR, PSNR and SSIM of a super-resolved raster against a reference raster."
+
     def group(self):
         return "Evaluation"
 

@@ -21,7 +21,10 @@ class SuperResolveStack(StackSRAlgorithm):
         return "superresolve"
 
     def displayName(self):  # noqa: N802
-        return "Super-resolve stack (PIUNet + TTF)"
+        return "3 - Super-resolve stack (PIUNet + TTF)"
+
+    def shortDescription(self):  # noqa: N802 - the toolbox's tooltip
+        return "Super-resolves a time series with PIUNet and test-time finetuning (or a classic method) into a GeoTIFF."
 
     def shortHelpString(self):  # noqa: N802
         return (

@@ -21,7 +21,10 @@ class TrainSelfSupervised(StackSRAlgorithm):
         return "trainselfsupervised"
 
     def displayName(self):  # noqa: N802
-        return "Train super-resolution model (self-supervised)"
+        return "2 - Train super-resolution model (self-supervised)"
+
+    def shortDescription(self):  # noqa: N802 - the toolbox's tooltip
+        return "Trains (fine-tunes) PIUNet on the time series itself, without any high-resolution image."
 
     def shortHelpString(self):  # noqa: N802
         return (
