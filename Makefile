@@ -8,7 +8,7 @@ DEMO_OUT := demo_output
 export PYTHONPATH := $(CURDIR)/$(PKG)
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: deps demo test test-fast bench zip example-model
+.PHONY: deps demo test test-fast bench zip example-model help-pages
 deps: $(VENV)/.installed $(PKG)/stacksr
 
 $(VENV)/.installed: requirements.txt scripts/install_system_deps.sh
@@ -55,3 +55,7 @@ zip:
 # regenerate the shipped Graphical Modeler example (examples/stacksr_chain.model3)
 example-model: deps
 	$(PY) scripts/build_example_model.py
+
+# regenerate the algorithms' HTML help pages (help/<algorithm>.html)
+help-pages: deps
+	$(PY) scripts/build_help.py

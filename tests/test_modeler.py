@@ -64,3 +64,24 @@ def test_a_model_saved_before_the_ttf_fit_parameter_existed_still_validates(qgis
     assert old.loadVariant(saved)
     ok, errors = old.validate()
     assert ok, errors
+
+
+def test_every_algorithm_opens_its_own_shipped_help_page_and_it_is_up_to_date(qgis_app):
+    """help/<algorithm>.html: what scripts/build_help.py writes from the definitions (every parameter,
+    the outputs, a typical runtime); the Help button opens it."""
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QUrl
+
+    spec = importlib.util.spec_from_file_location("build_help", os.path.join(ROOT, "scripts", "build_help.py"))
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    pages = builder.build()
+    algs = [a for a in QgsApplication.processingRegistry().algorithms() if a.provider().id() == "stacksr"]
+    assert sorted(pages) == sorted(f"{a.name()}.html" for a in algs)
+    for alg in algs:
+        path = QUrl(alg.helpUrl()).toLocalFile()
+        assert os.path.basename(path) == f"{alg.name()}.html"
+        with open(path, encoding="utf-8") as fh:
+            assert fh.read() == pages[f"{alg.name()}.html"], f"run `make help-pages` ({alg.name()})"
+        assert "Typical runtime" in pages[f"{alg.name()}.html"]
+        assert all(f"<code>{p.name()}</code>" in pages[f"{alg.name()}.html"] for p in alg.parameterDefinitions())

@@ -19,8 +19,8 @@ from ...core.stack_io import FMASK_INVALID_VALUES, parse_int_list, sources_from_
 from ...deps import PLUGIN_DIR, deps_dir, missing_torch_message
 from ..feedback import FeedbackMonitor
 
-# the README shipped inside the plugin (works offline; there is no public site yet)
-HELP_URL = QUrl.fromLocalFile(os.path.join(PLUGIN_DIR, "README.md")).toString()
+# one HTML page per algorithm, shipped with the plugin (works offline; scripts/build_help.py writes them)
+HELP_DIR = os.path.join(PLUGIN_DIR, "help")
 
 
 class StackSRAlgorithm(QgsProcessingAlgorithm):
@@ -43,7 +43,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
 
     def helpUrl(self):  # noqa: N802
-        return HELP_URL
+        return QUrl.fromLocalFile(os.path.join(HELP_DIR, f"{self.name()}.html")).toString()
 
     def add_stack_parameters(self) -> None:
         self.addParameter(QgsProcessingParameterMultipleLayers(

@@ -28,7 +28,7 @@ class SuperResolveStack(StackSRAlgorithm):
 
     def shortHelpString(self):  # noqa: N802
         return (
-            "Super-resolves a time series with a PIUNet model trained by 'Train super-resolution model "
+            "Super-resolves a time series with a PIUNet model trained by '2 - Train super-resolution model "
             "(self-supervised)', or with a classic method on the same input, to compare. Without a model file, "
             "the base model shipped with the plugin is used (x3; trained self-supervised on a real Landsat time "
             "series): fine-tuning it on your stack with the Train algorithm usually does better.\n\n"

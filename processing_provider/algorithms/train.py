@@ -32,7 +32,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
             "degrades the low-resolution (LR) images to a coarser resolution with kernels drawn at random from the "
             "kernel bank (a different one per image), and the network learns to recover one LR image from that "
             "coarse stack. The bottom rows of the stack are kept for validation.\n\n"
-            "Kernel bank: the output of 'Estimate degradation kernels'; when empty, kernels are estimated first "
+            "Kernel bank: the output of '1 - Estimate degradation kernels'; when empty, kernels are estimated first "
             "(joint mode).\n\n"
             "By default training fine-tunes the base model shipped with the plugin (trained self-supervised on a "
             "real Landsat time series), which needs far fewer steps than a new network; untick 'Start from the "
