@@ -54,7 +54,7 @@ class BarMonitor(Monitor):
         bar = "#" * filled + "-" * (self.width - filled)
         elapsed = time.perf_counter() - self._t0
         end = "\n" if fraction >= 1.0 or not tty else ""
-        self.stream.write(f"\r[{bar}] {100 * fraction:5.1f}% {elapsed:6.1f}s {message[:50]:<50}{end}")
+        self.stream.write(f"\r[{bar}] {100 * fraction:5.1f}% {elapsed:6.1f}s {message[:72]:<72}{end}")
         self.stream.flush()
         self._line_open = not end
 

@@ -54,6 +54,17 @@ class TrainState:
     history: list = field(default_factory=list)  # (step, train_loss, val_loss)
 
 
+def progress_line(state: TrainState, steps: int, train_loss: float, seconds: float, done: int) -> str:
+    """'step 120/500, loss 0.41, validation 0.38, ETA 2 min 5 s': what a user watching training needs."""
+    line = f"step {state.step}/{steps}, loss {train_loss:.4f}"
+    if state.history:
+        line += f", validation {state.history[-1][2]:.4f}"
+    if done > 0:
+        eta = round(seconds / done * (steps - state.step))
+        line += f", ETA {eta // 60} min {eta % 60} s" if eta >= 60 else f", ETA {eta} s"
+    return line
+
+
 def bf16_supported(device: torch.device) -> bool:
     """Whether bfloat16 autocast is fast here (CUDA, or a CPU with native bf16 instructions)."""
     if device.type == "cuda":
@@ -146,6 +157,7 @@ def train_piunet(
     val_batch = sampler.sample(max(config.batch, 8), val_gen, train=False)
     last = output + ".last"
     t0 = time.perf_counter()
+    first_step = state.step  # steps done before this run (resume): the ETA counts this run's pace only
 
     def loss_of(batch, module: torch.nn.Module) -> torch.Tensor:
         x, y, m, base = (None if t is None else t.to(device) for t in batch)
@@ -181,7 +193,8 @@ def train_piunet(
                     state.best_val = val
                     save_model(output, net, config, bank_digest, state)
                 save_model(last, net, config, bank_digest, state, opt, gen)
-            mon.progress(state.step / config.steps, f"step {state.step}/{config.steps}, loss {train_loss:.4f}")
+            mon.progress(state.step / config.steps, progress_line(state, config.steps, train_loss,
+                                                                  time.perf_counter() - t0, state.step - first_step))
     except Cancelled:
         if dist_info.is_main:
             save_model(last, net, config, bank_digest, state, opt, gen)

@@ -136,3 +136,30 @@ def test_diverging_training_stops_with_a_clear_message(lr_stack, tmp_path):
     cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=20, val_every=10, lr=1e12)
     with pytest.raises(FloatingPointError, match="training diverged at step"):
         train_self_supervised([lr_stack], _bank(), cfg, str(tmp_path / "m.pt"), "d", TINY)
+
+
+def test_the_training_progress_line_gives_validation_and_eta():
+    from stacksr.core.training import TrainState, progress_line
+
+    state = TrainState(step=120, history=[(100, 0.5, 0.38)])
+    assert progress_line(state, 500, 0.41, 30.0, 120) == "step 120/500, loss 0.4100, validation 0.3800, ETA 1 min 35 s"
+    assert progress_line(TrainState(step=1), 10, 0.5, 0.2, 1) == "step 1/10, loss 0.5000, ETA 2 s"
+
+
+def test_qgis_log_gets_about_twenty_training_lines_not_one_per_step(qgis_app):
+    from qgis.core import QgsProcessingFeedback
+
+    from stacksr.processing_provider.feedback import FeedbackMonitor
+
+    texts = []
+
+    class Log(QgsProcessingFeedback):
+        def setProgressText(self, text):  # noqa: N802
+            texts.append(text)
+
+    mon = FeedbackMonitor(Log())
+    mon.info("device: cpu")
+    for step in range(1, 501):
+        mon.progress(step / 500, f"step {step}/500, loss 0.1")
+    mon.progress(1.0, "wrote model.pt")
+    assert 15 <= len(texts) <= 25 and texts[-1] == "wrote model.pt"
