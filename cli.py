@@ -162,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--report", default=None, help="HTML report of the run (loss curves, settings, kernel bank)")
     t.add_argument("--output", required=True, help="model file (.pt); <output>.last is the resumable checkpoint")
 
+    ch = sub.add_parser("chain", help="the whole method: estimate kernels, fine-tune the base model, super-resolve (PIUNet + TTF)")
+    _stack_args(ch)
+    ch.add_argument("--scale", type=int, default=3)
+    _number(ch, "--steps", P.CHAIN_STEPS, "fine-tuning steps")
+    ch.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
+    _number(ch, "--seed", P.SEED, "random seed")
+    ch.add_argument("--work-folder", required=True, help="where the kernel bank and the model are kept")
+    ch.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
+    ch.add_argument("--report", default=None, help="HTML report of the super-resolution")
+    ch.add_argument("--output", required=True, help="GeoTIFF to write (.tif)")
+
     f = sub.add_parser("train-fkp", help="train the flow-based kernel prior shipped in models/")
     f.add_argument("--scale", type=int, required=True)
     _number(f, "--iterations", P.FKP_ITERATIONS, "training iterations")
@@ -238,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
                 batch=args.batch, frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
                 invalid_mask_values=invalid, report_html=args.report, monitor=monitor,
                 from_base=not args.from_scratch, init_model=args.init_model)
+        elif args.command == "chain":
+            result = jobs.run_chain(
+                sources(), args.output, args.work_folder, scale=args.scale, steps=args.steps, device=args.device,
+                seed=args.seed, uncertainty_output=args.uncertainty, report_html=args.report,
+                invalid_mask_values=invalid, monitor=monitor)
         elif args.command == "train-fkp":
             from .core.fkp import save_fkp, train_fkp
 

@@ -92,6 +92,8 @@ STEPS = Setting("training steps", 500, 1, 10_000_000)
 PATCH = Setting("patch size (coarse pixels)", 0, 2, 256, special={0: "automatic"})
 BATCH = Setting("batch size", 8, 1, 1024)
 FRAMES = Setting("frames per sample", 9, 2, 64)
+# the whole method in one job (run_chain): the demo's budget, about a minute on 2 cores
+CHAIN_STEPS = Setting("fine-tuning steps", 300, 1, 10_000_000)
 # training the kernel prior (train-fkp)
 FKP_ITERATIONS = Setting("kernel prior training iterations", 4000, 1, 1_000_000)
 # scoring (run_score)

@@ -5,6 +5,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..deps import PLUGIN_DIR
+from .algorithms.chain import SuperResolveChain
 from .algorithms.classic_sr import ClassicSuperResolve
 from .algorithms.estimate_kernels import EstimateKernels
 from .algorithms.score import ScoreAgainstReference
@@ -26,8 +27,8 @@ class StackSRProvider(QgsProcessingProvider):
         return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
 
     def loadAlgorithms(self):  # noqa: N802
-        for alg in (ClassicSuperResolve(), EstimateKernels(), TrainSelfSupervised(), SuperResolveStack(),
-                    ScoreAgainstReference()):
+        for alg in (SuperResolveChain(), ClassicSuperResolve(), EstimateKernels(), TrainSelfSupervised(),
+                    SuperResolveStack(), ScoreAgainstReference()):
             self.addAlgorithm(alg)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802

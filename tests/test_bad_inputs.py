@@ -258,6 +258,7 @@ CLI_SETTINGS = [
     ("score", "--max-shift", P.MAX_SHIFT), ("score", "--data-range", P.DATA_RANGE),
     ("sr", "--min-registration-quality", P.REGISTRATION_QUALITY),
     ("train-fkp", "--iterations", P.FKP_ITERATIONS), ("train-fkp", "--seed", P.SEED),
+    ("chain", "--steps", P.CHAIN_STEPS), ("chain", "--seed", P.SEED),
 ]
 
 
@@ -292,8 +293,10 @@ def test_fuzz_out_of_range_cli_settings_exit_2_in_one_line_and_leave_no_file(sam
     elif command == "train-fkp":
         argv = ["train-fkp", "--scale", "3", "--output", str(folder / "prior.pt")]
     else:
-        out = folder / {"sr": "out.tif", "kernels": "k.npz", "train": "m.pt"}[command]
+        out = folder / {"sr": "out.tif", "kernels": "k.npz", "train": "m.pt", "chain": "out.tif"}[command]
         argv = [command, "--inputs", *sample_images[:3], "--output", str(out)]
+        if command == "chain":
+            argv += ["--work-folder", str(folder)]
         if command == "sr":
             argv += ["--method", "piunet+ttf"]
     rc, err = _main(argv + [f"{flag}={_cli_text(value)}"])

@@ -19,7 +19,7 @@ def test_every_algorithm_has_help_an_icon_and_modeler_safe_parameters(qgis_app):
     from qgis.PyQt.QtCore import QUrl
 
     algs = QgsApplication.processingRegistry().providerById("stacksr").algorithms()
-    assert len(algs) == 5
+    assert len(algs) == 6
     for alg in algs:
         assert len(alg.shortHelpString()) > 80, alg.id()
         assert os.path.exists(QUrl(alg.helpUrl()).toLocalFile()), alg.helpUrl()
@@ -274,7 +274,8 @@ def test_score_refuses_a_raster_scored_against_itself(processing, sample_images)
         processing.run("stacksr:score", {"SR": sample_images[0], "REFERENCE": sample_images[0]})
 
 
-@pytest.mark.parametrize("alg", ["superresolveclassic", "estimatekernels", "trainselfsupervised", "superresolve"])
+@pytest.mark.parametrize("alg", ["superresolveclassic", "estimatekernels", "trainselfsupervised", "superresolve",
+                                 "superresolvechain"])
 def test_every_stack_algorithm_refuses_a_missing_input_before_running_and_shows_no_placeholders(processing, alg, tmp_path):
     from qgis.core import QgsApplication, QgsProcessingContext
 
@@ -304,7 +305,27 @@ def test_the_toolbox_lists_the_workflow_in_order_with_a_tooltip_each(processing)
 
     algs = [a for a in QgsApplication.processingRegistry().algorithms() if a.provider().id() == "stacksr"]
     workflow = sorted(a.displayName() for a in algs if a.group() == "Super-resolution")
-    assert [n.split(" ")[0] for n in workflow[:3]] == ["1", "2", "3"]
-    assert [a.id() for a in sorted(algs, key=lambda a: a.displayName())][:3] == [
-        "stacksr:estimatekernels", "stacksr:trainselfsupervised", "stacksr:superresolve"]
+    assert [n.split(" ")[0] for n in workflow[:4]] == ["0", "1", "2", "3"]
+    assert [a.id() for a in sorted(algs, key=lambda a: a.displayName())][:4] == [
+        "stacksr:superresolvechain", "stacksr:estimatekernels", "stacksr:trainselfsupervised", "stacksr:superresolve"]
     assert all(a.shortDescription() for a in algs)
+
+
+@pytest.mark.slow
+def test_the_one_click_chain_estimates_fine_tunes_and_super_resolves(processing, sample_images, tmp_path):
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    project.clear()
+    out, work = str(tmp_path / "sr.tif"), str(tmp_path / "work")
+    res = processing.runAndLoadResults("stacksr:superresolvechain", {
+        "LAYERS": sample_images[:3], "SCALE": 3, "STEPS": 2, "WORK_FOLDER": work, "OUTPUT": out,
+        "OUTPUT_REPORT": str(tmp_path / "report.html")})
+    assert res["OUTPUT"] == out and sorted(os.listdir(work)) == ["kernels.npz", "piunet.pt", "piunet.pt.last"]
+    ds = gdal.Open(out)
+    assert ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf" and (ds.RasterXSize, ds.RasterYSize) == (183, 183)
+    assert json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))["model"] == "piunet.pt"
+    ds = None
+    names = [n.layer().name() for n in project.layerTreeRoot().findGroup("StackSR").findLayers()]
+    assert len(names) == 1 and names[0].endswith("piunet+ttf x3")
+    project.clear()

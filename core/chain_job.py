@@ -1,0 +1,50 @@
+"""The whole method in one job: estimate the kernels, fine-tune the shipped base model
+self-supervised on the stack with them, super-resolve with PIUNet + TTF. The kernel bank and the
+model are kept in ``work_folder`` (reusable with the single-step jobs); the outputs are those of
+:func:`sr_job.run_superresolve`."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from . import params as P
+from .kernel_job import run_estimate_kernels
+from .outputs import RASTER_EXTENSIONS, check_output_path
+from .progress import Monitor, ensure_monitor
+from .sr_job import run_superresolve
+from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError
+from .train_job import run_train_self_supervised
+
+
+def run_chain(
+    sources: Sequence[ImageSource],
+    output: str,
+    work_folder: str,
+    scale: int = 3,
+    steps: int | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    uncertainty_output: str | None = None,
+    report_html: str | None = None,
+    invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
+    monitor: Monitor | None = None,
+) -> dict:
+    """Kernels -> fine-tuned model -> PIUNet + TTF raster. Returns the super-resolution summary
+    with the paths of the kernel bank and the model."""
+    mon = ensure_monitor(monitor)
+    steps, seed = P.CHAIN_STEPS.check(steps), P.SEED.check(seed)
+    if not os.path.isdir(work_folder):
+        raise StackError(f"work folder '{work_folder}' does not exist")
+    check_output_path(output, [s.path for s in sources], RASTER_EXTENSIONS)
+    bank, model = os.path.join(work_folder, "kernels.npz"), os.path.join(work_folder, "piunet.pt")
+    mon.info("1/3 estimating the kernels")
+    run_estimate_kernels(sources, bank, scale, device=device, seed=seed, invalid_mask_values=invalid_mask_values,
+                         monitor=mon.sub(0.0, 0.25))
+    mon.info("2/3 fine-tuning the base model on the stack")
+    run_train_self_supervised([sources], bank, model, scale, steps=steps, device=device, seed=seed,
+                              invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.25, 0.85))
+    mon.info("3/3 super-resolving with PIUNet + TTF")
+    summary = run_superresolve(sources, output, scale, "piunet+ttf", model_path=model, device=device,
+                               uncertainty_output=uncertainty_output, report_html=report_html,
+                               invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.85, 1.0))
+    return {**summary, "kernel_bank": bank, "model": model, "steps": steps}

@@ -1,0 +1,78 @@
+"""Algorithm: the whole method in one click (estimate kernels -> fine-tune -> super-resolve)."""
+import os
+
+from qgis.core import (
+    QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination, QgsProcessingParameterRasterDestination,
+)
+
+from ...core import params as P
+from ..layer_styles import SRLayerStyler, UncertaintyLayerStyler, result_title
+from .base import StackSRAlgorithm
+
+
+class SuperResolveChain(StackSRAlgorithm):
+    STEPS, SEED, WORK_FOLDER = "STEPS", "SEED", "WORK_FOLDER"
+    OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_REPORT = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_REPORT"
+
+    def name(self):
+        return "superresolvechain"
+
+    def displayName(self):  # noqa: N802
+        return "0 - Super-resolve a time series (estimate kernels, fine-tune, super-resolve)"
+
+    def shortDescription(self):  # noqa: N802 - the toolbox's tooltip
+        return "The whole method in one click: kernels, self-supervised fine-tuning of the base model, PIUNet + TTF."
+
+    def shortHelpString(self):  # noqa: N802
+        return (
+            "Runs the three steps of the method on one time series, with their defaults: 1 - estimates the blur "
+            "kernel of every image (joint DIP-FKP), 2 - fine-tunes the base model shipped with the plugin "
+            "self-supervised on the series with those kernels (no high-resolution image needed), 3 - super-resolves "
+            "the series with PIUNet and test-time finetuning. Images whose registration quality is too low are left "
+            "out (see the log).\n\n"
+            "The kernel bank and the model are kept in the work folder (a temporary one by default), to be reused "
+            "with the single-step algorithms. On 2 CPU cores a series of 8 images of 61 x 61 px takes about 1.5 "
+            "minutes at the default 300 fine-tuning steps."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_stack_parameters()
+        self.add_scale_parameter()
+        self.addParameter(self.number(self.STEPS, "Fine-tuning steps", P.CHAIN_STEPS))
+        self.add_device_parameter()
+        self.add(self.number(self.SEED, "Random seed", P.SEED), advanced=True)
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            self.WORK_FOLDER, "Work folder (kernel bank and model)", optional=True, createByDefault=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_UNCERTAINTY, "Uncertainty (standard deviation)", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_REPORT, "Run report", "HTML files (*.html)", optional=True, createByDefault=True))
+
+    def run_job(self, parameters, context, feedback, monitor):
+        from ...core.chain_job import run_chain  # torch is imported only when running
+
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        unc = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context) or None
+        report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
+        folder = self.parameterAsFileOutput(parameters, self.WORK_FOLDER, context)
+        os.makedirs(folder, exist_ok=True)
+        summary = run_chain(
+            self.stack_sources(parameters, context), output, folder,
+            scale=self.parameterAsInt(parameters, self.SCALE, context),
+            steps=self.parameterAsInt(parameters, self.STEPS, context), device=self.device_choice(parameters, context),
+            seed=self.parameterAsInt(parameters, self.SEED, context), uncertainty_output=unc, report_html=report,
+            invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
+        title = result_title(summary)
+        for path, styler, name in ((output, SRLayerStyler, title), (summary["uncertainty"], UncertaintyLayerStyler,
+                                                                     f"{title} uncertainty")):
+            if path and context.willLoadLayerOnCompletion(path):
+                details = context.layerToLoadOnCompletionDetails(path)
+                details.name = name
+                details.setPostProcessor(styler.create())
+        results = {self.OUTPUT: output, self.WORK_FOLDER: folder}
+        if summary["uncertainty"]:
+            results[self.OUTPUT_UNCERTAINTY] = summary["uncertainty"]
+        if summary["report"]:
+            results[self.OUTPUT_REPORT] = summary["report"]
+        return results
