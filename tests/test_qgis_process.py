@@ -179,3 +179,15 @@ def test_ibp_with_the_estimated_kernel_bank_runs_in_qgis_process_and_the_cli(sam
                         "--SCALE=3", "--METHOD=1", f"--KERNEL_BANK={bank}", f"--OUTPUT={tmp_path / 'other.tif'}")
     assert res.returncode != 0 and "has no kernel for" in res.stdout + res.stderr
     assert not (tmp_path / "other.tif").exists()
+
+
+def test_qgis_process_runs_the_one_click_chain(sample_images, tmp_path):
+    out, work = tmp_path / "chain.tif", tmp_path / "work"
+    res = _qgis_process("run", "stacksr:superresolvechain", "--json", *[f"--LAYERS={p}" for p in sample_images[:3]],
+                        "--SCALE=3", "--STEPS=2", f"--WORK_FOLDER={work}", f"--OUTPUT={out}")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    payload = json.loads(res.stdout[res.stdout.index("{"):])
+    assert payload["results"]["OUTPUT"] == str(out) and (work / "piunet.pt").exists()
+    ds = gdal.Open(str(out))
+    assert ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf"
+    ds = None
