@@ -39,6 +39,17 @@ try:
         canvas.refreshAllLayers()
         canvas.waitWhileRendering()
         canvas.saveAsImage(os.environ["STACKSR_TEST_SHOT"])
+        from qgis.core import QgsRasterLayer
+        image = QgsRasterLayer(params["LAYERS"][0], "image")
+        out["kernels_in_stack_crs_and_extent"] = all(
+            n.layer().crs() == image.crs() and image.extent().contains(n.layer().extent()) for n in group.findLayers())
+        # the one-click chain, with a kernel layer active: its result must land in the StackSR group
+        iface.setActiveLayer(group.findLayers()[0].layer())
+        chain = json.loads(os.environ["STACKSR_TEST_CHAIN"])
+        processing.runAndLoadResults("stacksr:superresolvechain", chain)
+        results = QgsProject.instance().layerTreeRoot().findGroup("StackSR")
+        out["stacksr_group"] = [n.layer().name() for n in results.findLayers()] if results else []
+        out["kernels_group_after_chain"] = len(group.findLayers())
 except Exception:
     out["error"] = traceback.format_exc()
 with open(os.environ["STACKSR_TEST_OUT"], "w") as fh:
@@ -63,6 +74,8 @@ def _run_desktop(tmp_path, with_torch: bool, run_params: dict | None = None) -> 
                STACKSR_TEST_OUT=str(tmp_path / "seen.json"), STACKSR_TEST_SHOT=str(tmp_path / "canvas.png"))
     if run_params:
         env["STACKSR_TEST_RUN"] = json.dumps(run_params)
+        env["STACKSR_TEST_CHAIN"] = json.dumps({"LAYERS": run_params["LAYERS"][:3], "SCALE": 3, "STEPS": 2,
+                                                "WORK_FOLDER": str(tmp_path / "work"), "OUTPUT": str(tmp_path / "chain.tif")})
     res = subprocess.run(["xvfb-run", "-a", "/usr/bin/qgis", "--nologo", "--noversioncheck", "--code", str(script)],
                          capture_output=True, text=True, env=env, timeout=300)
     assert (tmp_path / "seen.json").exists(), res.stdout[-2000:] + res.stderr[-2000:]
@@ -85,6 +98,10 @@ def test_desktop_qgis_shows_menu_kernel_layers_viewer_and_map(tmp_path, sample_i
     ds = None
     assert rgb.std() > 10  # the kernel layer is drawn on the map canvas
     assert len(glob.glob(str(tmp_path / "kernels" / "*.tif"))) == 4
+    assert seen["kernels_in_stack_crs_and_extent"]
+    # the chain's result in the StackSR group, named after date, method and scale; none went into "Kernels"
+    assert len(seen["stacksr_group"]) == 1 and seen["stacksr_group"][0].endswith("piunet+ttf x3")
+    assert seen["kernels_group_after_chain"] == 4
 
 
 def test_desktop_qgis_without_torch_offers_the_installer_in_the_message_bar(tmp_path):
