@@ -31,9 +31,8 @@ try:
         res = processing.runAndLoadResults("stacksr:estimatekernels", params)
         group = QgsProject.instance().layerTreeRoot().findGroup("Kernels")
         out["kernel_layers_in_group"] = len(group.findLayers()) if group else 0
-        p.show_kernel_viewer()
-        p.viewer.load_bank(res["OUTPUT_BANK"])
-        out["viewer_cells"] = p.viewer.cell_count()
+        # the viewer opened on the new bank by itself
+        out["viewer_cells"] = p.viewer.cell_count() if p.viewer is not None and p.viewer.isVisible() else 0
         canvas = iface.mapCanvas()
         canvas.setExtent(group.findLayers()[0].layer().extent())
         canvas.refreshAllLayers()

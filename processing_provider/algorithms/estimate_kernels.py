@@ -71,6 +71,16 @@ class EstimateKernels(StackSRAlgorithm):
         self.addOutput(QgsProcessingOutputMultipleLayers(self.KERNEL_LAYERS, "Kernel layers"))
         self.addOutput(QgsProcessingOutputNumber(self.SECONDS, "Estimation time (s)"))
 
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 - main thread, after the run
+        """In the QGIS desktop, show the bank just estimated in the Kernel viewer (it is often a temporary file)."""
+        from qgis.utils import iface, plugins
+
+        plugin = plugins.get("stacksr") if iface is not None else None
+        if plugin is not None and getattr(self, "_bank", None):
+            plugin.show_kernel_viewer()
+            plugin.viewer.load_bank(self._bank)
+        return {}
+
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.kernel_job import run_estimate_kernels  # torch is imported only when running
 
@@ -98,6 +108,7 @@ class EstimateKernels(StackSRAlgorithm):
             details.layerTypeHint = QgsProcessingUtils.LayerHint.Raster
             details.setPostProcessor(KernelLayerStyler.create())
             context.addLayerToLoadOnCompletion(path, details)
+        self._bank = bank  # for postProcessAlgorithm: the viewer opens on it in the desktop
         results = {self.OUTPUT_BANK: bank, self.KERNEL_LAYERS: summary["layers"], self.SECONDS: summary["seconds"]}
         if folder:
             results[self.OUTPUT_LAYERS] = folder
