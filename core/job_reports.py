@@ -51,6 +51,15 @@ def sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: t
     write_report(path, "StackSR super-resolution report", sections)
 
 
+SETTING_NAMES = {  # TrainConfig's fields as a report reader would name them
+    "scale": "scale", "frames": "frames per sample", "patch": "patch size (coarse pixels)", "batch": "batch size",
+    "steps": "steps", "lr": "learning rate", "max_shift": "shift searched by the loss (LR pixels)",
+    "uncertainty": "uncertainty head trained", "val_fraction": "share of rows kept for validation",
+    "val_every": "validation every (steps)", "seed": "random seed", "shift_aug": "random shift of the inputs (coarse pixels)",
+    "bf16": "bfloat16 arithmetic", "noise_aug": "noise added to the inputs (max std, normalised units)",
+}
+
+
 def training_report(path: str, res: dict, config, device: str, images: Sequence[str], bank=None) -> None:
     from dataclasses import asdict
 
@@ -58,13 +67,14 @@ def training_report(path: str, res: dict, config, device: str, images: Sequence[
     from .report import line_chart, table, write_report
 
     hist = res["history"]
+    train_curve = res.get("curve") or [(h[0], h[1]) for h in hist]
     sections = [
         ("Summary", table([("model", os.path.basename(res["output"])), ("steps", res["steps"]),
                            ("best validation loss", res["best_val"]), ("seconds", res["seconds"]), ("device", device),
-                           ("images", len(images))])),
-        ("Loss", line_chart({"training (last batch)": [(h[0], h[1]) for h in hist],
+                           ("images", f"{len(images)}: " + ", ".join(images))])),
+        ("Loss", line_chart({"training (batch)": train_curve,
                              "validation (held-out area)": [(h[0], h[2]) for h in hist]}, "step", "loss")),
-        ("Settings", table(sorted(asdict(config).items()), ("setting", "value"))),
+        ("Settings", table([(SETTING_NAMES.get(k, k), v) for k, v in asdict(config).items()], ("setting", "value"))),
     ]
     if bank is not None:
         sections.append(("Kernel bank", gallery_section(bank)))

@@ -66,9 +66,15 @@ def figure(png_base64: str, caption_html: str) -> str:
 
 def write_report(path: str, title: str, sections: Sequence[tuple[str, str]]) -> str:
     """Write ``sections`` (heading, HTML body) as one page, atomically."""
+    from datetime import datetime, timezone
+
+    from . import __version__
+
     body = "".join(f"<h3>{html.escape(h)}</h3>{b}" for h, b in sections)
+    stamp = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, StackSR {__version__}"
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h2>{html.escape(title)}</h2>{body}</body></html>")
+            f"<style>{_STYLE}</style></head><body><h2>{html.escape(title)}</h2>"
+            f"<p class='stamp'>{html.escape(stamp)}</p>{body}</body></html>")
     with atomic_output(path, ".html") as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(page)
     return path

@@ -263,7 +263,9 @@ def _write(paths, stack, sel: _Selected, run: _Run, params: dict, hr, log_scale,
         seconds = round(time.perf_counter() - t0, 3)
         if t_rep:
             sr_report(t_rep, hr, sel.frames[sel.ref], sel.valid[sel.ref], scale, ttf_kernel, ttf_res,
-                      [("method", run.method), ("scale", f"x{scale}"), ("images", stack.count),
+                      [("method", run.method), ("scale", f"x{scale}"),
+                       ("images", f"{stack.count}: " + ", ".join(n if u else f"{n} (left out)"
+                                                              for n, u in zip(stack.names, sel.used.tolist()))),
                        ("reference frame", sel.reference_name), ("images used (registration quality)", int(sel.frames.shape[0])),
                        ("device", str(run.device) if run.learned else "cpu"),
                        ("tile (LR px)", run.tile if run.learned else "-"), ("seconds", seconds)])

@@ -158,6 +158,7 @@ def train_piunet(
     last = output + ".last"
     t0 = time.perf_counter()
     first_step = state.step  # steps done before this run (resume): the ETA counts this run's pace only
+    curve, curve_every = [], max(config.steps // 200, 1)  # the training loss about 200 times a run, for the report
 
     def loss_of(batch, module: torch.nn.Module) -> torch.Tensor:
         x, y, m, base = (None if t is None else t.to(device) for t in batch)
@@ -184,6 +185,8 @@ def train_piunet(
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"training diverged at step {state.step + 1} (loss {train_loss})")
             state.step += 1
+            if state.step % curve_every == 0:
+                curve.append((state.step, train_loss))
             if dist_info.is_main and (state.step % config.val_every == 0 or state.step == config.steps):
                 net.eval()
                 with torch.no_grad():
@@ -200,4 +203,5 @@ def train_piunet(
             save_model(last, net, config, bank_digest, state, opt, gen)
         raise
     return {"output": output, "checkpoint": last, "steps": state.step, "best_val": state.best_val,
-            "history": state.history, "seconds": round(time.perf_counter() - t0, 1), "world_size": dist_info.world}
+            "history": state.history, "curve": curve, "seconds": round(time.perf_counter() - t0, 1),
+            "world_size": dist_info.world}

@@ -171,6 +171,9 @@ def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, 
     assert isinstance(alg.outputDefinition("OUTPUT_REPORT"), QgsProcessingOutputHtml)
     page = open(res["OUTPUT_REPORT"], encoding="utf-8").read()
     assert "Loss" in page and "<polyline" in page and "Kernel bank" in page and "model.pt" in page
+    # plain setting names, every step's loss on the curve, the date, version and inputs
+    assert "noise added to the inputs" in page and "noise_aug" not in page and "learning rate" in page
+    assert "UTC, StackSR" in page and os.path.basename(sample_images[0]) in page
 
 
 def test_cancelled_training_leaves_a_resumable_checkpoint(qgis_app, sample_images, sample_bank, tmp_path):

@@ -163,3 +163,9 @@ def test_qgis_log_gets_about_twenty_training_lines_not_one_per_step(qgis_app):
         mon.progress(step / 500, f"step {step}/500, loss 0.1")
     mon.progress(1.0, "wrote model.pt")
     assert 15 <= len(texts) <= 25 and texts[-1] == "wrote model.pt"
+
+
+def test_training_returns_a_loss_curve_dense_enough_to_plot(lr_stack, tmp_path):
+    cfg = TrainConfig(scale=3, frames=4, patch=6, batch=2, steps=12, val_every=6)
+    res = train_self_supervised([lr_stack], _bank(), cfg, str(tmp_path / "m.pt"), "d", TINY)
+    assert [s for s, _ in res["curve"]] == list(range(1, 13)) and len(res["history"]) == 2
