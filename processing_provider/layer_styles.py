@@ -23,17 +23,20 @@ def move_into_group(layer, context, name: str) -> None:
         node.parent().removeChildNode(node)
 
 
-def pseudocolor(layer: QgsRasterLayer, ramp_name: str = "Viridis", nearest: bool = True) -> None:
-    """Continuous pseudocolor from the band's min to max (nearest-neighbour resampling unless told)."""
+def pseudocolor(layer: QgsRasterLayer, ramp_name: str = "Viridis", nearest: bool = True,
+                limits: tuple[float, float] | None = None) -> None:
+    """Continuous pseudocolor from ``limits`` (default: the band's min to max; nearest-neighbour
+    resampling unless told)."""
     stats = layer.dataProvider().bandStatistics(1)
+    lo, hi = limits if limits is not None else (stats.minimumValue, stats.maximumValue)
     ramp = QgsStyle.defaultStyle().colorRamp(ramp_name)
-    shader_fn = QgsColorRampShader(stats.minimumValue, stats.maximumValue, ramp)
+    shader_fn = QgsColorRampShader(lo, hi, ramp)
     shader_fn.classifyColorRamp(8, -1, layer.extent(), None)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(shader_fn)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-    renderer.setClassificationMin(stats.minimumValue)
-    renderer.setClassificationMax(stats.maximumValue)
+    renderer.setClassificationMin(lo)
+    renderer.setClassificationMax(hi)
     layer.setRenderer(renderer)
     if nearest:
         layer.resampleFilter().setZoomedInResampler(None)  # nearest neighbour
@@ -88,12 +91,21 @@ class UncertaintyLayerStyler(_KeptAlive):
 
 
 class KernelLayerStyler(_KeptAlive):
-    """Pseudocolor + move into the "Kernels" group of the project's layer tree."""
+    """Pseudocolor + move into the "Kernels" group of the project's layer tree. ``peak``: one colour
+    scale (0 to the largest weight of the bank) for all kernels of a run, so their colours compare."""
+
+    peak: float | None = None
+
+    @classmethod
+    def create(cls, peak: float | None = None):
+        styler = super().create()
+        styler.peak = peak
+        return styler
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if not isinstance(layer, QgsRasterLayer):
             return
-        pseudocolor(layer)
+        pseudocolor(layer, limits=None if self.peak is None else (0.0, self.peak))
         move_into_group(layer, context, KERNELS_GROUP)
 
 

@@ -128,6 +128,9 @@ def test_estimate_kernels_loads_styled_kernel_layers_in_a_group(qgis_app, sample
         layer = node.layer()
         assert layer.isValid() and isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
         assert layer.resampleFilter().zoomedInResampler() is None  # nearest neighbour: kernel pixels stay crisp
+        # one colour scale for the run: 0 to the bank's largest weight
+        renderer = layer.renderer()
+        assert (renderer.classificationMin(), renderer.classificationMax()) == pytest.approx((0.0, float(bank.kernels.max())))
     project.clear()
 
 

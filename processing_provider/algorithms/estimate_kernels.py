@@ -106,7 +106,7 @@ class EstimateKernels(StackSRAlgorithm):
             details = QgsProcessingContext.LayerDetails(
                 os.path.splitext(os.path.basename(path))[0], context.project(), self.OUTPUT_LAYERS)
             details.layerTypeHint = QgsProcessingUtils.LayerHint.Raster
-            details.setPostProcessor(KernelLayerStyler.create())
+            details.setPostProcessor(KernelLayerStyler.create(summary["peak"]))
             context.addLayerToLoadOnCompletion(path, details)
         self._bank = bank  # for postProcessAlgorithm: the viewer opens on it in the desktop
         results = {self.OUTPUT_BANK: bank, self.KERNEL_LAYERS: summary["layers"], self.SECONDS: summary["seconds"]}
