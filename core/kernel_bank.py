@@ -108,10 +108,11 @@ class KernelBank:
         return KernelBank(kernels, names, check_scale(bank_scale), meta)
 
 
-def colorize_kernel(k: np.ndarray) -> np.ndarray:
-    """Kernel -> RGB uint8 with a perceptual dark-blue-to-yellow ramp (viridis-like)."""
+def colorize_kernel(k: np.ndarray, peak: float | None = None) -> np.ndarray:
+    """Kernel -> RGB uint8 with a perceptual dark-blue-to-yellow ramp (viridis-like) from 0 to ``peak``
+    (default: the kernel's own maximum; give the bank's to make the kernels of a bank comparable)."""
     stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
-    v = k / max(float(k.max()), 1e-12)
+    v = np.clip(k / max(float(k.max() if peak is None else peak), 1e-12), 0.0, 1.0)
     pos = v * (len(stops) - 1)
     lo = np.clip(np.floor(pos).astype(int), 0, len(stops) - 2)
     t = (pos - lo)[..., None]

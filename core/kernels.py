@@ -100,14 +100,15 @@ def gallery_png(bank: KernelBank, zoom: int = 8, columns: int = 8) -> bytes:
     canvas = np.full((rows * cell, cols * cell, 3), 255, dtype=np.uint8)
     for i, k in enumerate(bank.kernels):
         r, c = divmod(i, cols)
-        tile = np.kron(colorize_kernel(k), np.ones((zoom, zoom, 1), dtype=np.uint8))
+        tile = np.kron(colorize_kernel(k, float(bank.kernels.max())), np.ones((zoom, zoom, 1), dtype=np.uint8))
         canvas[r * cell + 2:r * cell + 2 + K * zoom, c * cell + 2:c * cell + 2 + K * zoom] = tile
     return _png_bytes(canvas)
 
 
-def kernel_png_base64(kernel: np.ndarray, zoom: int = 8) -> str:
-    """One kernel in the colour ramp, enlarged (nearest neighbour), as base64 PNG."""
-    return base64.b64encode(_png_bytes(np.kron(colorize_kernel(kernel), np.ones((zoom, zoom, 1), dtype=np.uint8)))).decode()
+def kernel_png_base64(kernel: np.ndarray, zoom: int = 8, peak: float | None = None) -> str:
+    """One kernel in the colour ramp (0 to ``peak``, default its maximum), enlarged (nearest neighbour), as base64 PNG."""
+    rgb = np.kron(colorize_kernel(kernel, peak), np.ones((zoom, zoom, 1), dtype=np.uint8))
+    return base64.b64encode(_png_bytes(rgb)).decode()
 
 
 def fit_caption(name: str, fit: GaussianFit) -> str:
@@ -117,7 +118,7 @@ def fit_caption(name: str, fit: GaussianFit) -> str:
 
 def gallery_section(bank: KernelBank) -> str:
     """HTML fragment: every kernel with its image name and fitted sigmas and angle."""
-    cards = "".join(figure(kernel_png_base64(k), fit_caption(name, fit))
+    cards = "".join(figure(kernel_png_base64(k, peak=float(bank.kernels.max())), fit_caption(name, fit))
                     for k, name, fit in zip(bank.kernels, bank.names, bank.fits()))
     return (f"<p>Scale x{bank.scale}, {bank.size}x{bank.size} kernels, sigmas in HR pixels, angle counter-clockwise "
             f"from east. Bank digest {bank.digest()}.</p>{cards}")

@@ -167,3 +167,14 @@ def test_kernel_layers_of_a_stack_lie_over_its_centre_in_its_crs(sample_images, 
     kernel_centre = (kg[0] + 7.5 * kg[1], kg[3] + 7.5 * kg[5])  # the middle of pixel 7 of a 15 x 15 kernel at x3
     assert kernel_centre == pytest.approx(image_centre)
     src = ds = None
+
+
+def test_kernels_of_a_bank_share_one_colour_scale():
+    from stacksr.core.kernel_bank import colorize_kernel
+
+    sharp, wide = np.zeros((5, 5)), np.full((5, 5), 0.04)
+    sharp[2, 2] = 1.0
+    peak = 1.0
+    # the wide kernel's weight is 4 % of the bank's peak: near the ramp's dark end, not its bright end
+    assert colorize_kernel(wide, peak)[2, 2].sum() < colorize_kernel(wide)[2, 2].sum()
+    assert (colorize_kernel(sharp, peak)[2, 2] == colorize_kernel(sharp)[2, 2]).all()

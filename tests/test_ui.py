@@ -41,10 +41,10 @@ def test_kernel_viewer_shows_every_kernel_with_its_image_and_fit_and_screenshots
     rgb = np.stack([ds.GetRasterBand(b + 1).ReadAsArray() for b in range(3)], axis=-1).astype(int)
     ds = None
     assert rgb.std() > 20  # not a blank widget
-    # the kernels are drawn: pixels of the ramp's dark end (kernel tails) and bright end (peaks)
+    # the kernels are drawn on one colour scale: the tails at the dark end, the bank's peak pixel at the bright end
     dark = (np.abs(rgb - [68, 1, 84]).sum(axis=-1) < 30).sum()
     bright = (np.abs(rgb - [253, 231, 37]).sum(axis=-1) < 60).sum()
-    assert dark > 8 * 15 * 15 and bright > 8 * 8
+    assert dark > 8 * 15 * 15 and bright >= 8 * 8
     dock.close()
 
 

@@ -27,9 +27,10 @@ def short_name(name: str, limit: int = NAME_CHARS) -> str:
     return stem[:half] + "\u2026" + stem[-(limit - 1 - half):]
 
 
-def kernel_pixmap(kernel: np.ndarray, zoom: int = ZOOM) -> QPixmap:
-    """The kernel in the gallery's colour ramp, enlarged without smoothing."""
-    rgb = np.ascontiguousarray(np.kron(colorize_kernel(kernel), np.ones((zoom, zoom, 1), dtype=np.uint8)))
+def kernel_pixmap(kernel: np.ndarray, zoom: int = ZOOM, peak: float | None = None) -> QPixmap:
+    """The kernel in the gallery's colour ramp (0 to ``peak``: the bank's, so kernels compare), enlarged
+    without smoothing."""
+    rgb = np.ascontiguousarray(np.kron(colorize_kernel(kernel, peak), np.ones((zoom, zoom, 1), dtype=np.uint8)))
     h, w, _ = rgb.shape
     image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
     return QPixmap.fromImage(image.copy())  # copy: the QImage must not outlive the numpy buffer
@@ -86,7 +87,7 @@ class KernelViewerDock(QDockWidget):
             cell = QWidget()
             box = QVBoxLayout(cell)
             image = QLabel()
-            image.setPixmap(kernel_pixmap(kernel))
+            image.setPixmap(kernel_pixmap(kernel, peak=float(bank.kernels.max())))
             image.setAlignment(Qt.AlignmentFlag.AlignCenter)
             caption = QLabel(f"{short_name(name)}\n\u03c3\u2081 {fit.sigma1:.2f}  \u03c3\u2082 {fit.sigma2:.2f}  "
                              f"\u03b8 {math.degrees(fit.theta):.0f}\u00b0")
