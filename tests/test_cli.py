@@ -45,7 +45,12 @@ def test_cli_bad_input_exits_2_with_one_line_and_no_output(sample_images, tmp_pa
 
 
 def test_cli_score_reports_cpsnr(sample_images, tmp_path):
-    res = _run("score", "--sr", sample_images[0], "--reference", sample_images[0])
+    import shutil
+
+    copy = shutil.copy(sample_images[0], tmp_path / "copy.tif")  # identical pixels, another file
+    res = _run("score", "--sr", str(copy), "--reference", sample_images[0])
     assert res.returncode == 0, res.stderr
     scores = json.loads(res.stdout)
     assert scores["cpsnr"] > 100 and scores["ssim"] > 0.999
+    same = _run("score", "--sr", sample_images[0], "--reference", sample_images[0])
+    assert same.returncode == 2 and "the SR raster and the reference are the same file" in same.stderr
