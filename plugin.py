@@ -51,6 +51,9 @@ class StackSRPlugin:
         if self.viewer is None:
             self.viewer = KernelViewerDock(self.iface.mainWindow())
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.viewer)
+            # docked under the Processing Toolbox it got a ~100 px strip: open floating, at a size that shows a bank
+            self.viewer.setFloating(True)
+            self.viewer.resize(760, 600)
         self.viewer.show()
         self.viewer.raise_()
 

@@ -34,6 +34,14 @@ def test_kernel_viewer_shows_every_kernel_with_its_image_and_fit_and_screenshots
     assert len(captions) == len(bank.names)
     fit = bank.fits()[0]
     assert short_name(bank.names[0]) in captions[0] and f"{fit.sigma1:.2f}" in captions[0]
+    # whole names (the acquisition date survives), columns that follow the width
+    assert "".join(short_name(bank.names[0]).split("\n")) == os.path.splitext(bank.names[0])[0]
+    assert dock.columns() == 4 and dock.cell_columns() == {0, 1, 2, 3}
+    dock.resize(330, 560)
+    qgis_app.processEvents()
+    assert dock.columns() == 2 and dock.cell_columns() == {0, 1} and dock.cell_count() == len(bank.names)
+    dock.resize(720, 560)
+    qgis_app.processEvents()
     shot = str(tmp_path / "kernel_viewer.png")
     assert dock.grab().save(shot, "PNG")
     ds = gdal.Open(shot)

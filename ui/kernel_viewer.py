@@ -15,16 +15,15 @@ from qgis.PyQt.QtWidgets import (
 from ..core.kernel_bank import KernelBank, KernelBankError, colorize_kernel
 
 ZOOM = 8  # screen pixels per kernel pixel (nearest neighbour: kernels are tiny)
-COLUMNS = 4
-NAME_CHARS = 22  # longer image names are shortened in the middle (the full name is the tooltip)
+NAME_CHARS = 16  # image names wrap onto lines of this many characters (whole: the acquisition date is in them)
+CELL_WIDTH = 150  # screen pixels a kernel cell needs; the columns follow the dock's width
 
 
 def short_name(name: str, limit: int = NAME_CHARS) -> str:
+    """The image name without its raster extension, wrapped onto lines of ``limit`` characters (never cut:
+    product names such as LT50350322009240PAC02 carry the acquisition date in their middle)."""
     stem = os.path.splitext(name)[0] if name.lower().endswith((".tif", ".tiff", ".vrt", ".jp2")) else name
-    if len(stem) <= limit:
-        return stem
-    half = (limit - 1) // 2
-    return stem[:half] + "\u2026" + stem[-(limit - 1 - half):]
+    return "\n".join(stem[i:i + limit] for i in range(0, len(stem), limit)) or stem
 
 
 def kernel_pixmap(kernel: np.ndarray, zoom: int = ZOOM, peak: float | None = None) -> QPixmap:
@@ -43,6 +42,8 @@ class KernelViewerDock(QDockWidget):
         super().__init__("StackSR kernels", parent)
         self.setObjectName("StackSRKernelViewer")
         self.bank: KernelBank | None = None
+        self._cells: list[QWidget] = []
+        self._arranged = 0  # the number of columns the cells are laid out in
         body = QWidget()
         layout = QVBoxLayout(body)
         top = QHBoxLayout()
@@ -95,12 +96,34 @@ class KernelViewerDock(QDockWidget):
             caption.setToolTip(name)
             box.addWidget(image)
             box.addWidget(caption)
-            self.grid.addWidget(cell, i // COLUMNS, i % COLUMNS)
+            self._cells.append(cell)
+        self._arrange()
+
+    def columns(self) -> int:
+        """As many columns as the dock's width holds (at least one)."""
+        return max(1, (self.width() - 30) // CELL_WIDTH)
+
+    def _arrange(self) -> None:
+        for cell in self._cells:
+            self.grid.removeWidget(cell)
+        self._arranged = self.columns()
+        for i, cell in enumerate(self._cells):
+            self.grid.addWidget(cell, i // self._arranged, i % self._arranged)
+
+    def cell_columns(self) -> set[int]:
+        """The grid columns the kernel cells occupy now."""
+        return {self.grid.getItemPosition(self.grid.indexOf(cell))[1] for cell in self._cells}
+
+    def resizeEvent(self, event):  # noqa: N802 - Qt's hook: the columns follow the width
+        super().resizeEvent(event)
+        if self._cells and self._arranged != self.columns():
+            self._arrange()
 
     def cell_count(self) -> int:
-        return self.grid.count()
+        return len(self._cells)
 
     def _clear(self) -> None:
+        self._cells = []
         while self.grid.count():
             item = self.grid.takeAt(0)
             if item.widget() is not None:
