@@ -83,6 +83,11 @@ class KernelBank:
         h.update(str(self.scale).encode())
         return h.hexdigest()[:16]
 
+    @property
+    def peak(self) -> float:
+        """The largest weight of the bank: the top of its one colour scale."""
+        return float(self.kernels.max())
+
     def save(self, path: str) -> str:
         meta = {"format": BANK_FORMAT, "version": BANK_VERSION, **self.meta}
         from .outputs import atomic_output  # GDAL-backed module: imported only when writing

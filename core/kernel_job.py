@@ -80,6 +80,6 @@ def run_estimate_kernels(
     mon.progress(1.0, f"wrote {bank_path}")
     fits = bank.fits()
     return {"bank": bank_path, "layers": layers, "report": report_html, "mode": mode, "scale": scale,
-            "images": stack.count, "digest": bank.digest(), "peak": float(bank.kernels.max()), "device": str(dev), "seconds": round(res.seconds, 2),
+            "images": stack.count, "digest": bank.digest(), "peak": bank.peak, "device": str(dev), "seconds": round(res.seconds, 2),
             "kernels": [{"image": n, "sigma1": round(f.sigma1, 3), "sigma2": round(f.sigma2, 3),
                          "theta_deg": round(float(np.degrees(f.theta)), 1)} for n, f in zip(stack.names, fits)]}

@@ -100,7 +100,7 @@ def gallery_png(bank: KernelBank, zoom: int = 8, columns: int = 8) -> bytes:
     canvas = np.full((rows * cell, cols * cell, 3), 255, dtype=np.uint8)
     for i, k in enumerate(bank.kernels):
         r, c = divmod(i, cols)
-        tile = np.kron(colorize_kernel(k, float(bank.kernels.max())), np.ones((zoom, zoom, 1), dtype=np.uint8))
+        tile = np.kron(colorize_kernel(k, bank.peak), np.ones((zoom, zoom, 1), dtype=np.uint8))
         canvas[r * cell + 2:r * cell + 2 + K * zoom, c * cell + 2:c * cell + 2 + K * zoom] = tile
     return _png_bytes(canvas)
 
@@ -118,7 +118,7 @@ def fit_caption(name: str, fit: GaussianFit) -> str:
 
 def gallery_section(bank: KernelBank) -> str:
     """HTML fragment: every kernel with its image name and fitted sigmas and angle."""
-    cards = "".join(figure(kernel_png_base64(k, peak=float(bank.kernels.max())), fit_caption(name, fit))
+    cards = "".join(figure(kernel_png_base64(k, peak=bank.peak), fit_caption(name, fit))
                     for k, name, fit in zip(bank.kernels, bank.names, bank.fits()))
     return (f"<p>Scale x{bank.scale}, {bank.size}x{bank.size} kernels, sigmas in HR pixels, angle counter-clockwise "
             f"from east. Bank digest {bank.digest()}.</p>{cards}")

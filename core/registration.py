@@ -80,6 +80,13 @@ def phase_correlation(ref: torch.Tensor, frames: torch.Tensor, ref_valid: torch.
     return torch.stack([dy, dx], dim=1).to(ref.dtype)
 
 
+def _inner(H: int, W: int, border: int) -> torch.Tensor:
+    """``(H, W)`` bool: all but a ``border``-px frame (where shifts and gradients see the padding)."""
+    inner = torch.zeros(H, W, dtype=torch.bool)
+    inner[border:H - border, border:W - border] = True
+    return inner
+
+
 def _integer_ncc(ref: torch.Tensor, frames: torch.Tensor, ref_valid: torch.Tensor, valid: torch.Tensor,
                  shift: tuple[int, int], border: int) -> torch.Tensor:
     """NCC ``(T,)`` of every frame with the reference moved by an integer ``shift`` (overlap only)."""
@@ -90,9 +97,7 @@ def _integer_ncc(ref: torch.Tensor, frames: torch.Tensor, ref_valid: torch.Tenso
     ys, yd = slice(max(-dy, 0), H - max(dy, 0)), slice(max(dy, 0), H - max(-dy, 0))
     xs, xd = slice(max(-dx, 0), W - max(dx, 0)), slice(max(dx, 0), W - max(-dx, 0))
     moved[yd, xd], mvalid[yd, xd] = ref[ys, xs], ref_valid[ys, xs]
-    inner = torch.zeros(H, W, dtype=torch.bool)
-    inner[border:H - border, border:W - border] = True
-    return _ncc(frames, moved.expand(T, H, W), valid & mvalid & inner)
+    return _ncc(frames, moved.expand(T, H, W), valid & mvalid & _inner(H, W, border))
 
 
 def _robust_scale(res: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -123,8 +128,7 @@ def refine_shifts(
     d = init.clone()
     gain = torch.ones(T, dtype=ref.dtype)
     bias = torch.zeros(T, dtype=ref.dtype)
-    inner = torch.zeros(H, W, dtype=torch.bool)
-    inner[border:H - border, border:W - border] = True
+    inner = _inner(H, W, border)
     weights = torch.ones(T, H, W, dtype=ref.dtype)
     for it in range(iterations):
         warped = shift_images(ref_f.expand(T, H, W), d)
@@ -181,7 +185,7 @@ def register_stack(frames: torch.Tensor, valid: torch.Tensor, ref_index: int, bo
     """Register every frame ``(T, H, W)`` (validity ``valid``) to ``frames[ref_index]``.
 
     Integer shifts within ``bound`` LR px, and the phase-correlation peak, are the candidates of
-    the coarse search; the robust refinement then stays within half a pixel of the chosen one."""
+    the coarse search; the robust refinement then stays within 0.75 px of the chosen one."""
     rows, cols = _central_window(valid, MAX_WINDOW)
     f = frames[:, rows, cols].double()
     v = valid[:, rows, cols]

@@ -84,11 +84,12 @@ class KernelViewerDock(QDockWidget):
         mode = bank.meta.get("mode", "?")
         self.summary.setText(f"<b>{title or 'kernel bank'}</b>: {len(bank.names)} kernels, {bank.size}x{bank.size} at "
                              f"x{bank.scale} ({mode}); sigmas in HR pixels, angle counter-clockwise from east")
-        for i, (kernel, name, fit) in enumerate(zip(bank.kernels, bank.names, bank.fits())):
+        peak = bank.peak
+        for kernel, name, fit in zip(bank.kernels, bank.names, bank.fits()):
             cell = QWidget()
             box = QVBoxLayout(cell)
             image = QLabel()
-            image.setPixmap(kernel_pixmap(kernel, peak=float(bank.kernels.max())))
+            image.setPixmap(kernel_pixmap(kernel, peak=peak))
             image.setAlignment(Qt.AlignmentFlag.AlignCenter)
             caption = QLabel(f"{short_name(name)}\n\u03c3\u2081 {fit.sigma1:.2f}  \u03c3\u2082 {fit.sigma2:.2f}  "
                              f"\u03b8 {math.degrees(fit.theta):.0f}\u00b0")

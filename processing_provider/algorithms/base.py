@@ -21,6 +21,7 @@ from ..feedback import FeedbackMonitor
 
 # one HTML page per algorithm, shipped with the plugin (works offline; scripts/build_help.py writes them)
 HELP_DIR = os.path.join(PLUGIN_DIR, "help")
+NO_INPUT = "No input: choose the images of the stack, or one multiband raster."
 
 
 class StackSRAlgorithm(QgsProcessingAlgorithm):
@@ -101,7 +102,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         ok, message = super().checkParameterValues(parameters, context)
         if ok and self.parameterDefinition(self.LAYERS) is not None \
                 and not parameters.get(self.LAYERS) and not parameters.get(self.MULTIBAND):
-            return False, "No input: choose the images of the stack, or one multiband raster."
+            return False, NO_INPUT
         return ok, message
 
     SCALE, DEVICE = "SCALE", "DEVICE"
@@ -112,10 +113,13 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         self.add(self.number(self.MIN_REGISTRATION_QUALITY, "Leave out images whose registration quality is below "
                              "(0-1; 0 keeps every image)", P.REGISTRATION_QUALITY), advanced=True, optional=True)
 
-    def min_registration_quality(self, parameters, context) -> float | None:
-        if parameters.get(self.MIN_REGISTRATION_QUALITY) is None:
-            return None
-        return self.parameterAsDouble(parameters, self.MIN_REGISTRATION_QUALITY, context)
+    @staticmethod
+    def load_as(context, path: str | None, name: str, styler) -> None:
+        """When ``path`` is loaded after the run: give it ``name`` and ``styler`` (a layer_styles post-processor)."""
+        if path and context.willLoadLayerOnCompletion(path):
+            details = context.layerToLoadOnCompletionDetails(path)
+            details.name = name
+            details.setPostProcessor(styler.create())
 
     def add_scale_parameter(self) -> None:
         self.addParameter(QgsProcessingParameterNumber(
@@ -134,7 +138,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         bands = self.parameterAsInts(parameters, self.BANDS, context) if multiband is not None else []
         masks = self.parameterAsLayerList(parameters, self.MASKS, context) or []
         if not layers and multiband is None:
-            raise QgsProcessingException("No input: choose the images of the stack, or one multiband raster.")
+            raise QgsProcessingException(NO_INPUT)
         try:
             return sources_from_inputs(
                 [lyr.source() for lyr in layers],

@@ -64,12 +64,8 @@ class SuperResolveChain(StackSRAlgorithm):
             seed=self.parameterAsInt(parameters, self.SEED, context), uncertainty_output=unc, report_html=report,
             invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
         title = result_title(summary)
-        for path, styler, name in ((output, SRLayerStyler, title), (summary["uncertainty"], UncertaintyLayerStyler,
-                                                                     f"{title} uncertainty")):
-            if path and context.willLoadLayerOnCompletion(path):
-                details = context.layerToLoadOnCompletionDetails(path)
-                details.name = name
-                details.setPostProcessor(styler.create())
+        self.load_as(context, output, title, SRLayerStyler)
+        self.load_as(context, summary["uncertainty"], f"{title} uncertainty", UncertaintyLayerStyler)
         results = {self.OUTPUT: output, self.WORK_FOLDER: folder}
         if summary["uncertainty"]:
             results[self.OUTPUT_UNCERTAINTY] = summary["uncertainty"]

@@ -76,14 +76,11 @@ class ClassicSuperResolve(StackSRAlgorithm):
             psf_sigma=sigma,
             kernel_bank=self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None,
             register=self.parameterAsBool(parameters, self.REGISTER, context),
-            min_registration_quality=self.min_registration_quality(parameters, context),
+            min_registration_quality=self.optional_number(parameters, self.MIN_REGISTRATION_QUALITY, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context),
             monitor=monitor,
         )
         feedback.pushInfo(f"Reference frame: {summary['reference']}; {summary['images_used']} of {summary['images']} "
                           f"images used; {summary['seconds']} s")
-        if context.willLoadLayerOnCompletion(output):
-            details = context.layerToLoadOnCompletionDetails(output)
-            details.name = result_title(summary)
-            details.setPostProcessor(SRLayerStyler.create())
+        self.load_as(context, output, result_title(summary), SRLayerStyler)
         return {self.OUTPUT: output}

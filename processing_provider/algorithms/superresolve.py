@@ -98,7 +98,7 @@ class SuperResolveStack(StackSRAlgorithm):
             ttf_fit=TTF_FITS[self.parameterAsEnum(parameters, self.TTF_FIT, context)],
             kernel_output=(kernel or None) if method == "piunet+ttf" else None,
             device=self.device_choice(parameters, context),
-            min_registration_quality=self.min_registration_quality(parameters, context),
+            min_registration_quality=self.optional_number(parameters, self.MIN_REGISTRATION_QUALITY, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
         stylers = {self.OUTPUT: SRLayerStyler, self.OUTPUT_UNCERTAINTY: UncertaintyLayerStyler,
                    self.OUTPUT_KERNEL: KernelLayerStyler}
@@ -107,10 +107,7 @@ class SuperResolveStack(StackSRAlgorithm):
                  self.OUTPUT_KERNEL: f"{title} TTF kernel"}
         for name, path in ((self.OUTPUT, output), (self.OUTPUT_UNCERTAINTY, summary["uncertainty"]),
                            (self.OUTPUT_KERNEL, summary["kernel"])):
-            if path and context.willLoadLayerOnCompletion(path):
-                details = context.layerToLoadOnCompletionDetails(path)
-                details.name = names[name]
-                details.setPostProcessor(stylers[name].create())
+            self.load_as(context, path, names[name], stylers[name])
         results = {self.OUTPUT: output}
         if summary["report"]:
             results[self.OUTPUT_REPORT] = summary["report"]
