@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--guards", default=",".join(GUARDS), help="TTF guards to compare with the default one")
     ap.add_argument("--stack-fit", default="", help="comma-separated reference weights of TTF variants that fit "
                     "the whole stack (TTFConfig.fit='stack'), compared with the default")
+    ap.add_argument("--grid-weights", default="", help="comma-separated TTF grid-band weights (TTFConfig.grid_weight) "
+                    "compared with the default")
     ap.add_argument("--reference-fit", action="store_true", help="add TTF on the reference frame alone (as published)")
     args = ap.parse_args()
     scale = 3
@@ -115,6 +117,8 @@ def main() -> None:
                          if g and g != TTFConfig.guard})
     ttf_variants.update({f"PIUNet + TTF (fit stack, reference {w})": TTFConfig(fit="stack", reference_weight=float(w))
                          for w in args.stack_fit.split(",") if w})
+    ttf_variants.update({f"PIUNet + TTF (grid weight {w})": TTFConfig(grid_weight=float(w))
+                         for w in args.grid_weights.split(",") if w})
     if args.reference_fit:
         ttf_variants["PIUNet + TTF (fit reference, as published)"] = TTFConfig(fit="reference")
     classic = ["bicubic (reference)", "mean-bicubic", "IBP", "mean-bicubic (every frame)", "IBP (every frame)"]

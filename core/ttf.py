@@ -30,7 +30,7 @@ from .degradation import blur_downsample, shift_images
 from .fkp import KernelFlow, project_to_sphere
 from .inference import predict, stack_base, stack_context, tile_windows
 from .kernel_estimation import select_crop
-from .losses import shift_search_l1
+from .losses import grid_band_l1, shift_search_l1, unseen_grid_share
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
@@ -55,6 +55,9 @@ class TTFConfig:
     fit: str = TTF_FIT_DEFAULT  # what the output must explain: every frame of the "stack" (each moved by its registration
     # and degraded with its own kernel latent), or the "reference" frame alone (as published); see choices.TTF_FIT_LABELS
     reference_weight: float = 0.5  # "stack": the reference's share of the loss (the user asked for that date)
+    grid_weight: float = 1.0  # weight of the stride-scale band of the change TTF makes (losses.grid_band_l1), times how
+    # unseen the band is by the fitted frames' sub-pixel phases (losses.unseen_grid_share): the frames of co-gridded
+    # products cannot tell that band from their low frequencies, so without it finetuning drifts into a grid texture
 
 
 GUARDS = ("best", "final", "frames", "off")
@@ -175,6 +178,7 @@ def test_time_finetune(
     fit_moves = all_moves[fitted] if len(fitted) > 1 else None
     weights = torch.full((len(fitted),), (1 - config.reference_weight) / max(len(fitted) - 1, 1), device=device)
     weights[0] = config.reference_weight if len(fitted) > 1 else 1.0
+    grid_weights = tuple(config.grid_weight * u for u in unseen_grid_share(fit_moves, s))
     z0 = z0.reshape(1, -1).float().expand(len(fitted), -1)
     z = project_to_sphere(z0.to(device)).requires_grad_(True)
 
@@ -226,10 +230,11 @@ def test_time_finetune(
         mon.check()
         sr, _ = tuned.decode(fused, xn[None], base)
         fit, check = fit_loss(sr), check_of(sr)
+        objective = fit + grid_band_l1(sr - sr0, s, grid_weights) if config.grid_weight else fit
         if it > 0 and config.guard == "best" and guarded and check < best[0]:  # the state before this step is iteration `it`
             best = (check, it, tail_state())
         opt.zero_grad(set_to_none=True)
-        fit.backward()
+        objective.backward()
         opt.step()
         with torch.no_grad():
             z.copy_(project_to_sphere(z))

@@ -198,3 +198,44 @@ def test_upsampler_phase_biases_leave_no_stride_pattern_and_detail_is_kept():
     cleaned = remove_phase_pattern(detail + pattern, 3, _Pools(1))
     expected = remove_phase_pattern(detail, 3, _Pools(1)) + pattern.mean()
     assert torch.allclose(cleaned, expected, atol=1e-5)
+
+
+def test_unseen_grid_share_is_one_for_co_gridded_frames_and_small_for_spread_phases():
+    from stacksr.core.losses import unseen_grid_share
+
+    assert unseen_grid_share(None, 3) == (1.0, 1.0)
+    assert unseen_grid_share(torch.zeros(6, 2), 3) == pytest.approx((1.0, 1.0))
+    spread = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 1.0]])  # the three sub-pixel phases of x3 on each axis
+    assert max(unseen_grid_share(spread, 3)) < 1e-12
+    whole_pixels = torch.tensor([[0.0, 0.0], [3.0, -6.0], [6.0, 3.0]])  # whole LR pixels: the same phase again
+    assert unseen_grid_share(whole_pixels, 3) == pytest.approx((1.0, 1.0))
+
+
+def test_grid_band_penalty_barely_sees_a_blurred_real_image_and_fully_sees_a_stride_pattern(l8_hr):
+    from stacksr.core.degradation import blur_downsample, gaussian_kernels
+    from stacksr.core.losses import grid_band_l1
+
+    image = l8_hr[None] / 1000.0
+    kernel = gaussian_kernels(torch.tensor([1.5]), torch.tensor([1.5]), torch.tensor([0.0]), 15, 3)[0]
+    blurred = blur_downsample(image, kernel, 1)  # what a x3 sensor's blur leaves of the scene
+    pattern = torch.tensor([1.0, -0.5, -0.5]).repeat(60)[None, None, :].expand(1, 180, 180) * float(blurred.std())
+    assert float(grid_band_l1(blurred, 3)) < 0.02 * float(grid_band_l1(pattern, 3))
+    assert float(grid_band_l1(image, 3)) > 10 * float(grid_band_l1(blurred, 3))  # the sharp image has that band
+    assert float(grid_band_l1(pattern, 3, (1.0, 0.0))) < 1e-6  # the pattern runs along x only
+
+
+def test_ttf_on_a_co_gridded_real_stack_adds_no_grid_texture(sample_images, sample_masks, flow):
+    """The real Landsat series is co-gridded (one sampling phase): without the grid-band term the
+    stack TTF of the demo multiplied the output's stride-3 energy by 12 (BENCHMARKS.md)."""
+    from stacksr.core.inference import predict
+    from stacksr.core.model_files import base_model_path, load_model
+    from stacksr.core.stack_io import ImageSource, read_stack
+
+    st = read_stack([ImageSource(i, mask_path=m) for i, m in zip(sample_images, sample_masks)])
+    x, v = torch.from_numpy(st.data), torch.from_numpy(st.valid)
+    net, _ = load_model(base_model_path(3), 3)
+    before = grid_energy(predict(net, x, v, reference=1)[0].numpy(), 3)
+    tuned, _, res = finetune(net, flow, x, v, 1, TTFConfig(iterations=30, guard="off"))
+    after = grid_energy(predict(tuned, x, v, reference=1)[0].numpy(), 3)
+    assert res.losses[-1] < res.losses[0]  # it did finetune
+    assert after < 1.3 * before
