@@ -22,13 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
 
 import torch
 
+from stacksr.core.fkp import default_fkp_path, load_fkp
 from stacksr.core.inference import predict
+from stacksr.core.ttf import TTFConfig, test_time_finetune
 from stacksr.core.metrics import cpsnr
 from stacksr.core.piunet import PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
@@ -38,17 +41,21 @@ from stacksr.core.training import TrainConfig, bf16_supported, train_self_superv
 
 
 class Deadline(Monitor):
-    """Cancels training after ``seconds`` and prints progress every 20 s."""
+    """Cancels training after ``seconds``, prints progress every 20 s and copies the best checkpoint so
+    far (``output``) to ``<output>.<t>s`` at each of the ``marks`` (seconds): the learning curve."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, output: str = "", marks: tuple[float, ...] = ()):
         super().__init__()
         self.t0, self.seconds, self.last = time.perf_counter(), seconds, 0.0
+        self.output, self.marks = output, sorted(marks)
 
     def is_cancelled(self) -> bool:
         return time.perf_counter() - self.t0 > self.seconds
 
     def _emit(self, fraction: float, message: str) -> None:
         now = time.perf_counter() - self.t0
+        while self.marks and now >= self.marks[0] and os.path.exists(self.output):
+            shutil.copy(self.output, f"{self.output}.{self.marks.pop(0):.0f}s")
         if now - self.last > 20:
             self.last = now
             print(f"{now:6.0f} s  {message}", flush=True)
@@ -71,7 +78,7 @@ def train(kind: str, data: dict, idx: list[int], out: str, args, device: torch.d
     cfg = TrainConfig(scale=3, frames=9, patch=args.patch, batch=args.batch, steps=args.steps, lr=args.lr,
                       val_every=args.val_every, bf16=bf16_supported(device))
     net_cfg = PIUNetConfig(scale=3, features=args.features, blocks=args.blocks)
-    mon = Deadline(seconds)
+    mon = Deadline(seconds, out, tuple(float(m) for m in args.marks.split(",") if m) if kind == "self-supervised" else ())
     t = time.perf_counter()
     try:
         if kind == "self-supervised":
@@ -83,11 +90,15 @@ def train(kind: str, data: dict, idx: list[int], out: str, args, device: torch.d
     return {"seconds": round(time.perf_counter() - t, 1), "steps": res.get("steps"), "best_val": res.get("best_val")}
 
 
-def score(path: str, data: dict, idx: list[int], device: torch.device) -> dict[str, float]:
+def score(path: str, data: dict, idx: list[int], device: torch.device, ttf: bool = False) -> dict[str, float]:
+    """cPSNR per stack of the model at ``path``; ``ttf``: after the default TTF (stack fit, guarded)."""
     net, _ = load_model(path, 3, device)
+    flow = load_fkp(default_fkp_path(3), 3) if ttf else None
     out = {}
     for i in idx:
-        sr, _ = predict(net, data["lr"][i], data["valid"][i], device=device)
+        tuned = test_time_finetune(net, flow, data["lr"][i], data["valid"][i], 0, TTFConfig(), device=device)[0] \
+            if ttf else net
+        sr, _ = predict(tuned, data["lr"][i], data["valid"][i], device=device)
         out[data["names"][i]] = cpsnr(sr.numpy(), data["hr"][i].numpy(), max_shift=3, data_range=data["data_range"]).cpsnr
     return out
 
@@ -105,7 +116,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--val-every", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=150, help="time limit of the self-supervised run")
-    ap.add_argument("--sup-seconds", type=float, default=100, help="time limit of each supervised fold")
+    ap.add_argument("--sup-seconds", type=float, default=100, help="time limit of each supervised fold (0: skip)")
+    ap.add_argument("--marks", default="", help="comma-separated seconds at which the self-supervised run's best "
+                    "checkpoint is copied and later scored (the learning curve)")
+    ap.add_argument("--model", help="skip training: score this self-supervised model")
+    ap.add_argument("--ttf", action="store_true", help="also score the self-supervised model after TTF")
     args = ap.parse_args()
     if args.dump:
         return dump(args.dump)
@@ -114,10 +129,26 @@ def main() -> None:
     data = torch.load(args.data, weights_only=True)
     n = len(data["names"])
     report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "args": vars(args)}
-    path = os.path.join(args.out, "selfsup.pt")
-    report["self-supervised"] = {"training": train("self-supervised", data, list(range(n)), path, args, device, args.seconds),
-                                 "cpsnr": score(path, data, list(range(n)), device)}
+    path = args.model or os.path.join(args.out, "selfsup.pt")
+    training = {} if args.model else train("self-supervised", data, list(range(n)), path, args, device, args.seconds)
+    report["self-supervised"] = {"training": training, "cpsnr": score(path, data, list(range(n)), device)}
     print(json.dumps(report["self-supervised"]), flush=True)
+    for mark in (m for m in args.marks.split(",") if m):
+        if os.path.exists(f"{path}.{float(mark):.0f}s"):
+            scores = score(f"{path}.{float(mark):.0f}s", data, list(range(n)), device)
+            report[f"self-supervised at {mark} s"] = statistics.mean(scores.values())
+            print(mark, "s:", report[f"self-supervised at {mark} s"], flush=True)
+    if args.ttf:
+        t = time.perf_counter()
+        report["self-supervised + TTF"] = score(path, data, list(range(n)), device, ttf=True)
+        report["self-supervised + TTF mean"] = statistics.mean(report["self-supervised + TTF"].values())
+        report["TTF seconds"] = round(time.perf_counter() - t, 1)
+        print("TTF:", report["self-supervised + TTF mean"], flush=True)
+    report["self-supervised"]["mean"] = statistics.mean(report["self-supervised"]["cpsnr"].values())
+    with open(os.path.join(args.out, "gpu_probe.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    if not args.sup_seconds:
+        return
     half = n // 2
     sup = {}
     for fold, (tr, te) in enumerate([(range(half, n), range(half)), (range(half), range(half, n))]):
@@ -126,7 +157,6 @@ def main() -> None:
         sup.update(score(path, data, list(te), device))
         report[f"supervised fold {fold}"] = training
     report["supervised"] = sup
-    report["self-supervised"]["mean"] = statistics.mean(report["self-supervised"]["cpsnr"].values())
     report["supervised mean"] = statistics.mean(sup.values())
     print(json.dumps(report, indent=1), flush=True)
     with open(os.path.join(args.out, "gpu_probe.json"), "w") as f:

@@ -86,7 +86,7 @@ def select_crop(frames: torch.Tensor, valid: torch.Tensor, size: int, min_valid:
     gy = F.pad((frames[:, 1:] - frames[:, :-1]).abs(), (0, 0, 0, 1))
     gx = F.pad((frames[:, :, 1:] - frames[:, :, :-1]).abs(), (0, 1, 0, 0))
     grad = ((gy + gx) * valid).sum(0)
-    box = torch.ones(1, 1, size, size) / (size * size)
+    box = torch.ones(1, 1, size, size, dtype=grad.dtype, device=grad.device) / (size * size)
     tex = F.conv2d(grad[None, None], box)[0, 0]
     vmin = F.conv2d(valid.float()[:, None], box)[:, 0].amin(0)  # worst frame's valid fraction
     score = torch.where(vmin >= min_valid, tex, torch.full_like(tex, -1.0))

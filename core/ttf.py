@@ -167,7 +167,8 @@ def test_time_finetune(
     check_mask = mask & inner & held
     others = [t for t in range(T) if t != ref_index and bool(valid[t].any())]
     need_moves = others and (config.guard == "frames" or config.fit == "stack")
-    all_moves = register_frames(xn, valid, ref_index) * s if need_moves else None
+    # registration is a CPU algorithm (small integer searches, per-frame solves)
+    all_moves = register_frames(xn.cpu(), valid.cpu(), ref_index).to(device) * s if need_moves else None
     moves = all_moves[others] if all_moves is not None and config.guard == "frames" else None
     guarded = bool(check_mask.any()) if config.guard in ("best", "final") else moves is not None
     # the frames the output must explain (reference first), each with its own kernel latent; the
