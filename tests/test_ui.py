@@ -116,3 +116,56 @@ def test_kernel_viewer_opens_a_bank_with_torch_hidden(sample_bank):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "cells 2" in res.stdout
+
+
+_DIALOGS = []
+
+
+def _dialog_wrappers(alg_id: str):
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.core import QgsApplication, QgsProject
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+    assert alg is not None, alg_id
+    dialog = AlgorithmDialog(alg)
+    from qgis.core import QgsProcessingContext
+
+    _DIALOGS.append(dialog)  # Processing's dialogs and wrappers must outlive the test (deleting them crashes 3.22)
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    return dialog, dialog.mainWidget().wrappers, context
+
+
+@pytest.mark.parametrize("alg_id", ["stacksr:superresolve", "stacksr:superresolveclassic", "stacksr:estimatekernels",
+                                    "stacksr:trainselfsupervised", "stacksr:superresolvechain"])
+def test_dialog_offers_the_scale_as_a_choice_list_and_keeps_an_integer_value(qgis_app, alg_id):
+    from qgis.PyQt.QtWidgets import QComboBox
+
+    dialog, wrappers, context = _dialog_wrappers(alg_id)
+    scale = wrappers["SCALE"]
+    assert isinstance(scale.widget, QComboBox)
+    assert [scale.widget.itemText(i) for i in range(scale.widget.count())] == ["x2", "x3", "x4"]
+    assert scale.parameterValue() == 3  # the default
+    scale.setParameterValue(4, context)
+    assert scale.parameterValue() == 4 and scale.widget.currentText() == "x4"
+
+
+@pytest.mark.parametrize("alg_id", ["stacksr:superresolve", "stacksr:superresolveclassic"])
+def test_dialog_offers_the_reference_date_among_the_input_images(qgis_app, alg_id, sample_images):
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    layers = [QgsRasterLayer(p, os.path.splitext(os.path.basename(p))[0]) for p in sample_images[:3]]
+    QgsProject.instance().addMapLayers(layers)
+    try:
+        dialog, wrappers, context = _dialog_wrappers(alg_id)
+        ref = wrappers["REFERENCE"]
+        combo = ref.widget
+        assert ref.parameterValue() is None and combo.currentText().startswith("The clearest")
+        wrappers["LAYERS"].setParameterValue([lyr.id() for lyr in layers], context)
+        assert [combo.itemText(i) for i in range(1, combo.count())] == [lyr.name() for lyr in layers]
+        combo.setCurrentIndex(2)
+        assert ref.parameterValue() == 1  # the 0-based index the job takes
+        wrappers["LAYERS"].setParameterValue([lyr.id() for lyr in layers[1:]], context)  # the inputs change
+        assert combo.count() == 3
+    finally:
+        QgsProject.instance().removeMapLayers([lyr.id() for lyr in layers])

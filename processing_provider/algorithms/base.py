@@ -12,6 +12,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ...core import params as P
 from ...core.choices import DEVICE_DEFAULT, DEVICES
+from ...core.convention import SUPPORTED_SCALES
 from ...core.errors import StackSRError
 from ...core.params import Setting
 from ...core.progress import Cancelled
@@ -21,6 +22,8 @@ from ..feedback import FeedbackMonitor
 
 # one HTML page per algorithm, shipped with the plugin (works offline; scripts/build_help.py writes them)
 HELP_DIR = os.path.join(PLUGIN_DIR, "help")
+# the dialogs' choice widgets (ui/), imported by Processing only when a dialog is built
+WIDGETS = __package__.rsplit(".", 2)[0] + ".ui.processing_widgets"
 NO_INPUT = "No input: choose the images of the stack, or one multiband raster."
 
 
@@ -105,7 +108,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
             return False, NO_INPUT
         return ok, message
 
-    SCALE, DEVICE = "SCALE", "DEVICE"
+    SCALE, DEVICE, REFERENCE = "SCALE", "DEVICE", "REFERENCE"
     MIN_REGISTRATION_QUALITY = "MIN_REGISTRATION_QUALITY"
 
     def add_registration_quality_parameter(self) -> None:
@@ -122,8 +125,18 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
             details.setPostProcessor(styler.create())
 
     def add_scale_parameter(self) -> None:
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, "Scale factor (2, 3 or 4)", QgsProcessingParameterNumber.Type.Integer, 3, minValue=2, maxValue=4))
+        """An integer (scripts and saved models pass 2, 3 or 4); the dialog shows the choices x2 / x3 / x4."""
+        scale = QgsProcessingParameterNumber(self.SCALE, "Scale factor", QgsProcessingParameterNumber.Type.Integer, 3,
+                                             minValue=min(SUPPORTED_SCALES), maxValue=max(SUPPORTED_SCALES))
+        scale.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.ScaleChoiceWrapper"}})
+        self.addParameter(scale)
+
+    def add_reference_parameter(self, legacy=None) -> None:
+        """The reference date: its 0-based index in the stack, empty for the clearest image; the dialog
+        offers the images picked as input by name. Optional: models saved before it existed keep validating."""
+        reference = self.number(self.REFERENCE, "Reference date: the date the result shows (empty: the clearest image)", P.REFERENCE, legacy=legacy)
+        reference.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.ReferenceChoiceWrapper"}})
+        self.add(reference, optional=True)
 
     def add_device_parameter(self) -> None:
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES),

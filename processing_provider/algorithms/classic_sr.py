@@ -11,8 +11,7 @@ from .base import StackSRAlgorithm
 
 
 class ClassicSuperResolve(StackSRAlgorithm):
-    METHOD, REFERENCE, ITERATIONS, PSF_SIGMA, REGISTER, OUTPUT = (
-        "METHOD", "REFERENCE", "ITERATIONS", "PSF_SIGMA", "REGISTER", "OUTPUT")
+    METHOD, ITERATIONS, PSF_SIGMA, REGISTER, OUTPUT = "METHOD", "ITERATIONS", "PSF_SIGMA", "REGISTER", "OUTPUT"
     KERNEL_BANK = "KERNEL_BANK"
 
     def name(self):
@@ -43,13 +42,13 @@ class ClassicSuperResolve(StackSRAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_stack_parameters()
         self.add_scale_parameter()
+        self.add_reference_parameter(legacy=-1)
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=list(CLASSIC_METHOD_LABELS.values()),
             defaultValue=CLASSIC_METHODS.index(CLASSIC_METHOD_DEFAULT)))
         self.addParameter(QgsProcessingParameterFile(
             self.KERNEL_BANK, "Kernel bank for IBP (.npz; empty: a Gaussian blur)", extension="npz", optional=True))
         advanced = [
-            self.number(self.REFERENCE, "Reference frame (0-based; empty: the clearest)", P.REFERENCE, legacy=-1),
             self.number(self.ITERATIONS, "IBP iterations", P.IBP_ITERATIONS),
             self.number(self.PSF_SIGMA, "IBP blur sigma in output pixels (empty: the default for the scale)", P.PSF_SIGMA,
                         legacy=0.0),

@@ -52,6 +52,7 @@ class SuperResolveStack(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "Trained model (.pt; empty: the shipped base model)", extension="pt", optional=True))
         self.add_scale_parameter()
+        self.add_reference_parameter()
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=list(SR_METHOD_LABELS.values()), defaultValue=SR_METHODS.index(SR_METHOD_DEFAULT)))
         self.add_device_parameter()
@@ -88,6 +89,7 @@ class SuperResolveStack(StackSRAlgorithm):
         summary = run_superresolve(
             self.stack_sources(parameters, context), output,
             scale=self.parameterAsInt(parameters, self.SCALE, context), method=method,
+            reference=self.optional_number(parameters, self.REFERENCE, context),
             model_path=self.parameterAsFile(parameters, self.MODEL, context) or None,
             tile=self.parameterAsInt(parameters, self.TILE, context),
             uncertainty_output=(unc or None) if method.startswith("piunet") else None,

@@ -1,0 +1,144 @@
+"""Widgets of the algorithm dialogs: the scale as a choice list ("x2", "x3", "x4") and the reference
+date chosen among the images picked as input.
+
+The parameters behind them stay plain integers (the scale; the 0-based reference index, empty for
+"the clearest"), so scripts, qgis_process, batch runs and saved graphical models keep passing
+numbers; only the standard dialog shows choices. Attached through the parameters' ``widget_wrapper``
+metadata, imported by Processing only when a dialog is built.
+"""
+from __future__ import annotations
+
+import os
+
+from processing.gui.wrappers import DIALOG_STANDARD, WidgetWrapper
+from qgis.core import QgsProcessingModelChildParameterSource, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtWidgets import QComboBox, QLineEdit
+
+from ..core.convention import SUPPORTED_SCALES
+
+CLEAREST = "The clearest image (automatic)"
+
+
+def _static(value):
+    """A graphical model hands its stored source; the widget shows its static value."""
+    if isinstance(value, QgsProcessingModelChildParameterSource):
+        return value.staticValue()
+    return value
+
+
+def _as_int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class _NumberFallback:
+    """Outside the standard dialog (batch, modeler) the number is typed, as Processing does for numbers."""
+
+    def _line_edit(self) -> QLineEdit:
+        edit = QLineEdit()
+        edit.textChanged.connect(lambda: self.widgetValueHasChanged.emit(self))
+        return edit
+
+
+class ScaleChoiceWrapper(WidgetWrapper, _NumberFallback):
+    """The scale factor as "x2" / "x3" / "x4"; the value is the integer."""
+
+    def createWidget(self):  # noqa: N802 - Processing's API
+        if self.dialogType != DIALOG_STANDARD:
+            return self._line_edit()
+        combo = QComboBox()
+        for s in SUPPORTED_SCALES:
+            combo.addItem(f"x{s}", s)
+        combo.currentIndexChanged.connect(lambda: self.widgetValueHasChanged.emit(self))
+        return combo
+
+    def setValue(self, value):  # noqa: N802
+        value = _as_int(_static(value))
+        if isinstance(self.widget, QComboBox):
+            index = self.widget.findData(value)
+            if index >= 0:
+                self.widget.setCurrentIndex(index)
+        else:
+            self.widget.setText("" if value is None else str(value))
+
+    def value(self):
+        if isinstance(self.widget, QComboBox):
+            return self.widget.currentData()
+        return _as_int(self.widget.text())
+
+
+def _input_names(value) -> list[str]:
+    """Display names of a multiple-layer parameter's value (layer ids, layers or paths)."""
+    names = []
+    for item in value if isinstance(value, (list, tuple)) else ([value] if value else []):
+        layer = item if isinstance(item, QgsRasterLayer) else QgsProject.instance().mapLayer(str(item))
+        names.append(layer.name() if layer is not None else os.path.splitext(os.path.basename(str(item)))[0])
+    return names
+
+
+class ReferenceChoiceWrapper(WidgetWrapper, _NumberFallback):
+    """The reference date picked among the images chosen as input (or the bands of the multiband
+    raster); the value is the 0-based index in the stack, ``None`` for the clearest image."""
+
+    LAYERS, MULTIBAND = "LAYERS", "MULTIBAND"
+
+    def createWidget(self):  # noqa: N802
+        self._pending = None
+        if self.dialogType != DIALOG_STANDARD:
+            return self._line_edit()
+        combo = QComboBox()
+        combo.addItem(CLEAREST, None)
+        combo.currentIndexChanged.connect(lambda: self.widgetValueHasChanged.emit(self))
+        return combo
+
+    def postInitialize(self, wrappers):  # noqa: N802 - once every wrapper of the dialog exists
+        if not isinstance(self.widget, QComboBox):
+            return
+        self._inputs = {w.parameterDefinition().name(): w for w in wrappers
+                        if w.parameterDefinition().name() in (self.LAYERS, self.MULTIBAND)}
+        for w in self._inputs.values():
+            w.widgetValueHasChanged.connect(lambda *_: self.refill())
+        self.refill()
+
+    def choices(self) -> list[str]:
+        """The names the combo offers after "the clearest", in stack order."""
+        layers = self._inputs.get(self.LAYERS)
+        names = _input_names(layers.parameterValue()) if layers is not None else []
+        if not names and self.MULTIBAND in self._inputs:
+            value = self._inputs[self.MULTIBAND].parameterValue()
+            layer = value if isinstance(value, QgsRasterLayer) else QgsProject.instance().mapLayer(str(value or ""))
+            if layer is None and value:
+                layer = QgsRasterLayer(str(value), "multiband")
+            if layer is not None and layer.isValid():
+                names = [f"Band {b}: {layer.bandName(b)}" for b in range(1, layer.bandCount() + 1)]
+        return names
+
+    def refill(self) -> None:
+        combo = self.widget
+        keep = combo.currentData() if self._pending is None else self._pending
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(CLEAREST, None)
+        for i, name in enumerate(self.choices()):
+            combo.addItem(name, i)
+        index = combo.findData(keep) if keep is not None else 0
+        combo.setCurrentIndex(max(index, 0))
+        self._pending = keep if index < 0 else None  # an index beyond today's inputs waits for them
+        combo.blockSignals(False)
+        self.widgetValueHasChanged.emit(self)
+
+    def setValue(self, value):  # noqa: N802
+        value = _as_int(_static(value))
+        if isinstance(self.widget, QComboBox):
+            index = self.widget.findData(value) if value is not None else 0
+            self._pending = value if index < 0 else None
+            self.widget.setCurrentIndex(max(index, 0))
+        else:
+            self.widget.setText("" if value is None else str(value))
+
+    def value(self):
+        if isinstance(self.widget, QComboBox):
+            return self.widget.currentData() if self._pending is None else self._pending
+        return _as_int(self.widget.text())
