@@ -52,10 +52,10 @@ def sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: t
 
 
 SETTING_NAMES = {  # TrainConfig's fields as a report reader would name them
-    "scale": "scale", "frames": "frames per sample", "patch": "patch size (coarse pixels)", "batch": "batch size",
-    "steps": "steps", "lr": "learning rate", "max_shift": "shift searched by the loss (LR pixels)",
+    "scale": "scale", "frames": "frames per sample", "patch": "training patch size (input pixels / scale)", "batch": "batch size",
+    "steps": "steps", "lr": "learning rate", "max_shift": "shift searched by the loss (input pixels)",
     "uncertainty": "uncertainty head trained", "val_fraction": "share of rows kept for validation",
-    "val_every": "validation every (steps)", "seed": "random seed", "shift_aug": "random shift of the inputs (coarse pixels)",
+    "val_every": "validation every (steps)", "seed": "random seed", "shift_aug": "random shift of the network inputs (input pixels / scale)",
     "bf16": "bfloat16 arithmetic", "noise_aug": "noise added to the inputs (max std, normalised units)",
 }
 

@@ -120,7 +120,7 @@ def gallery_section(bank: KernelBank) -> str:
     """HTML fragment: every kernel with its image name and fitted sigmas and angle."""
     cards = "".join(figure(kernel_png_base64(k, peak=bank.peak), fit_caption(name, fit))
                     for k, name, fit in zip(bank.kernels, bank.names, bank.fits()))
-    return (f"<p>Scale x{bank.scale}, {bank.size}x{bank.size} kernels, sigmas in HR pixels, angle counter-clockwise "
+    return (f"<p>Scale x{bank.scale}, {bank.size}x{bank.size} kernels, sigmas in output pixels, angle counter-clockwise "
             f"from east. Bank digest {bank.digest()}.</p>{cards}")
 
 

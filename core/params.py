@@ -73,7 +73,7 @@ IBP_ITERATIONS = Setting("IBP iterations", 40, 1, 1000)
 PSF_SIGMA = Setting("IBP PSF sigma (output pixels)", None, 0.0, 20.0, integer=False, open_minimum=True)
 # below 32 LR px a tile is mostly the 38-px halo the network needs around it (a 1-px tile on a
 # 61-px stack meant 3721 windows of 77 px: an apparent hang)
-TILE = Setting("tile size (LR pixels)", 256, 32, 100_000, special={0: "the whole stack at once"})
+TILE = Setting("tile size (input pixels)", 256, 32, 100_000, special={0: "the whole stack at once"})
 # frames whose registration quality (registration.py) is below this are left out: on real dates they
 # hold other land (BENCHMARKS.md: the real-date benchmark, 0.9 vs 0.7/0.8/0.95); 0 keeps every frame
 REGISTRATION_QUALITY = Setting("minimum registration quality", 0.9, 0.0, 1.0, integer=False)
@@ -84,12 +84,12 @@ REFERENCE = Setting("reference frame", None, 0, 100_000)
 KERNEL_ITERATIONS = Setting("kernel estimation iterations", None, 1, 5000)
 # the crop goes through the DIP generator's reflect padding (to a multiple of 8 HR px): 8 LR px
 # is the smallest that works at every scale
-KERNEL_CROP = Setting("kernel estimation crop (LR pixels)", None, 8, 100_000, special={0: "the whole image"})
-KERNEL_SIZE = Setting("kernel size (HR pixels)", None, 3, 63, odd=True)
+KERNEL_CROP = Setting("kernel estimation crop (input pixels)", None, 8, 100_000, special={0: "the whole image"})
+KERNEL_SIZE = Setting("kernel size (output pixels)", None, 3, 63, odd=True)
 SEED = Setting("random seed", 0, 0, SEED_MAX)
 # training (run_train_*)
 STEPS = Setting("training steps", 500, 1, 10_000_000)
-PATCH = Setting("patch size (coarse pixels)", 0, 2, 256, special={0: "automatic"})
+PATCH = Setting("training patch size (input pixels / scale)", 0, 2, 256, special={0: "automatic"})
 BATCH = Setting("batch size", 8, 1, 1024)
 FRAMES = Setting("frames per sample", 9, 2, 64)
 # the whole method in one job (run_chain): the demo's budget, about a minute on 2 cores

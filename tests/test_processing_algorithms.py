@@ -335,3 +335,21 @@ def test_the_one_click_chain_estimates_fine_tunes_and_super_resolves(processing,
     names = [n.layer().name() for n in project.layerTreeRoot().findGroup("StackSR").findLayers()]
     assert len(names) == 1 and names[0].endswith("piunet+ttf x3")
     project.clear()
+
+
+def test_parameters_and_cli_speak_of_input_and_output_pixels_only(qgis_app):
+    """One pixel vocabulary: the input images' pixels and the result's pixels (no LR / HR / coarse)."""
+    import re
+    import subprocess
+    import sys
+
+    from qgis.core import QgsApplication
+
+    other = re.compile(r"\b(LR|HR|CR|coarse|low-resolution|high-resolution) (pixel|px)", re.IGNORECASE)
+    provider = QgsApplication.processingRegistry().providerById("stacksr")
+    texts = [p.description() for alg in provider.algorithms() for p in alg.parameterDefinitions()]
+    assert any("input pixels" in t for t in texts) and any("output pixels" in t for t in texts)
+    for command in ("sr", "classic", "kernels", "train", "chain"):
+        texts.append(subprocess.run([sys.executable, "-m", "stacksr", command, "--help"], capture_output=True,
+                                    text=True, check=True).stdout)
+    assert [t for t in texts if other.search(t)] == []

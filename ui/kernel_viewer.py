@@ -1,5 +1,5 @@
 """Kernel viewer: a dock showing the kernels of a kernel bank as a grid, each with the image it
-was estimated from and its fitted Gaussian (sigmas in HR pixels, angle from east)."""
+was estimated from and its fitted Gaussian (sigmas in output pixels, angle from east)."""
 from __future__ import annotations
 
 import math
@@ -83,7 +83,7 @@ class KernelViewerDock(QDockWidget):
         self.bank = bank
         mode = bank.meta.get("mode", "?")
         self.summary.setText(f"<b>{title or 'kernel bank'}</b>: {len(bank.names)} kernels, {bank.size}x{bank.size} at "
-                             f"x{bank.scale} ({mode}); sigmas in HR pixels, angle counter-clockwise from east")
+                             f"x{bank.scale} ({mode}); sigmas in output pixels, angle counter-clockwise from east")
         peak = bank.peak
         for kernel, name, fit in zip(bank.kernels, bank.names, bank.fits()):
             cell = QWidget()

@@ -52,9 +52,9 @@ class EstimateKernels(StackSRAlgorithm):
         self.add_device_parameter()
         advanced = [
             self.number(self.ITERATIONS, "Iterations (empty: the mode's default)", P.KERNEL_ITERATIONS, legacy=0),
-            self.number(self.KERNEL_SIZE, "Kernel size in HR pixels (empty: 4 x scale + 3, the size of the shipped priors)",
+            self.number(self.KERNEL_SIZE, "Kernel size in output pixels (empty: 4 x scale + 3, the size of the shipped priors)",
                         P.KERNEL_SIZE, legacy=0),
-            self.number(self.CROP, f"Crop size used for estimation, LR pixels (empty: 40; 0: the whole image; else at least "
+            self.number(self.CROP, f"Crop size used for estimation, in input pixels (empty: 40; 0: the whole image; else at least "
                         f"{P.KERNEL_CROP.minimum})", P.KERNEL_CROP, legacy=-1),
             QgsProcessingParameterFile(self.PRIOR, "Kernel prior (FKP) file (empty: the shipped one)",
                                        extension="pt", optional=True),

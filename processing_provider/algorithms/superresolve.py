@@ -37,7 +37,7 @@ class SuperResolveStack(StackSRAlgorithm):
             "blurred and decimated, reproduces every image of the stack, the reference (clearest) one weighing "
             "most (advanced: the reference image alone, as published); the reference's kernel can be written as "
             "a kernel layer.\n\n"
-            "Large rasters are processed in tiles (tile size in LR pixels; 0 processes the whole stack at once). "
+            "Large rasters are processed in tiles (tile size in input pixels; 0 processes the whole stack at once). "
             "Each tile is computed with a margin covering the network's reach and shares the raster's global "
             "statistics, so the tiled result equals the whole-stack result: there are no seams. TTF calibrates once "
             "and the calibrated model serves every tile; 'Finetune on every tile separately' adapts to each tile "
@@ -56,7 +56,7 @@ class SuperResolveStack(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=list(SR_METHOD_LABELS.values()), defaultValue=SR_METHODS.index(SR_METHOD_DEFAULT)))
         self.add_device_parameter()
-        tile = self.number(self.TILE, f"Tile size, LR pixels (0: whole stack; else at least {P.TILE.minimum})", P.TILE)
+        tile = self.number(self.TILE, f"Tile size in input pixels (0: whole stack; else at least {P.TILE.minimum})", P.TILE)
         ttf = self.number(self.TTF_ITERATIONS, "TTF iterations", P.TTF_ITERATIONS)
         per_tile = QgsProcessingParameterBoolean(
             self.TTF_PER_TILE, "Finetune on every tile separately (TTF; default: once, applied to all tiles)", False)

@@ -50,7 +50,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
         self.addParameter(self.number(self.STEPS, "Training steps", P.STEPS))
         self.add_device_parameter()
         advanced = [
-            self.number(self.PATCH, "Patch size (coarse pixels; LR targets are scale x larger; 0: auto)", P.PATCH),
+            self.number(self.PATCH, "Training patch size (0: automatic; each target is this size x the scale, in input pixels)", P.PATCH),
             self.number(self.BATCH, "Batch size", P.BATCH),
             self.number(self.FRAMES, "Frames per sample (T)", P.FRAMES),
             self.number(self.SEED, "Random seed", P.SEED),
