@@ -6,7 +6,7 @@ Nothing touches ``iface`` before ``initGui``, so headless ``qgis_process`` works
 import importlib.util
 import os
 
-from qgis.core import QgsApplication
+from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton
@@ -50,12 +50,26 @@ class StackSRPlugin:
 
         if self.viewer is None:
             self.viewer = KernelViewerDock(self.iface.mainWindow())
+            self.viewer.kernel_clicked.connect(self.select_kernel_layer)
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.viewer)
             # docked under the Processing Toolbox it got a ~100 px strip: open floating, at a size that shows a bank
             self.viewer.setFloating(True)
             self.viewer.resize(760, 600)
         self.viewer.show()
         self.viewer.raise_()
+
+    def select_kernel_layer(self, image: str, bank: str) -> bool:
+        """Make the kernel layer of ``image`` (from ``bank``, when known) the active layer: selected in the
+        Layers panel and ready for zooming. The newest such layer wins (reruns of the same images)."""
+        from .processing_provider.layer_styles import KERNEL_BANK, KERNEL_IMAGE
+
+        matches = [layer for layer in QgsProject.instance().layerTreeRoot().layerOrder()
+                   if layer.customProperty(KERNEL_IMAGE) == image and (not bank or layer.customProperty(KERNEL_BANK) == bank)]
+        if not matches:
+            self.iface.messageBar().pushInfo("StackSR", f"No kernel layer of {image} is loaded.")
+            return False
+        self.iface.setActiveLayer(matches[0])
+        return True
 
     def show_installer(self):
         from .ui.deps_dialog import InstallDependenciesDialog

@@ -1,4 +1,6 @@
 """Post-processors that style and group layers loaded when an algorithm completes."""
+import os
+
 from qgis.core import (
     QgsColorRampShader, QgsContrastEnhancement, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer,
     QgsRasterMinMaxOrigin, QgsRasterShader, QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer, QgsStyle,
@@ -8,8 +10,15 @@ KERNELS_GROUP = "Kernels"
 RESULTS_GROUP = "StackSR"  # results go here, never into whichever group happens to be active
 
 
-def move_into_group(layer, context, name: str) -> None:
-    """Move ``layer``'s node into the top-level group ``name`` (created first in the tree if missing)."""
+# custom properties of a kernel layer: the image its kernel belongs to and the bank it came from (the
+# Kernel viewer selects the layer of the kernel clicked)
+KERNEL_IMAGE, KERNEL_BANK = "stacksr/kernel_image", "stacksr/kernel_bank"
+
+
+def move_into_group(layer, context, *path: str) -> None:
+    """Move ``layer``'s node into the group at ``path`` (top-level group, then subgroups; each created
+    first in its parent if missing). A name the group already shows gets a number (' (2)', ...): reruns
+    with the same settings stay apart."""
     project = context.project()
     if project is None:
         return
@@ -17,7 +26,15 @@ def move_into_group(layer, context, name: str) -> None:
     node = root.findLayer(layer.id())
     if node is None:
         return
-    group = root.findGroup(name) or root.insertGroup(0, name)
+    group = root
+    for name in path:
+        group = next((g for g in group.children() if g.nodeType() == g.NodeType.NodeGroup and g.name() == name),
+                     None) or group.insertGroup(0, name)
+    taken = {n.layer().name() for n in group.findLayers() if n.layer() is not None and n.layer() is not layer}
+    base, number = layer.name(), 2
+    while layer.name() in taken:
+        layer.setName(f"{base} ({number})")
+        number += 1
     if node.parent() is not group:
         group.addChildNode(node.clone())
         node.parent().removeChildNode(node)
@@ -91,22 +108,37 @@ class UncertaintyLayerStyler(_KeptAlive):
 
 
 class KernelLayerStyler(_KeptAlive):
-    """Pseudocolor + move into the "Kernels" group of the project's layer tree. ``peak``: one colour
-    scale (0 to the largest weight of the bank) for all kernels of a run, so their colours compare."""
+    """Pseudocolor + move into the run's subgroup of the "Kernels" group. ``peak``: one colour scale
+    (0 to the largest weight of the bank) for all kernels of a run, so their colours compare;
+    ``run``: the run's subgroup (none: straight into "Kernels"); ``image``/``bank``: recorded on the
+    layer so that the Kernel viewer can select it."""
 
+    home = (KERNELS_GROUP,)
     peak: float | None = None
+    run: str = ""
+    image: str = ""
+    bank: str = ""
 
     @classmethod
-    def create(cls, peak: float | None = None):
+    def create(cls, peak: float | None = None, run: str = "", image: str = "", bank: str = ""):
         styler = super().create()
-        styler.peak = peak
+        styler.peak, styler.run, styler.image, styler.bank = peak, run, image, bank
         return styler
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if not isinstance(layer, QgsRasterLayer):
             return
         pseudocolor(layer, limits=None if self.peak is None else (0.0, self.peak))
-        move_into_group(layer, context, KERNELS_GROUP)
+        if self.image:
+            layer.setCustomProperty(KERNEL_IMAGE, self.image)
+            layer.setCustomProperty(KERNEL_BANK, os.path.abspath(self.bank))
+        move_into_group(layer, context, *self.home, *((self.run,) if self.run else ()))
+
+
+class TTFKernelLayerStyler(KernelLayerStyler):
+    """The TTF kernel of a super-resolution run: a result, so it goes with the run's other results."""
+
+    home = (RESULTS_GROUP,)
 
 
 def result_title(summary: dict) -> str:
@@ -114,3 +146,11 @@ def result_title(summary: dict) -> str:
     'LT50350322009240PAC02_b4 piunet+ttf x3'), so that runs with other settings stay apart."""
     stem = summary["reference"].rsplit(".", 1)[0] if "." in summary["reference"] else summary["reference"]
     return f"{stem} {summary['method']} x{summary['scale']}"
+
+
+def kernel_run_title(summary: dict) -> str:
+    """A kernel run's subgroup: time, number of images, scale and mode (e.g. '04:51:07 - 8 images, x3,
+    joint'), so that reruns stay apart."""
+    import time
+
+    return f"{time.strftime('%H:%M:%S')} - {len(summary['kernels'])} images, x{summary['scale']}, {summary['mode']}"

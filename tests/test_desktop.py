@@ -31,8 +31,24 @@ try:
         res = processing.runAndLoadResults("stacksr:estimatekernels", params)
         group = QgsProject.instance().layerTreeRoot().findGroup("Kernels")
         out["kernel_layers_in_group"] = len(group.findLayers()) if group else 0
+        out["kernel_run_groups"] = [g.name() for g in group.children()] if group else []
         # the viewer opened on the new bank by itself
         out["viewer_cells"] = p.viewer.cell_count() if p.viewer is not None and p.viewer.isVisible() else 0
+        # at its default size: a screenshot, and where each kernel cell lies in it (checked by the test)
+        from qgis.PyQt.QtCore import QPoint
+        QgsApplication.processEvents()
+        p.viewer.grab().save(os.environ["STACKSR_TEST_VIEWER"])
+        out["viewer_size"] = [p.viewer.width(), p.viewer.height()]
+        out["viewer_cell_rects"] = []
+        for cell in p.viewer._cells:
+            image = cell.findChildren(__import__("qgis.PyQt.QtWidgets", fromlist=["QLabel"]).QLabel)[0]
+            top_left = image.mapTo(p.viewer, QPoint(0, 0))
+            out["viewer_cell_rects"].append([top_left.x(), top_left.y(), image.width(), image.height(),
+                                             not image.visibleRegion().isEmpty()])
+        # clicking a kernel selects its layer
+        p.viewer.click(2)
+        active = iface.activeLayer()
+        out["clicked_selects"] = [p.viewer.bank.names[2], active.customProperty("stacksr/kernel_image") if active else None]
         canvas = iface.mapCanvas()
         canvas.setExtent(group.findLayers()[0].layer().extent())
         canvas.refreshAllLayers()
@@ -42,7 +58,10 @@ try:
         image = QgsRasterLayer(params["LAYERS"][0], "image")
         out["kernels_in_stack_crs_and_extent"] = all(
             n.layer().crs() == image.crs() and image.extent().contains(n.layer().extent()) for n in group.findLayers())
-        # the one-click chain, with a kernel layer active: its result must land in the StackSR group
+        # super-resolve, then the one-click chain, each with a kernel layer active: their results must land
+        # in the StackSR group, under names that tell them apart
+        iface.setActiveLayer(group.findLayers()[0].layer())
+        processing.runAndLoadResults("stacksr:superresolve", json.loads(os.environ["STACKSR_TEST_SR"]))
         iface.setActiveLayer(group.findLayers()[0].layer())
         chain = json.loads(os.environ["STACKSR_TEST_CHAIN"])
         processing.runAndLoadResults("stacksr:superresolvechain", chain)
@@ -70,9 +89,14 @@ def _run_desktop(tmp_path, with_torch: bool, run_params: dict | None = None) -> 
         path.append(os.path.dirname(os.path.dirname(torch.__file__)))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QT_QPA_PLATFORM", "VIRTUAL_ENV")}
     env.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), QGIS_PLUGINPATH=pkg, PYTHONPATH=os.pathsep.join(path),
-               STACKSR_TEST_OUT=str(tmp_path / "seen.json"), STACKSR_TEST_SHOT=str(tmp_path / "canvas.png"))
+               STACKSR_TEST_OUT=str(tmp_path / "seen.json"), STACKSR_TEST_SHOT=str(tmp_path / "canvas.png"),
+               STACKSR_TEST_VIEWER=str(tmp_path / "viewer.png"))
     if run_params:
         env["STACKSR_TEST_RUN"] = json.dumps(run_params)
+        env["STACKSR_TEST_SR"] = json.dumps({"LAYERS": run_params["LAYERS"][:3], "SCALE": 3, "TTF_ITERATIONS": 3,
+                                             "OUTPUT": str(tmp_path / "sr.tif"),
+                                             "OUTPUT_UNCERTAINTY": str(tmp_path / "sr_std.tif"),
+                                             "OUTPUT_KERNEL": str(tmp_path / "sr_kernel.tif")})
         env["STACKSR_TEST_CHAIN"] = json.dumps({"LAYERS": run_params["LAYERS"][:3], "SCALE": 3, "STEPS": 2,
                                                 "WORK_FOLDER": str(tmp_path / "work"), "OUTPUT": str(tmp_path / "chain.tif")})
     res = subprocess.run(["xvfb-run", "-a", "/usr/bin/qgis", "--nologo", "--noversioncheck", "--code", str(script)],
@@ -89,9 +113,18 @@ def test_desktop_qgis_shows_menu_kernel_layers_viewer_and_map(tmp_path, sample_i
     seen = _run_desktop(tmp_path, with_torch=True, run_params=params)
     assert seen["loaded"] and seen["menu_actions"] == ["Kernel viewer", "Install PyTorch..."]
     assert "PyTorch" not in seen["message_bar"]
-    assert seen["kernel_layers_in_group"] == 4 and seen["viewer_cells"] == 4
     from osgeo import gdal
 
+    assert seen["kernel_layers_in_group"] == 4 and seen["viewer_cells"] == 4
+    assert len(seen["kernel_run_groups"]) == 1 and "4 images, x3" in seen["kernel_run_groups"][0]
+    # every kernel cell lies whole inside the viewer at its default size, and its picture is drawn there
+    shot = gdal.Open(str(tmp_path / "viewer.png")).ReadAsArray().astype(float)
+    width, height = seen["viewer_size"]
+    assert shot.shape[1:] == (height, width)
+    for x, y, w, h, visible in seen["viewer_cell_rects"]:
+        assert visible and 0 <= x and x + w <= width and 0 <= y and y + h <= height, (x, y, w, h, width, height)
+        assert shot[:, y:y + h, x:x + w].std() > 20  # the colour-mapped kernel, not an empty frame
+    assert seen["clicked_selects"][0] == seen["clicked_selects"][1]
     ds = gdal.Open(str(tmp_path / "canvas.png"))
     rgb = ds.ReadAsArray()
     ds = None
@@ -99,7 +132,10 @@ def test_desktop_qgis_shows_menu_kernel_layers_viewer_and_map(tmp_path, sample_i
     assert len(glob.glob(str(tmp_path / "kernels" / "*.tif"))) == 4
     assert seen["kernels_in_stack_crs_and_extent"]
     # the chain's result in the StackSR group, named after date, method and scale; none went into "Kernels"
-    assert len(seen["stacksr_group"]) == 1 and seen["stacksr_group"][0].endswith("piunet+ttf x3")
+    names = seen["stacksr_group"]
+    assert len(names) == 4 and len(set(names)) == 4, names  # SR, uncertainty and TTF kernel; then the chain's SR
+    assert sum(n.endswith("piunet+ttf x3") for n in names) == 1 and any(n.endswith("piunet+ttf x3 (2)") for n in names)
+    assert any(n.endswith("uncertainty") for n in names) and any(n.endswith("TTF kernel") for n in names)
     assert seen["kernels_group_after_chain"] == 4
 
 

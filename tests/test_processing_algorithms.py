@@ -226,17 +226,19 @@ def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing
     k = ds.ReadAsArray()
     ds = None
     assert k.shape == (15, 15) and abs(k.sum() - 1) < 1e-4 and fit_gaussian(k, 3).sigma1 > 0
-    # loaded with styles: grey SR, pseudocolor uncertainty, the kernel in the "Kernels" group
+    # loaded with styles: grey SR, pseudocolor uncertainty, pseudocolor TTF kernel, all three in the StackSR group
     layers = {os.path.basename(lyr.source()): lyr for lyr in project.mapLayers().values()}
     assert isinstance(layers["sr.tif"].renderer(), QgsSingleBandGrayRenderer)
     assert isinstance(layers["std.tif"].renderer(), QgsSingleBandPseudoColorRenderer)
-    assert project.layerTreeRoot().findGroup("Kernels").findLayers()[0].layer().source() == ker
+    assert isinstance(layers[os.path.basename(ker)].renderer(),
+                      QgsSingleBandPseudoColorRenderer)
     # results in the StackSR group (not in the active Kernels group), named after date, method and scale
     results = {n.layer().name(): os.path.basename(n.layer().source())
                for n in project.layerTreeRoot().findGroup("StackSR").findLayers()}
     ref = os.path.basename(sample_images[0]).rsplit(".", 1)[0]
     assert any(name.endswith("piunet+ttf x3") and src == "sr.tif" for name, src in results.items()), results
     assert any(name.endswith("piunet+ttf x3 uncertainty") and src == "std.tif" for name, src in results.items())
+    assert any(name.endswith("piunet+ttf x3 TTF kernel") and src == os.path.basename(ker) for name, src in results.items())
     assert all(name.split(" ")[0].endswith("_b4") for name in results) and ref.endswith("_b4")
     project.clear()
     page = open(res["OUTPUT_REPORT"], encoding="utf-8").read()

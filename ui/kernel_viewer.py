@@ -6,10 +6,10 @@ import math
 import os
 
 import numpy as np
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QImage, QPixmap
 from qgis.PyQt.QtWidgets import (
-    QDockWidget, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget,
+    QDockWidget, QFileDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget,
 )
 
 from ..core.kernel_bank import KernelBank, KernelBankError, colorize_kernel
@@ -35,13 +35,36 @@ def kernel_pixmap(kernel: np.ndarray, zoom: int = ZOOM, peak: float | None = Non
     return QPixmap.fromImage(image.copy())  # copy: the QImage must not outlive the numpy buffer
 
 
+class _Cell(QFrame):
+    """One kernel with its caption; a click reports the kernel's image name."""
+
+    def __init__(self, name: str, on_click):
+        super().__init__()
+        self.name, self._on_click = name, on_click
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setToolTip(f"{name}\nClick: select its kernel layer")
+
+    def mouseReleaseEvent(self, event):  # noqa: N802 - Qt's hook
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._on_click(self)
+        super().mouseReleaseEvent(event)
+
+    def set_selected(self, selected: bool) -> None:
+        self.setFrameShape(QFrame.Shape.Box if selected else QFrame.Shape.NoFrame)
+        self.setLineWidth(2 if selected else 0)
+
+
 class KernelViewerDock(QDockWidget):
-    """``load_bank(path)`` or ``set_bank(bank, title)`` fills the grid; "Open kernel bank..." asks for a file."""
+    """``load_bank(path)`` or ``set_bank(bank, title)`` fills the grid; "Open kernel bank..." asks for a file.
+    Clicking a kernel emits ``kernel_clicked(image name, bank path)`` (the plugin selects its layer)."""
+
+    kernel_clicked = pyqtSignal(str, str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("StackSR kernels", parent)
         self.setObjectName("StackSRKernelViewer")
         self.bank: KernelBank | None = None
+        self.bank_path = ""
         self._cells: list[QWidget] = []
         self._arranged = 0  # the number of columns the cells are laid out in
         body = QWidget()
@@ -73,20 +96,21 @@ class KernelViewerDock(QDockWidget):
             bank = KernelBank.load(path)
         except KernelBankError as exc:
             self._clear()
-            self.bank = None
+            self.bank, self.bank_path = None, ""
             self.summary.setText(f"<b>Cannot show kernels:</b> {exc}")
             return
         self.set_bank(bank, os.path.basename(path))
+        self.bank_path = os.path.abspath(path)
 
     def set_bank(self, bank: KernelBank, title: str = "") -> None:
         self._clear()
-        self.bank = bank
+        self.bank, self.bank_path = bank, ""
         mode = bank.meta.get("mode", "?")
         self.summary.setText(f"<b>{title or 'kernel bank'}</b>: {len(bank.names)} kernels, {bank.size}x{bank.size} at "
                              f"x{bank.scale} ({mode}); sigmas in output pixels, angle counter-clockwise from east")
         peak = bank.peak
         for kernel, name, fit in zip(bank.kernels, bank.names, bank.fits()):
-            cell = QWidget()
+            cell = _Cell(name, self._clicked)
             box = QVBoxLayout(cell)
             image = QLabel()
             image.setPixmap(kernel_pixmap(kernel, peak=peak))
@@ -94,11 +118,19 @@ class KernelViewerDock(QDockWidget):
             caption = QLabel(f"{short_name(name)}\n\u03c3\u2081 {fit.sigma1:.2f}  \u03c3\u2082 {fit.sigma2:.2f}  "
                              f"\u03b8 {math.degrees(fit.theta):.0f}\u00b0")
             caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            caption.setToolTip(name)
             box.addWidget(image)
             box.addWidget(caption)
             self._cells.append(cell)
         self._arrange()
+
+    def _clicked(self, cell: _Cell) -> None:
+        for other in self._cells:
+            other.set_selected(other is cell)
+        self.kernel_clicked.emit(cell.name, self.bank_path)
+
+    def click(self, index: int) -> None:
+        """Act as a click on the ``index``-th kernel (what a test or a keyboard action does)."""
+        self._clicked(self._cells[index])
 
     def columns(self) -> int:
         """As many columns as the dock's width holds (at least one)."""

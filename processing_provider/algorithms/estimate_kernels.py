@@ -9,7 +9,7 @@ from qgis.core import (
 
 from ...core import params as P
 from ...core.choices import KERNEL_MODE_DEFAULT, KERNEL_MODE_LABELS, KERNEL_MODES
-from ..layer_styles import KernelLayerStyler
+from ..layer_styles import KernelLayerStyler, kernel_run_title
 from .base import StackSRAlgorithm
 
 
@@ -102,11 +102,12 @@ class EstimateKernels(StackSRAlgorithm):
             invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
         for k in summary["kernels"]:
             feedback.pushInfo(f"{k['image']}: sigma1 {k['sigma1']:.2f}, sigma2 {k['sigma2']:.2f} px, angle {k['theta_deg']:.0f} deg")
-        for path in summary["layers"]:
+        run = kernel_run_title(summary)
+        for path, image in zip(summary["layers"], (k["image"] for k in summary["kernels"])):
             details = QgsProcessingContext.LayerDetails(
                 os.path.splitext(os.path.basename(path))[0], context.project(), self.OUTPUT_LAYERS)
             details.layerTypeHint = QgsProcessingUtils.LayerHint.Raster
-            details.setPostProcessor(KernelLayerStyler.create(summary["peak"]))
+            details.setPostProcessor(KernelLayerStyler.create(summary["peak"], run, image, bank))
             context.addLayerToLoadOnCompletion(path, details)
         self._bank = bank  # for postProcessAlgorithm: the viewer opens on it in the desktop
         results = {self.OUTPUT_BANK: bank, self.KERNEL_LAYERS: summary["layers"], self.SECONDS: summary["seconds"]}

@@ -6,7 +6,7 @@ from qgis.core import (
 
 from ...core import params as P
 from ...core.choices import SR_METHOD_DEFAULT, SR_METHOD_LABELS, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS
-from ..layer_styles import KernelLayerStyler, SRLayerStyler, UncertaintyLayerStyler, result_title
+from ..layer_styles import SRLayerStyler, TTFKernelLayerStyler, UncertaintyLayerStyler, result_title
 from .base import StackSRAlgorithm
 
 
@@ -103,7 +103,7 @@ class SuperResolveStack(StackSRAlgorithm):
             min_registration_quality=self.optional_number(parameters, self.MIN_REGISTRATION_QUALITY, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
         stylers = {self.OUTPUT: SRLayerStyler, self.OUTPUT_UNCERTAINTY: UncertaintyLayerStyler,
-                   self.OUTPUT_KERNEL: KernelLayerStyler}
+                   self.OUTPUT_KERNEL: TTFKernelLayerStyler}
         title = result_title(summary)
         names = {self.OUTPUT: title, self.OUTPUT_UNCERTAINTY: f"{title} uncertainty",
                  self.OUTPUT_KERNEL: f"{title} TTF kernel"}
