@@ -8,7 +8,7 @@ DEMO_OUT := demo_output
 export PYTHONPATH := $(CURDIR)/$(PKG)
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: deps demo test test-fast bench zip example-model help-pages
+.PHONY: deps demo test test-fast bench zip example-model help-pages screenshots
 deps: $(VENV)/.installed $(PKG)/stacksr
 
 $(VENV)/.installed: requirements.txt scripts/install_system_deps.sh
@@ -59,3 +59,7 @@ example-model: deps
 # regenerate the algorithms' HTML help pages (help/<algorithm>.html)
 help-pages: deps
 	$(PY) scripts/build_help.py
+
+# the screenshots in docs/ (every dialog, the Kernel viewer, the three reports of `make demo`), under a virtual display
+screenshots: demo
+	xvfb-run -a $(PYTHON_SYSTEM) scripts/screenshots.py $(DEMO_OUT) docs

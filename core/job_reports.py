@@ -2,9 +2,11 @@
 summaries; :mod:`report` renders them."""
 from __future__ import annotations
 
+import html
 import os
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .baselines import default_psf
@@ -19,20 +21,37 @@ def ttf_summary(res) -> str:
 
 
 def sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: torch.Tensor, scale: int,
-               ttf_kernel: torch.Tensor | None, ttf_res, summary: list[tuple]) -> None:
-    """Settings, TTF curve and kernel, and the reference-consistency check: the SR image blurred
-    with the TTF kernel (else the default PSF), decimated and compared with the reference frame."""
+              ttf_kernel: torch.Tensor | None, ttf_res, summary: list[tuple], reference_name: str = "reference",
+              std: np.ndarray | None = None, covered: np.ndarray | None = None) -> None:
+    """Settings, quicklooks (the reference date as input, the result and its uncertainty ``std``, both
+    ``(H, W)`` with the output's ``covered`` pixels), TTF curve and kernel, and the reference-consistency
+    check: the SR image blurred with the TTF kernel (else the default PSF), decimated and compared with
+    the reference frame."""
     from .degradation import blur_downsample
     from .kernel_bank import fit_gaussian
     from .kernels import fit_caption, kernel_png_base64
-    from .report import figure, line_chart, table, write_report
+    from .report import colour_bar, figure, line_chart, quicklook, stretch, table, write_report
 
     kernel = ttf_kernel if ttf_kernel is not None else default_psf(scale)
     back = blur_downsample(torch.nan_to_num(hr.float()), kernel.float(), scale)
     ok = ref_valid & torch.isfinite(back)
     rmse = float(((back - ref_frame.float())[ok] ** 2).mean().sqrt()) if bool(ok.any()) else float("nan")
     spread = float(ref_frame[ref_valid].float().std()) if bool(ref_valid.any()) else float("nan")
+    sr = hr.float().numpy().astype(np.float64)
+    if covered is not None:
+        sr = np.where(covered, sr, np.nan)
+    lr = np.where(ref_valid.numpy(), ref_frame.float().numpy(), np.nan)
+    lo, hi = stretch(sr)  # one grey stretch for input and result, so they compare
+    looks = (quicklook(lr, lo, hi, f"input: {html.escape(reference_name)}", shown_as=sr.shape)
+             + quicklook(sr, lo, hi, f"result (x{scale})"))
+    if std is not None:
+        _, s_hi = stretch(np.where(np.isfinite(sr), std, np.nan))
+        looks += quicklook(std, 0.0, s_hi, "uncertainty (standard deviation)<br/>"
+                           + colour_bar(0.0, s_hi, "standard deviation (input units)", width=160), colour=True)
     sections = [("Summary", table(summary)),
+                ("Reference date, result and uncertainty", f"<p>Same grey stretch (2-98 % of the result: "
+                                                           f"{lo:.4g} to {hi:.4g}) for the input and the result.</p>"
+                                                           + looks),
                 ("Consistency with the reference frame", table(
                     [("RMSE of SR blurred and decimated vs reference (input units)", rmse),
                      ("standard deviation of the reference (for scale)", spread),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,12 +114,30 @@ class KernelBank:
         return KernelBank(kernels, names, check_scale(bank_scale), meta)
 
 
-def colorize_kernel(k: np.ndarray, peak: float | None = None) -> np.ndarray:
-    """Kernel -> RGB uint8 with a perceptual dark-blue-to-yellow ramp (viridis-like) from 0 to ``peak``
-    (default: the kernel's own maximum; give the bank's to make the kernels of a bank comparable)."""
-    stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
-    v = np.clip(k / max(float(k.max() if peak is None else peak), 1e-12), 0.0, 1.0)
-    pos = v * (len(stops) - 1)
+NAME_CHARS = 16  # image names wrap onto lines of this many characters (whole: the acquisition date is in them)
+
+
+def short_name(name: str, limit: int = NAME_CHARS) -> str:
+    """The image name without its raster extension, wrapped onto lines of ``limit`` characters (never cut:
+    product names such as LT50350322009240PAC02 carry the acquisition date in their middle)."""
+    stem = os.path.splitext(name)[0] if name.lower().endswith((".tif", ".tiff", ".vrt", ".jp2")) else name
+    return "\n".join(stem[i:i + limit] for i in range(0, len(stem), limit)) or stem
+
+
+# a perceptual dark-blue-to-yellow ramp (viridis-like): kernels, uncertainty quicklooks and their colour bars
+RAMP_STOPS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
+
+
+def colorize(v: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (clipped) -> RGB uint8 along :data:`RAMP_STOPS`; ``(..., 3)``."""
+    stops = np.array(RAMP_STOPS, dtype=np.float64)
+    pos = np.clip(v, 0.0, 1.0) * (len(stops) - 1)
     lo = np.clip(np.floor(pos).astype(int), 0, len(stops) - 2)
     t = (pos - lo)[..., None]
     return ((1 - t) * stops[lo] + t * stops[lo + 1]).astype(np.uint8)
+
+
+def colorize_kernel(k: np.ndarray, peak: float | None = None) -> np.ndarray:
+    """Kernel -> RGB uint8 in the ramp from 0 to ``peak`` (default: the kernel's own maximum; give the
+    bank's to make the kernels of a bank comparable)."""
+    return colorize(k / max(float(k.max() if peak is None else peak), 1e-12))

@@ -8,12 +8,11 @@ import math
 import os
 
 import numpy as np
-from osgeo import gdal
 
 from .convention import kernel_center_offset
-from .kernel_bank import GaussianFit, KernelBank, as_array, colorize_kernel, fit_gaussian
+from .kernel_bank import GaussianFit, KernelBank, as_array, colorize_kernel, fit_gaussian, short_name
 from .outputs import atomic_output, write_geotiff
-from .report import figure, write_report
+from .report import colour_bar, figure, png_base64, write_report
 from .stack_io import RasterGrid
 
 
@@ -72,25 +71,6 @@ def write_kernel_layers(bank: KernelBank, folder: str, image: RasterGrid | None 
     return paths
 
 
-def _png_bytes(rgb: np.ndarray) -> bytes:
-    h, w, _ = rgb.shape
-    mem = gdal.GetDriverByName("MEM").Create("", w, h, 3, gdal.GDT_Byte)
-    for b in range(3):
-        mem.GetRasterBand(b + 1).WriteArray(rgb[..., b])
-    vsi = f"/vsimem/stacksr_{id(rgb)}.png"
-    out = gdal.GetDriverByName("PNG").CreateCopy(vsi, mem)
-    out = None
-    mem = None
-    f = gdal.VSIFOpenL(vsi, "rb")
-    gdal.VSIFSeekL(f, 0, 2)
-    n = gdal.VSIFTellL(f)
-    gdal.VSIFSeekL(f, 0, 0)
-    data = gdal.VSIFReadL(1, n, f)
-    gdal.VSIFCloseL(f)
-    gdal.Unlink(vsi)
-    return bytes(data)
-
-
 def gallery_png(bank: KernelBank, zoom: int = 8, columns: int = 8) -> bytes:
     """A mosaic of all kernels (each zoomed, nearest neighbour), as PNG bytes."""
     K, n = bank.size, len(bank.names)
@@ -102,17 +82,17 @@ def gallery_png(bank: KernelBank, zoom: int = 8, columns: int = 8) -> bytes:
         r, c = divmod(i, cols)
         tile = np.kron(colorize_kernel(k, bank.peak), np.ones((zoom, zoom, 1), dtype=np.uint8))
         canvas[r * cell + 2:r * cell + 2 + K * zoom, c * cell + 2:c * cell + 2 + K * zoom] = tile
-    return _png_bytes(canvas)
+    return base64.b64decode(png_base64(canvas))
 
 
 def kernel_png_base64(kernel: np.ndarray, zoom: int = 8, peak: float | None = None) -> str:
     """One kernel in the colour ramp (0 to ``peak``, default its maximum), enlarged (nearest neighbour), as base64 PNG."""
-    rgb = np.kron(colorize_kernel(kernel, peak), np.ones((zoom, zoom, 1), dtype=np.uint8))
-    return base64.b64encode(_png_bytes(rgb)).decode()
+    return png_base64(np.kron(colorize_kernel(kernel, peak), np.ones((zoom, zoom, 1), dtype=np.uint8)))
 
 
 def fit_caption(name: str, fit: GaussianFit) -> str:
-    return (f"{html.escape(name)}<br/>&sigma;<sub>1</sub> {fit.sigma1:.2f}, &sigma;<sub>2</sub> {fit.sigma2:.2f} px, "
+    """The image name wrapped whole (as in the Kernel viewer), then the fitted sigmas and angle."""
+    return (f"{'<br/>'.join(html.escape(line) for line in short_name(name).split(chr(10)))}<br/>&sigma;<sub>1</sub> {fit.sigma1:.2f}, &sigma;<sub>2</sub> {fit.sigma2:.2f} px, "
             f"&theta; {math.degrees(fit.theta):.0f}&deg;")
 
 
@@ -121,7 +101,8 @@ def gallery_section(bank: KernelBank) -> str:
     cards = "".join(figure(kernel_png_base64(k, peak=bank.peak), fit_caption(name, fit))
                     for k, name, fit in zip(bank.kernels, bank.names, bank.fits()))
     return (f"<p>Scale x{bank.scale}, {bank.size}x{bank.size} kernels, sigmas in output pixels, angle counter-clockwise "
-            f"from east. Bank digest {bank.digest()}.</p>{cards}")
+            f"from east, one colour scale for all. Bank digest {bank.digest()}.</p>"
+            f"{colour_bar(0.0, bank.peak, 'kernel weight')}<div>{cards}</div>")
 
 
 def write_gallery(bank: KernelBank, html_path: str, png_path: str | None = None, title: str = "Estimated kernels") -> str:

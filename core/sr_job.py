@@ -262,13 +262,15 @@ def _write(paths, stack, sel: _Selected, run: _Run, params: dict, hr, log_scale,
             write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {sel.reference_name}", stack.grid)
         seconds = round(time.perf_counter() - t0, 3)
         if t_rep:
+            uncertainty = None if log_scale is None else np.sqrt(2.0) * np.exp(log_scale.numpy().astype(np.float64))
             sr_report(t_rep, hr, sel.frames[sel.ref], sel.valid[sel.ref], scale, ttf_kernel, ttf_res,
                       [("method", run.method), ("scale", f"x{scale}"),
                        ("images", f"{stack.count}: " + ", ".join(n if u else f"{n} (left out)"
                                                               for n, u in zip(stack.names, sel.used.tolist()))),
                        ("reference frame", sel.reference_name), ("images used (registration quality)", int(sel.frames.shape[0])),
                        ("device", str(run.device) if run.learned else "cpu"),
-                       ("tile (LR px)", run.tile if run.learned else "-"), ("seconds", seconds)])
+                       ("tile (input pixels)", run.tile if run.learned else "-"), ("seconds", seconds)],
+                      sel.reference_name, uncertainty, covered)
     return seconds
 
 

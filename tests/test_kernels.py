@@ -147,7 +147,8 @@ def test_gallery_html_and_png(tmp_path):
     bank = _bank(5)
     html_path = write_gallery(bank, str(tmp_path / "g.html"), str(tmp_path / "g.png"))
     text = open(html_path, encoding="utf-8").read()
-    assert text.count("<figure>") == 5 and "img4.tif" in text and "&sigma;<sub>1</sub>" in text
+    assert text.count("<figure>") == 5 and "&sigma;<sub>1</sub>" in text
+    assert "kernel weight" in text and "linearGradient" in text  # one colour bar for the bank's one scale
     ds = gdal.Open(str(tmp_path / "g.png"))
     assert ds.RasterCount == 3 and ds.RasterXSize == 5 * (15 * 8 + 4)
     ds = None
@@ -178,3 +179,23 @@ def test_kernels_of_a_bank_share_one_colour_scale():
     # the wide kernel's weight is 4 % of the bank's peak: near the ramp's dark end, not its bright end
     assert colorize_kernel(wide, peak)[2, 2].sum() < colorize_kernel(wide)[2, 2].sum()
     assert (colorize_kernel(sharp, peak)[2, 2] == colorize_kernel(sharp)[2, 2]).all()
+
+
+def test_gallery_captions_keep_whole_product_names_wrapped():
+    from stacksr.core.kernel_bank import GaussianFit
+    from stacksr.core.kernels import fit_caption
+
+    caption = fit_caption("LT50350322009240PAC02_b4.tif", GaussianFit(1.0, 1.0, 0.0, 0.0, 0.0))
+    assert caption.startswith("LT50350322009240<br/>PAC02_b4<br/>")  # the acquisition date (2009240) whole
+
+
+def test_chart_legend_lies_under_the_plot_never_over_the_curves():
+    import re
+
+    from stacksr.core.report import line_chart
+
+    svg = line_chart({"a": [(0, 1.0), (1, 2.0)], "b": [(0, 2.0), (1, 1.0)]}, "step", "loss")
+    box = re.search(r'<rect x="(\d+)" y="(\d+)" width="[\d.]+" height="([\d.]+)"', svg)
+    bottom = float(box.group(2)) + float(box.group(3))
+    legend_y = [float(y) for y in re.findall(r'<text x="[\d.]+" y="([\d.]+)" fill=', svg)]
+    assert len(legend_y) == 2 and min(legend_y) > bottom + 20

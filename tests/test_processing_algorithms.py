@@ -243,8 +243,9 @@ def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing
     project.clear()
     page = open(res["OUTPUT_REPORT"], encoding="utf-8").read()
     for part in ("Test-time finetuning loss", "<polyline", "TTF kernel", "Consistency with the reference frame",
-                 "piunet+ttf"):
+                 "piunet+ttf", "Reference date, result and uncertainty", "linearGradient", "StackSR 0.", "UTC"):
         assert part in page, part
+    assert page.count('alt="quicklook"') == 3  # the reference date as input, the result, its uncertainty
 
 
 def test_superresolve_refuses_a_file_that_is_not_a_model(processing, sample_images, tmp_path):

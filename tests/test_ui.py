@@ -21,7 +21,8 @@ def test_kernel_viewer_shows_every_kernel_with_its_image_and_fit_and_screenshots
     from qgis.PyQt.QtWidgets import QLabel
 
     from stacksr.core.kernel_bank import KernelBank
-    from stacksr.ui.kernel_viewer import KernelViewerDock, short_name
+    from stacksr.core.kernel_bank import short_name
+    from stacksr.ui.kernel_viewer import KernelViewerDock
 
     dock = KernelViewerDock()
     dock.resize(720, 560)

@@ -12,18 +12,10 @@ from qgis.PyQt.QtWidgets import (
     QDockWidget, QFileDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget,
 )
 
-from ..core.kernel_bank import KernelBank, KernelBankError, colorize_kernel
+from ..core.kernel_bank import KernelBank, KernelBankError, colorize_kernel, short_name
 
 ZOOM = 8  # screen pixels per kernel pixel (nearest neighbour: kernels are tiny)
-NAME_CHARS = 16  # image names wrap onto lines of this many characters (whole: the acquisition date is in them)
 CELL_WIDTH = 150  # screen pixels a kernel cell needs; the columns follow the dock's width
-
-
-def short_name(name: str, limit: int = NAME_CHARS) -> str:
-    """The image name without its raster extension, wrapped onto lines of ``limit`` characters (never cut:
-    product names such as LT50350322009240PAC02 carry the acquisition date in their middle)."""
-    stem = os.path.splitext(name)[0] if name.lower().endswith((".tif", ".tiff", ".vrt", ".jp2")) else name
-    return "\n".join(stem[i:i + limit] for i in range(0, len(stem), limit)) or stem
 
 
 def kernel_pixmap(kernel: np.ndarray, zoom: int = ZOOM, peak: float | None = None) -> QPixmap:
