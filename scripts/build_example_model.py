@@ -26,8 +26,8 @@ def build():
         QgsProcessingParameterMultipleLayers("stack", "Time series (one raster per date)", QgsProcessing.TypeRaster),
         QgsProcessingParameterMultipleLayers("masks", "Cloud/quality masks (optional, same order)",
                                              QgsProcessing.TypeRaster, optional=True),
-        QgsProcessingParameterNumber("kernel_iterations", "Kernel estimation iterations (0: default)",
-                                     QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
+        QgsProcessingParameterNumber("kernel_iterations", "Kernel estimation iterations (empty: the mode's default)",
+                                     QgsProcessingParameterNumber.Type.Integer, None, optional=True, minValue=1),
         QgsProcessingParameterNumber("train_steps", "Training steps", QgsProcessingParameterNumber.Type.Integer,
                                      500, minValue=1),
         QgsProcessingParameterNumber("ttf_iterations", "TTF iterations", QgsProcessingParameterNumber.Type.Integer,
@@ -37,6 +37,8 @@ def build():
         mp = QgsProcessingModelParameter(p.name())
         mp.setPosition(mp.position().__class__(120, 80 + 70 * i))
         model.addModelParameter(p, mp)
+    if hasattr(model, "setParameterOrder"):  # the dialog lists the inputs in this order (QGIS 3.26+; else by name)
+        model.setParameterOrder([p.name() for p in params])
 
     def child(alg_id, child_id, sources, outputs, x):
         c = QgsProcessingModelChildAlgorithm(alg_id)

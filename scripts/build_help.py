@@ -24,7 +24,10 @@ RUNTIME = {
 def page(alg) -> str:
     """One algorithm's page."""
     rows = []
-    for p in alg.parameterDefinitions():
+    definitions = alg.parameterDefinitions()
+    if alg.name() == "stacksr_chain":  # a model's outputs come in hash order: sorted, so the page is stable
+        definitions = sorted(definitions, key=lambda d: (d.isDestination(), d.name()))
+    for p in definitions:
         default = p.defaultValue()
         if p.type() == "enum" and default is not None:
             default = p.options()[int(default)]
@@ -45,10 +48,16 @@ def page(alg) -> str:
 
 def build() -> dict[str, str]:
     """{file name: page} for every algorithm of the provider."""
+    from qgis.core import QgsApplication
+
     from stacksr.processing_provider.provider import StackSRProvider
 
-    provider = StackSRProvider()
-    provider.loadAlgorithms()
+    # from the registry: the shipped model's outputs come from its steps, found there
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("stacksr")
+    if provider is None:
+        build.provider = provider = StackSRProvider()  # kept alive: the registry does not own it
+        registry.addProvider(provider)
     return {f"{alg.name()}.html": page(alg) for alg in provider.algorithms()}
 
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = "stacksr"
 INCLUDE_FILES = ("metadata.txt", "__init__.py", "__main__.py", "plugin.py", "cli.py", "icon.svg", "LICENSE",
                  "README.md", "requirements.txt", "deps.py")
-INCLUDE_DIRS = ("core", "processing_provider", "ui", "models", "examples", "help")
+INCLUDE_DIRS = ("core", "processing_provider", "ui", "models", "examples", "help", "icons")
 SKIP = re.compile(r"(__pycache__|\.pyc$|\.pyo$|\.aux\.xml$|~$|\.orig$)")
 REQUIRED = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository")
 

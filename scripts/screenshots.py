@@ -18,7 +18,7 @@ from qgis.core import QgsApplication, QgsProject, QgsRasterLayer  # noqa: E402
 from qgis.PyQt.QtCore import QEventLoop, QSize, QTimer, QUrl  # noqa: E402
 
 ALGORITHMS = ("superresolvechain", "estimatekernels", "trainselfsupervised", "superresolve", "superresolveclassic",
-              "score")
+              "score", "stacksr_chain")
 REPORTS = {"kernels.html": "report_kernels.png", "training_report.html": "report_training.png",
            "sr_report.html": "report_superresolution.png"}
 

@@ -6,20 +6,29 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from conftest import ROOT
+
 
 def test_provider_lists_algorithms(qgis_app):
     from qgis.core import QgsApplication
 
-    ids = {a.id() for a in QgsApplication.processingRegistry().providerById("stacksr").algorithms()}
+    algs = QgsApplication.processingRegistry().providerById("stacksr").algorithms()
+    ids = {a.id() for a in algs}
     assert {"stacksr:superresolveclassic", "stacksr:score"} <= ids
+    # the shipped Graphical Modeler model is in the toolbox too, after the numbered steps
+    model = QgsApplication.processingRegistry().algorithmById("stacksr:stacksr_chain")
+    assert model is not None and model.displayName().startswith("4 - ") and len(model.childAlgorithms()) == 3
+    assert model.createInstance().displayName() == model.displayName()
 
 
 def test_every_algorithm_has_help_an_icon_and_modeler_safe_parameters(qgis_app):
     from qgis.core import QgsApplication
     from qgis.PyQt.QtCore import QUrl
 
-    algs = QgsApplication.processingRegistry().providerById("stacksr").algorithms()
+    algs = [a for a in QgsApplication.processingRegistry().providerById("stacksr").algorithms() if a.name() != "stacksr_chain"]
     assert len(algs) == 6
+    icons = {alg.ICON for alg in algs}  # each step of the workflow its own icon
+    assert len(icons) == 6 and all(os.path.exists(os.path.join(ROOT, "icons", f"{i}.svg")) for i in icons)
     for alg in algs:
         assert len(alg.shortHelpString()) > 80, alg.id()
         assert os.path.exists(QUrl(alg.helpUrl()).toLocalFile()), alg.helpUrl()

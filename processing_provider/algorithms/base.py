@@ -43,8 +43,10 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
     def groupId(self):  # noqa: N802
         return "superresolution"
 
+    ICON = ""  # icons/<ICON>.svg: each step of the workflow has its own
+
     def icon(self):
-        return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
+        return QIcon(os.path.join(PLUGIN_DIR, "icons", f"{self.ICON}.svg") if self.ICON else os.path.join(PLUGIN_DIR, "icon.svg"))
 
     def helpUrl(self):  # noqa: N802
         return QUrl.fromLocalFile(os.path.join(HELP_DIR, f"{self.name()}.html")).toString()

@@ -11,6 +11,7 @@ from .base import StackSRAlgorithm
 
 
 class SuperResolveChain(StackSRAlgorithm):
+    ICON = "chain"
     STEPS, SEED, WORK_FOLDER = "STEPS", "SEED", "WORK_FOLDER"
     OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_REPORT = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_REPORT"
 

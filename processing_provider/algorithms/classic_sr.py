@@ -11,6 +11,7 @@ from .base import StackSRAlgorithm
 
 
 class ClassicSuperResolve(StackSRAlgorithm):
+    ICON = "classic"
     METHOD, ITERATIONS, PSF_SIGMA, REGISTER, OUTPUT = "METHOD", "ITERATIONS", "PSF_SIGMA", "REGISTER", "OUTPUT"
     KERNEL_BANK = "KERNEL_BANK"
 

@@ -15,6 +15,7 @@ from .base import StackSRAlgorithm
 
 
 class EstimateKernels(StackSRAlgorithm):
+    ICON = "kernels"
     MODE, ITERATIONS, CROP, PRIOR, SEED = "MODE", "ITERATIONS", "CROP", "PRIOR", "SEED"
     KERNEL_SIZE = "KERNEL_SIZE"
     OUTPUT_BANK, OUTPUT_LAYERS, OUTPUT_REPORT = "OUTPUT_BANK", "OUTPUT_LAYERS", "OUTPUT_REPORT"

@@ -12,6 +12,7 @@ from .base import StackSRAlgorithm
 
 
 class ScoreAgainstReference(StackSRAlgorithm):
+    ICON = "score"
     SR, REFERENCE, REFERENCE_MASK, MAX_SHIFT, DATA_RANGE, OUTPUT_JSON = (
         "SR", "REFERENCE", "REFERENCE_MASK", "MAX_SHIFT", "DATA_RANGE", "OUTPUT_JSON")
     SCORES = {"CPSNR": ("cpsnr", "cPSNR (dB)"), "PSNR": ("psnr", "PSNR (dB)"), "SSIM": ("ssim", "SSIM")}  # output: (job key, label)

@@ -12,6 +12,7 @@ from .base import StackSRAlgorithm
 
 
 class SuperResolveStack(StackSRAlgorithm):
+    ICON = "superresolve"
     METHOD, MODEL, TILE, TTF_ITERATIONS = "METHOD", "MODEL", "TILE", "TTF_ITERATIONS"
     OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_KERNEL = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_KERNEL"
     OUTPUT_REPORT = "OUTPUT_REPORT"

@@ -11,6 +11,7 @@ from .base import StackSRAlgorithm
 
 
 class TrainSelfSupervised(StackSRAlgorithm):
+    ICON = "train"
     KERNEL_BANK, STEPS, PATCH, BATCH, FRAMES, SEED, RESUME, OUTPUT_MODEL = (
         "KERNEL_BANK", "STEPS", "PATCH", "BATCH", "FRAMES", "SEED", "RESUME", "OUTPUT_MODEL")
     OUTPUT_REPORT = "OUTPUT_REPORT"
