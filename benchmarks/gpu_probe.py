@@ -61,15 +61,25 @@ class Deadline(Monitor):
             print(f"{now:6.0f} s  {message}", flush=True)
 
 
-def dump(path: str) -> None:
+def dump(path: str, bench: str) -> None:
+    """The benchmark's stacks (every frame: what training sees) and, for scoring, the frames the job keeps
+    by default (registration quality, as bench_learned)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_learned import load_bench
-    from common import DATA_RANGE, RESULTS
+    from common import RESULTS
 
-    stacks, _ = load_bench("static")
+    from stacksr.core.params import REGISTRATION_QUALITY
+    from stacksr.core.registration import register_stack
+
+    stacks, data_range = load_bench(bench)
+    kept = []
+    for _, _, lr, valid, _ in stacks:
+        used = register_stack(lr, valid, 0).kept(REGISTRATION_QUALITY.default)
+        used[0] = True
+        kept.append(used)
     torch.save({"names": [s[0] for s in stacks], "hr": [s[1] for s in stacks], "lr": [s[2] for s in stacks],
-                "valid": [s[3] for s in stacks], "bank": torch.load(os.path.join(RESULTS, "bank_static.pt"), weights_only=True),
-                "data_range": DATA_RANGE}, path)
+                "valid": [s[3] for s in stacks], "used": kept, "data_range": data_range,
+                "bank": torch.load(os.path.join(RESULTS, f"bank_{bench}.pt"), weights_only=True)}, path)
     print("wrote", path)
 
 
@@ -96,16 +106,18 @@ def score(path: str, data: dict, idx: list[int], device: torch.device, ttf: bool
     flow = load_fkp(default_fkp_path(3), 3) if ttf else None
     out = {}
     for i in idx:
-        tuned = test_time_finetune(net, flow, data["lr"][i], data["valid"][i], 0, TTFConfig(), device=device)[0] \
-            if ttf else net
-        sr, _ = predict(tuned, data["lr"][i], data["valid"][i], device=device)
+        used = data["used"][i] if "used" in data else slice(None)  # the frames the job keeps by default
+        lr, valid = data["lr"][i][used], data["valid"][i][used]
+        tuned = test_time_finetune(net, flow, lr, valid, 0, TTFConfig(), device=device)[0] if ttf else net
+        sr, _ = predict(tuned, lr, valid, device=device)
         out[data["names"][i]] = cpsnr(sr.numpy(), data["hr"][i].numpy(), max_shift=3, data_range=data["data_range"]).cpsnr
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dump", help="write the static stacks to this file (on the CPU machine) and stop")
+    ap.add_argument("--dump", help="write the benchmark's stacks to this file (on the CPU machine) and stop")
+    ap.add_argument("--bench", choices=["static", "realdates"], default="static", help="with --dump: which benchmark")
     ap.add_argument("--data", default=".build/gpu_data.pt")
     ap.add_argument("--out", default="/tmp/gpu_probe")
     ap.add_argument("--features", type=int, default=42)
@@ -123,7 +135,7 @@ def main() -> None:
     ap.add_argument("--ttf", action="store_true", help="also score the self-supervised model after TTF")
     args = ap.parse_args()
     if args.dump:
-        return dump(args.dump)
+        return dump(args.dump, args.bench)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     os.makedirs(args.out, exist_ok=True)
     data = torch.load(args.data, weights_only=True)
