@@ -89,7 +89,7 @@ KERNEL_SIZE = Setting("kernel size (output pixels)", None, 3, 63, odd=True)
 SEED = Setting("random seed", 0, 0, SEED_MAX)
 # training (run_train_*)
 STEPS = Setting("training steps", 500, 1, 10_000_000)
-PATCH = Setting("training patch size (input pixels / scale)", 0, 2, 256, special={0: "automatic"})
+PATCH = Setting("training patch size (input pixels / scale)", None, 2, 256, special={0: "automatic"})  # None (0 before): automatic
 BATCH = Setting("batch size", 8, 1, 1024)
 FRAMES = Setting("frames per sample", 9, 2, 64)
 # the whole method in one job (run_chain): the demo's budget, about a minute on 2 cores

@@ -73,7 +73,7 @@ def run_train_self_supervised(
         st = read_stack(srcs, invalid_mask_values)
         stacks.append(StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0]))
         names += st.names
-    if patch <= 0:
+    if not patch:  # automatic (None; 0 in saved models and scripts of earlier versions)
         patch = default_patch([tuple(st.frames.shape[-2:]) for st in stacks], scale)
     try:  # refuse stacks too small for the patches before any kernel estimation
         area_split(stacks, patch * scale, TrainConfig.val_fraction)
@@ -130,7 +130,7 @@ def run_train_supervised(
     st = read_stack(sources, invalid_mask_values)
     hr, hr_ok, hr_grid, _ = read_raster(hr_path)
     check_same_grid(hr_grid, st.grid.scaled(scale), hr_path, f"the stack refined x{scale}")
-    if patch <= 0:
+    if not patch:  # automatic (None; 0 in saved models and scripts of earlier versions)
         patch = max(min(32, min(st.grid.width, st.grid.height) // 2), 2)
     mon.info(f"device: {why}")
     config = TrainConfig(scale=scale, frames=frames, patch=patch, batch=batch, steps=steps, seed=seed,

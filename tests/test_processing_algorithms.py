@@ -304,7 +304,7 @@ def test_every_stack_algorithm_refuses_a_missing_input_before_running_and_shows_
     # "automatic" settings are empty in the dialog, not 0 / -1 placeholders
     for p in algorithm.parameterDefinitions():
         if p.type() == "number" and p.defaultValue() is not None:
-            assert p.defaultValue() >= 0 and not (p.defaultValue() == 0 and p.name() not in ("SEED", "PATCH", "TILE")), p.name()
+            assert p.defaultValue() >= 0 and not (p.defaultValue() == 0 and p.name() not in ("SEED", "TILE")), p.name()
 
 
 def test_the_old_placeholder_values_still_mean_automatic(processing, sample_images, tmp_path):

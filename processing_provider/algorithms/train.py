@@ -51,7 +51,8 @@ class TrainSelfSupervised(StackSRAlgorithm):
         self.addParameter(self.number(self.STEPS, "Training steps", P.STEPS))
         self.add_device_parameter()
         advanced = [
-            self.number(self.PATCH, "Training patch size (0: automatic; each target is this size x the scale, in input pixels)", P.PATCH),
+            self.number(self.PATCH, "Training patch size (empty: automatic; each target is this size x the scale, in input "
+                        "pixels)", P.PATCH, legacy=0),
             self.number(self.BATCH, "Batch size", P.BATCH),
             self.number(self.FRAMES, "Frames per sample (T)", P.FRAMES),
             self.number(self.SEED, "Random seed", P.SEED),
@@ -79,7 +80,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
                 self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None, output,
                 scale=self.parameterAsInt(parameters, self.SCALE, context),
                 steps=self.parameterAsInt(parameters, self.STEPS, context),
-                patch=self.parameterAsInt(parameters, self.PATCH, context),
+                patch=self.optional_number(parameters, self.PATCH, context, legacy=0),
                 batch=self.parameterAsInt(parameters, self.BATCH, context),
                 frames=self.parameterAsInt(parameters, self.FRAMES, context),
                 device=self.device_choice(parameters, context),
