@@ -15,3 +15,7 @@ class StackSRError(ValueError):
 
 class ParameterError(StackSRError):
     """A numeric or choice parameter outside what the job accepts (see :mod:`params`)."""
+
+
+class StackError(StackSRError):
+    """An input stack (or an output path) that cannot be used; the message names the offending file."""

@@ -23,7 +23,7 @@ from torch import nn
 from .convention import check_scale, default_kernel_size
 from .degradation import gaussian_kernels, random_gaussian_params
 from .errors import StackSRError
-from .outputs import atomic_output
+from .atomic_files import atomic_output
 from .params import FKP_ITERATIONS, SEED
 from .progress import Monitor, ensure_monitor
 from .safe_files import check_header, read_safely

@@ -91,7 +91,7 @@ class KernelBank:
 
     def save(self, path: str) -> str:
         meta = {"format": BANK_FORMAT, "version": BANK_VERSION, **self.meta}
-        from .outputs import atomic_output  # GDAL-backed module: imported only when writing
+        from .atomic_files import atomic_output
 
         with atomic_output(path, ".npz") as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(

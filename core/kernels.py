@@ -11,7 +11,8 @@ import numpy as np
 
 from .convention import kernel_center_offset
 from .kernel_bank import GaussianFit, KernelBank, as_array, colorize_kernel, fit_gaussian, short_name
-from .outputs import atomic_output, write_geotiff
+from .atomic_files import atomic_output
+from .outputs import write_geotiff
 from .report import colour_bar, figure, png_base64, write_report
 from .stack_io import RasterGrid
 

@@ -13,7 +13,7 @@ import torch
 from . import __version__
 from .convention import check_scale
 from .errors import StackSRError
-from .outputs import atomic_output
+from .atomic_files import atomic_output
 from .piunet import PIUNet, PIUNetConfig
 from .safe_files import check_header, read_safely
 

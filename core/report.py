@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .kernel_bank import RAMP_STOPS, colorize
-from .outputs import atomic_output
+from .atomic_files import atomic_output
 
 _STYLE = ("body{font-family:sans-serif;margin:16px} table{border-collapse:collapse;margin:8px 0}"
           "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;font-size:13px}"

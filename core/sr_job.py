@@ -19,7 +19,8 @@ from .degradation import gaussian_kernels
 from .inference import predict
 from .job_reports import sr_report, ttf_summary
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
-from .outputs import RASTER_EXTENSIONS, atomic_outputs, check_output_path, output_dtype, output_nodata, write_geotiff
+from .atomic_files import atomic_outputs
+from .outputs import RASTER_EXTENSIONS, check_output_path, output_dtype, output_nodata, write_geotiff
 from .progress import Monitor, ensure_monitor
 from .registration import register_stack
 from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, read_stack

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from osgeo import gdal, osr
 
-from .errors import StackSRError
+from .errors import StackError  # this module's error, defined GDAL-free (atomic_files raises it too)
 
 gdal.UseExceptions()
 
@@ -24,10 +24,6 @@ gdal.UseExceptions()
 FMASK_INVALID_VALUES = (2, 3, 4, 255)
 _COMPLEX_TYPES = {gdal.GDT_CInt16, gdal.GDT_CInt32, gdal.GDT_CFloat32, gdal.GDT_CFloat64}
 _GEO_TOL = 1e-6  # relative to the pixel size
-
-
-class StackError(StackSRError):
-    """An input stack that cannot be used; the message names the offending input."""
 
 
 @dataclass(frozen=True)

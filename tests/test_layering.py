@@ -20,6 +20,18 @@ def test_core_never_imports_qgis_or_qt():
                 assert not n.split(".")[0] in {"qgis", "PyQt5", "PyQt6", "processing"}, f"{path} imports {n}"
 
 
+def test_the_network_prior_and_ttf_code_import_without_gdal():
+    """Training, TTF and inference run where GDAL is missing (a GPU machine with only PyTorch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['osgeo'] = None\n"
+            "import stacksr.core.ttf, stacksr.core.training, stacksr.core.inference, stacksr.core.model_files\n"
+            "import stacksr.core.fkp, stacksr.core.kernel_estimation, stacksr.core.registration")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-1500:]
+
+
 def test_metadata_declares_processing_provider_and_version():
     cfg = configparser.ConfigParser()
     cfg.read(os.path.join(ROOT, "metadata.txt"))
