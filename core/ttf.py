@@ -179,7 +179,8 @@ def test_time_finetune(
     fit_moves = all_moves[fitted] if len(fitted) > 1 else None
     weights = torch.full((len(fitted),), (1 - config.reference_weight) / max(len(fitted) - 1, 1), device=device)
     weights[0] = config.reference_weight if len(fitted) > 1 else 1.0
-    grid_weights = tuple(config.grid_weight * u for u in unseen_grid_share(fit_moves, s))
+    seen = None if fit_moves is None else fit_moves[weights > 0]  # frames without weight measure nothing
+    grid_weights = tuple(config.grid_weight * u for u in unseen_grid_share(seen, s))
     z0 = z0.reshape(1, -1).float().expand(len(fitted), -1)
     z = project_to_sphere(z0.to(device)).requires_grad_(True)
 
