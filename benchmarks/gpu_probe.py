@@ -1,21 +1,23 @@
-"""How far PIUNet gets with GPU-scale compute on the static benchmark (run on demand, on a GPU).
+"""How far PIUNet gets with GPU-scale compute on bench_learned's benchmarks (run on demand, on a GPU).
 
 The question it answers: is the learned path's gap to IBP on stacks cut from one image (issue 11)
 a matter of compute - the full published network (42 features, 16 TEFA blocks) trained for many
-more steps than 2 CPU cores allow - or of the method? Two runs on the 9 static Landsat 8 pan stacks
-(bench_learned's static benchmark):
+more steps than 2 CPU cores allow - or of the method? Two runs on the stacks of a benchmark (the 9
+static Landsat 8 pan stacks, or ``--bench realdates`` at dump time: the 10 Sentinel-2 real-date stacks,
+scored on the frames the job keeps):
 
 - self-supervised (what a user would run, no HR): trained on the 9 LR stacks with their estimated
   kernel bank (bench_learned's cached joint DIP-FKP bank), scored on the same 9 stacks;
 - supervised upper bound: the same network trained with the HR truths, 2-fold (trained on one half
   of the stacks, scored on the other).
 
-The stacks are read from a tensor file made on the CPU machine (``--dump``; the GPU machine has no
-GDAL), each run stops after ``--seconds`` (the best-on-validation checkpoint is kept), and the
-scores, the models and the log go to ``--out``.
+The stacks are read from a tensor file made on the CPU machine (``--dump``: the GPU machine has no
+GDAL, which the network, TTF and this script do not need), each run stops after ``--seconds`` (the
+best-on-validation checkpoint is kept; ``--marks`` keeps copies for a learning curve), ``--ttf``
+also scores after the default TTF, and the scores, the models and the log go to ``--out``.
 
-    python benchmarks/gpu_probe.py --dump .build/gpu_data.pt              # here (CPU, GDAL)
-    python benchmarks/gpu_probe.py --data .build/gpu_data.pt --out DIR    # there (GPU)
+    python benchmarks/gpu_probe.py --dump .build/gpu_data.pt [--bench realdates]    # here (CPU, GDAL)
+    python benchmarks/gpu_probe.py --data .build/gpu_data.pt --out DIR --ttf        # there (GPU)
 """
 from __future__ import annotations
 
