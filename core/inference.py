@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from . import distributed
 from .piunet import PIUNet, residual_base
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
@@ -83,7 +84,8 @@ def predict(
     and their validity ``valid`` (bool, same shape).
 
     ``tile`` (LR pixels, 0 = whole stack) bounds memory: each tile is processed with a
-    halo of ``net.receptive_radius()`` pixels, so the result equals the untiled one. The
+    halo of ``net.receptive_radius()`` pixels, so the result equals the untiled one. Under
+    torchrun every process predicts every n-th tile and the tiles are summed across processes. The
     stack is normalised once with global statistics. ``reference``: the frame whose grid an
     IBP-residual network's output follows.
     """
@@ -101,12 +103,16 @@ def predict(
     sr = torch.zeros(H * s, W * s)
     log_scale = torch.zeros(H * s, W * s)
     windows = tile_windows(H, W, tile, net.receptive_radius(), s)
+    procs = distributed.current()
     with torch.no_grad():
         for i, ((rows, cols), core, dest) in enumerate(windows):
             mon.check()
+            if i % procs.world != procs.rank:
+                continue
             b = None if base is None else base[None, rows.start * s:rows.stop * s, cols.start * s:cols.stop * s].to(device)
             out, ls = net(xn[None, :, rows, cols].to(device), context, b)
             sr[dest] = out[0][core].float().cpu()
             log_scale[dest] = ls[0][core].float().cpu()
             mon.progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
+    sr, log_scale = distributed.sum_across(sr, torch.device(device)), distributed.sum_across(log_scale, torch.device(device))
     return sr * std + mean, log_scale + math.log(std)

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from . import params as P
 from .baselines import default_psf, hr_validity, ibp, mean_bicubic
 from .choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .convention import default_kernel_size
 from .degradation import gaussian_kernels
+from .distributed import init_from_env
 from .inference import predict
 from .job_reports import sr_report, ttf_summary
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
@@ -88,6 +89,7 @@ def run_superresolve(
                TTFConfig(iterations=P.TTF_ITERATIONS.check(ttf_iterations), fit=ttf_fit, **lrs), ttf_per_tile)
     reference = P.REFERENCE.check(reference)
     _check_outputs(run, sources, output, uncertainty_output, kernel_output, report_html)
+    procs, run.device = init_from_env(run.device)  # under torchrun: this process's share and device
     net, flow = _load_networks(run)
     stack = read_stack(sources, invalid_mask_values)
     sel = _select_frames(stack, run, reference, mon)
@@ -107,7 +109,10 @@ def run_superresolve(
               "ttf_lr": ttf_lr, "ttf_kernel_lr": ttf_kernel_lr, "ttf_fit": ttf_fit if method == "piunet+ttf" else None}
     paths = (output, uncertainty_output if log_scale is not None else None,
              kernel_output if ttf_kernel is not None else None, report_html)
-    seconds = _write(paths, stack, sel, run, params, hr, log_scale, ttf_kernel, ttf_res, t0)
+    if procs.is_main:  # under torchrun every process has the whole result; one writes it
+        seconds = _write(paths, stack, sel, run, params, hr, log_scale, ttf_kernel, ttf_res, t0)
+    else:
+        seconds = round(time.perf_counter() - t0, 3)
     mon.progress(1.0, f"wrote {output}")
     return {"output": output, "uncertainty": paths[1], "report": report_html, "kernel": paths[2], "method": method,
             "scale": scale, "reference": sel.reference_name, "images": stack.count, "images_used": int(sel.frames.shape[0]),
@@ -220,6 +225,7 @@ def _learned(net, flow, sel: _Selected, run: _Run, mon: Monitor):
     if flow is not None:
         net, kernel, result = test_time_finetune(net, flow, sel.frames, sel.valid, sel.ref, run.ttf,
                                                  monitor=mon.sub(0.1, 0.6), device=run.device)
+        distributed.same_as_rank0([*net.parameters(), kernel], run.device)  # under torchrun: one tuned network
         mon.info("TTF: " + ttf_summary(result))
     mon.progress(0.6, "predicting")
     hr, log_scale = predict(net, sel.frames, sel.valid, tile=run.tile, device=run.device, monitor=mon.sub(0.6, 0.95),
