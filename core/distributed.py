@@ -73,3 +73,12 @@ def same_as_rank0(tensors, device: torch.device) -> None:
         dist.broadcast(buf, src=0)
         with torch.no_grad():
             t.copy_(buf.to(t.device))
+
+
+def from_rank(obj, src: int):
+    """``obj`` as process ``src`` has it (any picklable object; CPU tensors), in every process."""
+    if current().world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -79,13 +79,15 @@ def predict(
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
     reference: int = 0,
+    share_tiles: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SR image and Laplace log-scale ``(s*H, s*W)`` in the input's units, from ``frames`` ``(T, H, W)``
     and their validity ``valid`` (bool, same shape).
 
     ``tile`` (LR pixels, 0 = whole stack) bounds memory: each tile is processed with a
     halo of ``net.receptive_radius()`` pixels, so the result equals the untiled one. Under
-    torchrun every process predicts every n-th tile and the tiles are summed across processes. The
+    torchrun every process predicts every n-th tile and the tiles are summed across processes
+    (``share_tiles`` False: this process predicts them all, for a caller that shares the work itself). The
     stack is normalised once with global statistics. ``reference``: the frame whose grid an
     IBP-residual network's output follows.
     """
@@ -103,7 +105,7 @@ def predict(
     sr = torch.zeros(H * s, W * s)
     log_scale = torch.zeros(H * s, W * s)
     windows = tile_windows(H, W, tile, net.receptive_radius(), s)
-    procs = distributed.current()
+    procs = distributed.current() if share_tiles else distributed.DistInfo()
     with torch.no_grad():
         for i, ((rows, cols), core, dest) in enumerate(windows):
             mon.check()
@@ -114,5 +116,6 @@ def predict(
             sr[dest] = out[0][core].float().cpu()
             log_scale[dest] = ls[0][core].float().cpu()
             mon.progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
-    sr, log_scale = distributed.sum_across(sr, torch.device(device)), distributed.sum_across(log_scale, torch.device(device))
+    if share_tiles:
+        sr, log_scale = distributed.sum_across(sr, torch.device(device)), distributed.sum_across(log_scale, torch.device(device))
     return sr * std + mean, log_scale + math.log(std)

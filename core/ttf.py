@@ -28,6 +28,7 @@ import torch
 from .choices import TTF_FIT_DEFAULT, TTF_FITS
 from .degradation import blur_downsample, shift_images
 from .fkp import KernelFlow, project_to_sphere
+from . import distributed
 from .inference import predict, stack_base, stack_context, tile_windows
 from .kernel_estimation import select_crop
 from .losses import grid_band_l1, shift_search_l1, unseen_grid_share
@@ -278,21 +279,32 @@ def finetune_per_tile(
     """TTF per tile (the option for scenes whose blur or content changes across the raster):
     every ``tile``-px tile, with a halo of the network's receptive radius, is finetuned and
     predicted on its own, and its core is kept. Returns the SR image and log-scale in input
-    units, and the kernel and :class:`TTFResult` of the tile at the raster's centre."""
+    units, and the kernel and :class:`TTFResult` of the tile at the raster's centre. Under torchrun
+    every process finetunes and predicts every n-th tile; the tiles are summed across processes and
+    every process gets the centre tile's kernel and result."""
     mon = ensure_monitor(monitor)
     s = net.config.scale
     T, H, W = frames.shape
-    sr, log_scale = torch.empty(H * s, W * s), torch.empty(H * s, W * s)
+    sr, log_scale = torch.zeros(H * s, W * s), torch.zeros(H * s, W * s)
     windows = tile_windows(H, W, tile, net.receptive_radius(), s)
     centre = ((H // 2) * s, (W // 2) * s)  # HR pixel whose tile gives the reported kernel and curve
-    kernel, result = None, None
+    procs = distributed.current()
+    kernel, result, owner = None, None, 0
     for i, ((rows, cols), core, dest) in enumerate(windows):
+        is_centre = all(d.start <= c < d.stop for d, c in zip(dest, centre))
+        owner = i % procs.world if is_centre else owner
+        if i % procs.world != procs.rank:
+            continue
         win_f, win_v = frames[:, rows, cols], valid[:, rows, cols]
         sub = mon.sub(i / len(windows), (i + 1) / len(windows))
         tuned, k, res = test_time_finetune(net, flow, win_f, win_v, ref_index, config, monitor=sub.sub(0, 0.8),
                                            device=device)
-        out, ls = predict(tuned, win_f, win_v, device=device, reference=ref_index, monitor=sub.sub(0.8, 1.0))
+        out, ls = predict(tuned, win_f, win_v, device=device, reference=ref_index, monitor=sub.sub(0.8, 1.0),
+                          share_tiles=False)
         sr[dest], log_scale[dest] = out[core], ls[core]
-        if all(d.start <= c < d.stop for d, c in zip(dest, centre)):
+        if is_centre:
             kernel, result = k, res
+    dev = torch.device(device)
+    sr, log_scale = distributed.sum_across(sr, dev), distributed.sum_across(log_scale, dev)
+    kernel, result = distributed.from_rank((kernel, result), owner)
     return sr, log_scale, kernel, result
