@@ -217,7 +217,7 @@ def read_stack(sources: Sequence[ImageSource], invalid_mask_values: Sequence[int
     if len(sources) < min_images:
         raise StackError(f"a stack needs at least {min_images} images, got {len(sources)}")
     names = [s.name for s in sources]
-    data, valid = [], []
+    data = valid = None  # (T, H, W) float32 / bool, filled in place: no per-frame float64 copy, no stacking copy
     ref_grid: RasterGrid | None = None
     nodata0: float | None = None
     dtype0 = "float32"
@@ -229,11 +229,12 @@ def read_stack(sources: Sequence[ImageSource], invalid_mask_values: Sequence[int
         if ref_grid is None:
             ref_grid, nodata0 = grid, nodata
             dtype0 = arr.dtype.name
+            data = np.empty((len(sources), grid.height, grid.width), dtype=np.float32)
+            valid = np.empty((len(sources), grid.height, grid.width), dtype=bool)
         else:
             check_same_grid(grid, ref_grid, src.name, names[0])
         del ds
-        a = arr.astype(np.float64)
-        ok = _valid_pixels(a, nodata)
+        ok = _valid_pixels(arr, nodata)
         if src.mask_path:
             mds = _open(src.mask_path, "mask raster")
             mgrid = _grid_of(mds)
@@ -242,9 +243,10 @@ def read_stack(sources: Sequence[ImageSource], invalid_mask_values: Sequence[int
             marr, _, _ = _read_band(mds, src.mask_band, mname)
             del mds
             ok &= ~np.isin(marr.astype(np.float64), bad_values)
-        data.append(np.where(ok, a, 0.0).astype(np.float32))
-        valid.append(ok)
-    stack = RasterStack(np.stack(data), np.stack(valid), names, ref_grid, nodata0, dtype0, list(sources))
+        np.copyto(data[t], arr, casting="unsafe")  # as float32 (exact for 8/16-bit integers)
+        data[t][~ok] = 0.0
+        valid[t] = ok
+    stack = RasterStack(data, valid, names, ref_grid, nodata0, dtype0, list(sources))
     if not stack.valid.any():
         raise StackError("every pixel of every image is nodata or masked (cloud/fill): nothing to super-resolve")
     return stack

@@ -185,3 +185,18 @@ def test_grid_validation_refuses_any_single_difference_and_nothing_else(w, h, px
     else:
         with pytest.raises(StackError, match="'b.tif'"):
             check_same_grid(other, ref, "b.tif", "a.tif")
+
+
+def test_reading_a_stack_allocates_little_beyond_the_stack_itself():
+    """The stack is filled in place (no float64 copy per frame, no stacking copy): issue 16's memory bound
+    starts here (the previous reader peaked at 2.2 x the stack)."""
+    import tracemalloc
+
+    from conftest import L8_CROP
+    from stacksr.core.stack_io import ImageSource
+
+    tracemalloc.start()
+    stack = read_stack([ImageSource(L8_CROP) for _ in range(9)])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1.3 * (stack.data.nbytes + stack.valid.nbytes)
