@@ -23,6 +23,10 @@ class DistInfo:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def owns(self, item: int) -> bool:
+        """Whether work item ``item`` (a tile) is this process's: every ``world``-th, from its rank."""
+        return item % self.world == self.rank
+
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ

@@ -109,7 +109,7 @@ def predict(
     with torch.no_grad():
         for i, ((rows, cols), core, dest) in enumerate(windows):
             mon.check()
-            if i % procs.world != procs.rank:
+            if not procs.owns(i):
                 continue
             b = None if base is None else base[None, rows.start * s:rows.stop * s, cols.start * s:cols.stop * s].to(device)
             out, ls = net(xn[None, :, rows, cols].to(device), context, b)

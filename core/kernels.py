@@ -2,7 +2,6 @@
 and the HTML gallery (the bank file itself and the Gaussian fit are in :mod:`kernel_bank`)."""
 from __future__ import annotations
 
-import base64
 import html
 import math
 import os
@@ -13,7 +12,7 @@ from .convention import kernel_center_offset
 from .kernel_bank import GaussianFit, KernelBank, as_array, colorize_kernel, fit_gaussian, short_name
 from .atomic_files import atomic_output
 from .outputs import write_geotiff
-from .report import colour_bar, figure, png_base64, write_report
+from .report import colour_bar, figure, png_base64, png_bytes, write_report
 from .stack_io import RasterGrid
 
 
@@ -83,7 +82,7 @@ def gallery_png(bank: KernelBank, zoom: int = 8, columns: int = 8) -> bytes:
         r, c = divmod(i, cols)
         tile = np.kron(colorize_kernel(k, bank.peak), np.ones((zoom, zoom, 1), dtype=np.uint8))
         canvas[r * cell + 2:r * cell + 2 + K * zoom, c * cell + 2:c * cell + 2 + K * zoom] = tile
-    return base64.b64decode(png_base64(canvas))
+    return png_bytes(canvas)
 
 
 def kernel_png_base64(kernel: np.ndarray, zoom: int = 8, peak: float | None = None) -> str:

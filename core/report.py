@@ -68,8 +68,8 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], x_label: str
     return "".join(parts)
 
 
-def png_base64(rgb: np.ndarray) -> str:
-    """``(H, W, 3)`` uint8 -> a base64 PNG (GDAL's PNG driver, in memory)."""
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """``(H, W, 3)`` uint8 -> PNG bytes (GDAL's PNG driver, in memory)."""
     from osgeo import gdal
 
     h, w, _ = rgb.shape
@@ -87,7 +87,12 @@ def png_base64(rgb: np.ndarray) -> str:
     data = gdal.VSIFReadL(1, n, f)
     gdal.VSIFCloseL(f)
     gdal.Unlink(vsi)
-    return base64.b64encode(data).decode()
+    return bytes(data)
+
+
+def png_base64(rgb: np.ndarray) -> str:
+    """:func:`png_bytes` as base64, for an inline ``data:`` image."""
+    return base64.b64encode(png_bytes(rgb)).decode()
 
 
 def colour_bar(lo: float, hi: float, label: str, width: int = 220) -> str:

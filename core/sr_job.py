@@ -16,7 +16,6 @@ from .baselines import default_psf, hr_validity, ibp, mean_bicubic
 from .choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .convention import default_kernel_size
 from .degradation import gaussian_kernels
-from .distributed import init_from_env
 from .inference import predict
 from .job_reports import sr_report, ttf_summary
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
@@ -89,7 +88,7 @@ def run_superresolve(
                TTFConfig(iterations=P.TTF_ITERATIONS.check(ttf_iterations), fit=ttf_fit, **lrs), ttf_per_tile)
     reference = P.REFERENCE.check(reference)
     _check_outputs(run, sources, output, uncertainty_output, kernel_output, report_html)
-    procs, run.device = init_from_env(run.device)  # under torchrun: this process's share and device
+    procs, run.device = distributed.init_from_env(run.device)  # under torchrun: this process's share and device
     net, flow = _load_networks(run)
     stack = read_stack(sources, invalid_mask_values)
     sel = _select_frames(stack, run, reference, mon)
@@ -257,19 +256,19 @@ def _write(paths, stack, sel: _Selected, run: _Run, params: dict, hr, log_scale,
             n: {"quality": round(q, 4), "used": u} for n, q, u in zip(stack.names, reg.quality.tolist(), sel.used.tolist())},
     }
     grid = stack.grid.scaled(scale)
+    # a Laplace distribution with scale b has standard deviation sqrt(2) * b (the raster and the report)
+    spread = None if log_scale is None else np.sqrt(2.0) * np.exp(log_scale.numpy())
     with atomic_outputs(list(paths), ".tif") as (t_out, t_unc, t_ker, t_rep):
         out = np.where(covered, hr.numpy(), nodata).astype(output_dtype(nodata))
         write_geotiff(t_out, out, grid, nodata, tags, band_names=[f"{run.method} x{scale}"])
         if t_unc:
-            # a Laplace distribution with scale b has standard deviation sqrt(2) * b
-            std = np.where(covered, np.sqrt(2.0) * np.exp(log_scale.numpy()), nodata).astype(output_dtype(nodata))
+            std = np.where(covered, spread, nodata).astype(output_dtype(nodata))
             write_geotiff(t_unc, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
                           band_names=["uncertainty (standard deviation)"])
         if t_ker:
             write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {sel.reference_name}", stack.grid)
         seconds = round(time.perf_counter() - t0, 3)
         if t_rep:
-            uncertainty = None if log_scale is None else np.sqrt(2.0) * np.exp(log_scale.numpy().astype(np.float64))
             sr_report(t_rep, hr, sel.frames[sel.ref], sel.valid[sel.ref], scale, ttf_kernel, ttf_res,
                       [("method", run.method), ("scale", f"x{scale}"),
                        ("images", f"{stack.count}: " + ", ".join(n if u else f"{n} (left out)"
@@ -277,7 +276,7 @@ def _write(paths, stack, sel: _Selected, run: _Run, params: dict, hr, log_scale,
                        ("reference frame", sel.reference_name), ("images used (registration quality)", int(sel.frames.shape[0])),
                        ("device", str(run.device) if run.learned else "cpu"),
                        ("tile (input pixels)", run.tile if run.learned else "-"), ("seconds", seconds)],
-                      sel.reference_name, uncertainty, covered)
+                      sel.reference_name, spread, covered)
     return seconds
 
 

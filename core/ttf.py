@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
+from . import distributed
 from .choices import TTF_FIT_DEFAULT, TTF_FITS
 from .degradation import blur_downsample, shift_images
 from .fkp import KernelFlow, project_to_sphere
-from . import distributed
 from .inference import predict, stack_base, stack_context, tile_windows
 from .kernel_estimation import select_crop
 from .losses import grid_band_l1, shift_search_l1, unseen_grid_share
@@ -293,7 +293,7 @@ def finetune_per_tile(
     for i, ((rows, cols), core, dest) in enumerate(windows):
         is_centre = all(d.start <= c < d.stop for d, c in zip(dest, centre))
         owner = i % procs.world if is_centre else owner
-        if i % procs.world != procs.rank:
+        if not procs.owns(i):
             continue
         win_f, win_v = frames[:, rows, cols], valid[:, rows, cols]
         sub = mon.sub(i / len(windows), (i + 1) / len(windows))

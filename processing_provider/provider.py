@@ -2,10 +2,9 @@
 import os
 
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
-from qgis.PyQt.QtCore import QUrl
-from qgis.PyQt.QtGui import QIcon
 
 from ..deps import PLUGIN_DIR
+from .algorithms.base import GROUP, GROUP_ID, help_url_of, icon_of
 from .algorithms.chain import SuperResolveChain
 from .algorithms.classic_sr import ClassicSuperResolve
 from .algorithms.estimate_kernels import EstimateKernels
@@ -31,10 +30,10 @@ class ExampleModel(QgsProcessingModelAlgorithm):
         return "The shipped Graphical Modeler model chaining algorithms 1, 2 and 3; edit a copy in the Modeler."
 
     def group(self):
-        return "Super-resolution"
+        return GROUP
 
     def groupId(self):  # noqa: N802
-        return "superresolution"
+        return GROUP_ID
 
     def shortHelpString(self):  # noqa: N802
         return ("The Graphical Modeler model shipped with the plugin: 1 - Estimate degradation kernels, 2 - Train "
@@ -44,10 +43,10 @@ class ExampleModel(QgsProcessingModelAlgorithm):
                 "(e.g. a classic method, other training settings) and save it as your own model.")
 
     def helpUrl(self):  # noqa: N802
-        return QUrl.fromLocalFile(os.path.join(PLUGIN_DIR, "help", f"{self.name()}.html")).toString()
+        return help_url_of(self.name())
 
     def icon(self):
-        return QIcon(os.path.join(PLUGIN_DIR, "icons", "chain.svg"))
+        return icon_of("chain")
 
     def createInstance(self):  # noqa: N802
         return ExampleModel()
@@ -64,7 +63,7 @@ class StackSRProvider(QgsProcessingProvider):
         return "StackSR multi-temporal super-resolution"
 
     def icon(self):
-        return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
+        return icon_of("")
 
     def loadAlgorithms(self):  # noqa: N802
         self._model = ExampleModel()

@@ -24,6 +24,19 @@ from ..feedback import FeedbackMonitor
 HELP_DIR = os.path.join(PLUGIN_DIR, "help")
 # the dialogs' choice widgets (ui/), imported by Processing only when a dialog is built
 WIDGETS = __package__.rsplit(".", 2)[0] + ".ui.processing_widgets"
+GROUP, GROUP_ID = "Super-resolution", "superresolution"  # the toolbox group of every StackSR algorithm and model
+
+
+def icon_of(name: str) -> QIcon:
+    """``icons/<name>.svg`` (each step of the workflow has its own); empty name: the plugin's icon."""
+    return QIcon(os.path.join(PLUGIN_DIR, "icons", f"{name}.svg") if name else os.path.join(PLUGIN_DIR, "icon.svg"))
+
+
+def help_url_of(algorithm_name: str) -> str:
+    """The shipped HTML help page of an algorithm (or model), as a URL for the Help button."""
+    return QUrl.fromLocalFile(os.path.join(HELP_DIR, f"{algorithm_name}.html")).toString()
+
+
 NO_INPUT = "No input: choose the images of the stack, or one multiband raster."
 
 
@@ -38,18 +51,18 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def group(self):
-        return "Super-resolution"
+        return GROUP
 
     def groupId(self):  # noqa: N802
-        return "superresolution"
+        return GROUP_ID
 
     ICON = ""  # icons/<ICON>.svg: each step of the workflow has its own
 
     def icon(self):
-        return QIcon(os.path.join(PLUGIN_DIR, "icons", f"{self.ICON}.svg") if self.ICON else os.path.join(PLUGIN_DIR, "icon.svg"))
+        return icon_of(self.ICON)
 
     def helpUrl(self):  # noqa: N802
-        return QUrl.fromLocalFile(os.path.join(HELP_DIR, f"{self.name()}.html")).toString()
+        return help_url_of(self.name())
 
     def add_stack_parameters(self) -> None:
         self.addParameter(QgsProcessingParameterMultipleLayers(
