@@ -16,6 +16,7 @@ from .degradation import blur_downsample, gaussian_kernels, shift_images, upsamp
 from .progress import Monitor, ensure_monitor
 from .shapes import check_shape
 from .stack_ops import temporal_fill
+from .windows import IBP_HALO, StackStats, run_tiles
 
 # Isotropic PSF assumed by IBP when no kernel is known: the middle of the
 # plausible sigma range of degradation.SIGMA_FRACTION_RANGE.
@@ -33,8 +34,9 @@ def hr_validity(valid: torch.Tensor, scale: int) -> torch.Tensor:
     return any_valid.repeat_interleave(scale, dim=0).repeat_interleave(scale, dim=1)
 
 
-def _aligned_upsampled(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: torch.Tensor | None):
-    up = upsample_bicubic(temporal_fill(frames, valid), scale)
+def _aligned_upsampled(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: torch.Tensor | None,
+                       frame_means: torch.Tensor | None = None):
+    up = upsample_bicubic(temporal_fill(frames, valid, frame_means), scale)
     w = valid.to(frames.dtype).repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     if shifts is not None:
         back = -shifts.to(frames.dtype) * scale
@@ -43,9 +45,11 @@ def _aligned_upsampled(frames: torch.Tensor, valid: torch.Tensor, scale: int, sh
     return up, w
 
 
-def mean_bicubic(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: torch.Tensor | None = None) -> torch.Tensor:
-    """Average of the bicubically upsampled frames, each moved back onto the reference grid."""
-    up, w = _aligned_upsampled(frames, valid, scale, shifts)
+def mean_bicubic(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: torch.Tensor | None = None,
+                 frame_means: torch.Tensor | None = None) -> torch.Tensor:
+    """Average of the bicubically upsampled frames, each moved back onto the reference grid
+    (``frame_means``: see :func:`stack_ops.temporal_fill`)."""
+    up, w = _aligned_upsampled(frames, valid, scale, shifts, frame_means)
     wsum = w.sum(dim=-3)
     mean_all = up.mean(dim=-3)
     return torch.where(wsum > 1e-6, (up * w).sum(dim=-3) / wsum.clamp(min=1e-6), mean_all)
@@ -67,6 +71,7 @@ def ibp(
     step: float = 1.0,
     monitor: Monitor | None = None,
     init: torch.Tensor | None = None,
+    frame_means: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Irani-Peleg iterative back-projection.
 
@@ -75,7 +80,8 @@ def ibp(
     and ``m`` masks invalid LR pixels. The per-pixel normalisation by ``A^T m`` makes
     cloud holes and SLC-off gaps harmless. ``kernels``: ``(K, K)`` or ``(T, K, K)``;
     an isotropic Gaussian is assumed when None. ``frames`` may be a batch ``(B, T, h, w)``
-    of independent stacks (``shifts`` ``(B, T, 2)``), computed together.
+    of independent stacks (``shifts`` ``(B, T, 2)``), computed together. ``frame_means``: the gap
+    filling's fallback (:func:`stack_ops.temporal_fill`), the whole stack's when ``frames`` is a tile of it.
     """
     check_shape("frames", frames, "..., T, h, w")
     check_shape("valid", valid, "..., T, h, w", like=frames)
@@ -96,7 +102,7 @@ def ibp(
     margin = math.ceil(reach / scale)
     M = margin * scale
     m = F.pad(valid.to(frames.dtype), (margin,) * 4)
-    y = F.pad(temporal_fill(frames, valid), (margin,) * 4)
+    y = F.pad(temporal_fill(frames, valid, frame_means), (margin,) * 4)
 
     def forward(x: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:  # (..., H, W) -> (..., T, h, w)
         stack = x.unsqueeze(-3).expand(*x.shape[:-2], T, *x.shape[-2:])
@@ -112,7 +118,7 @@ def ibp(
             (g,) = torch.autograd.grad(forward(xr, mode), xr, grad_outputs=v)
         return g
 
-    x = mean_bicubic(frames, valid, scale, shifts) if init is None else init.to(frames.dtype)
+    x = mean_bicubic(frames, valid, scale, shifts, frame_means) if init is None else init.to(frames.dtype)
     lead, (H, W) = x.shape[:-2], x.shape[-2:]
     x = F.pad(x.reshape(-1, 1, H, W), (M,) * 4, mode="replicate").reshape(*lead, H + 2 * M, W + 2 * M)
     # where an HR pixel is seen only through the negative lobes of the cubic shift (a large
@@ -128,3 +134,24 @@ def ibp(
         x = x + step * adjoint(x, residual) / norm
         mon.progress((it + 1) / iterations, f"IBP iteration {it + 1}/{iterations}")
     return x[..., M:M + H, M:M + W]
+
+
+def classic_halo(method: str, shifts: torch.Tensor | None) -> int:
+    """Input pixels of halo that make a tile of ``method`` match the untiled result: the bicubic
+    upsampling and the frames' shifts, plus IBP's own reach (:data:`windows.IBP_HALO`)."""
+    reach = 0 if shifts is None or shifts.numel() == 0 else math.ceil(float(shifts.abs().max()))
+    return reach + 3 + (IBP_HALO if method == "ibp" else 0)
+
+
+def classic_tiles(source, stats: StackStats, method: str, scale: int, shifts: torch.Tensor | None, sink,
+                  kernels: torch.Tensor | None = None, iterations: int = 40, tile: int = 0,
+                  monitor: Monitor | None = None) -> None:
+    """Mean of bicubic (``method`` "bicubic") or IBP of a source (:mod:`windows`) in ``tile``-px tiles
+    (0: one), each handed to ``sink``: the same result as on the whole stack, in bounded memory."""
+    def compute(frames: torch.Tensor, valid: torch.Tensor, window, mon: Monitor) -> tuple[torch.Tensor]:
+        if method == "bicubic":
+            return (mean_bicubic(frames, valid, scale, shifts, stats.frame_means),)
+        return (ibp(frames, valid, scale, shifts, kernels, iterations=iterations, monitor=mon,
+                    frame_means=stats.frame_means),)
+
+    run_tiles(source, scale, tile, classic_halo(method, shifts), compute, sink, monitor)

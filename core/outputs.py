@@ -62,6 +62,55 @@ def check_output_path(path: str, inputs: Iterable[str], extensions: Sequence[str
         raise StackError(f"output folder '{folder}' is not writable")
 
 
+class GeoTiffWriter:
+    """A tiled, compressed float GeoTIFF written window by window (a result that never has to be whole
+    in memory), at ``path`` as it is given (callers write into :func:`atomic_files.atomic_output`'s
+    temporary file). float32, or float64 where :func:`output_dtype` says the nodata value needs it.
+    ``tags`` are stored as GDAL metadata items (non-string values as JSON). Close it (or use it as a
+    context manager) before the file is renamed or read."""
+
+    def __init__(self, path: str, grid: RasterGrid, bands: int = 1, nodata: float | None = None,
+                 tags: dict | None = None, band_names: Sequence[str] | None = None):
+        self.dtype = output_dtype(nodata)
+        self.grid, self.nodata = grid, nodata
+        drv = gdal.GetDriverByName("GTiff")
+        opts = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
+        gdt = gdal.GDT_Float32 if self.dtype is np.float32 else gdal.GDT_Float64
+        self._ds = drv.Create(path, grid.width, grid.height, bands, gdt, opts)
+        self._ds.SetGeoTransform(grid.geotransform)
+        if grid.crs_wkt:
+            self._ds.SetProjection(grid.crs_wkt)
+        if tags:
+            self._ds.SetMetadata({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
+        for b in range(bands):
+            band = self._ds.GetRasterBand(b + 1)
+            if nodata is not None:
+                band.SetNoDataValue(float(nodata))
+            if band_names:
+                band.SetDescription(str(band_names[b]))
+            del band
+
+    def write(self, rows: slice, cols: slice, array: np.ndarray, band: int = 1) -> None:
+        """Write ``array`` ``(h, w)`` at the window ``rows`` x ``cols`` of the grid."""
+        arr = np.asarray(array, dtype=self.dtype)
+        if arr.shape != (rows.stop - rows.start, cols.stop - cols.start):
+            raise ValueError(f"array of shape {arr.shape} does not match the window {rows}, {cols}")
+        b = self._ds.GetRasterBand(band)
+        b.WriteArray(arr, xoff=cols.start, yoff=rows.start)
+        del b
+
+    def close(self) -> None:
+        if self._ds is not None:
+            self._ds.FlushCache()
+            self._ds = None
+
+    def __enter__(self) -> "GeoTiffWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_geotiff(
     path: str,
     array: np.ndarray,
@@ -70,36 +119,15 @@ def write_geotiff(
     tags: dict | None = None,
     band_names: Sequence[str] | None = None,
 ) -> str:
-    """Write a tiled, compressed GeoTIFF atomically (temp file, then rename): float32, or float64
-    where :func:`output_dtype` says the nodata value needs it.
-
-    ``array``: ``(H, W)`` or ``(B, H, W)``; must match ``grid``. ``tags`` are stored
-    as GDAL metadata items (non-string values as JSON).
-    """
-    dtype = output_dtype(nodata)
-    arr = np.asarray(array, dtype=dtype)
+    """Write a whole array ``(H, W)`` or ``(B, H, W)`` (must match ``grid``) as a GeoTIFF, atomically
+    (temporary file, then rename); see :class:`GeoTiffWriter`."""
+    arr = np.asarray(array)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.shape[1:] != (grid.height, grid.width):
         raise ValueError(f"array of shape {arr.shape[1:]} does not match the {grid.height}x{grid.width} grid")
     with atomic_output(path, ".tif") as tmp:
-        drv = gdal.GetDriverByName("GTiff")
-        opts = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
-        gdt = gdal.GDT_Float32 if dtype is np.float32 else gdal.GDT_Float64
-        ds = drv.Create(tmp, grid.width, grid.height, arr.shape[0], gdt, opts)
-        ds.SetGeoTransform(grid.geotransform)
-        if grid.crs_wkt:
-            ds.SetProjection(grid.crs_wkt)
-        if tags:
-            ds.SetMetadata({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
-        for b in range(arr.shape[0]):
-            band = ds.GetRasterBand(b + 1)
-            if nodata is not None:
-                band.SetNoDataValue(float(nodata))
-            if band_names:
-                band.SetDescription(str(band_names[b]))
-            band.WriteArray(arr[b])
-            del band
-        ds.FlushCache()
-        ds = None
+        with GeoTiffWriter(tmp, grid, arr.shape[0], nodata, tags, band_names) as w:
+            for b in range(arr.shape[0]):
+                w.write(slice(0, grid.height), slice(0, grid.width), arr[b], b + 1)
     return path

@@ -273,16 +273,16 @@ def remove_phase_pattern(out: torch.Tensor, scale: int, pools: "_Pools") -> torc
 
 
 def residual_base(config: PIUNetConfig, frames: torch.Tensor, valid: torch.Tensor,
-                  shifts: torch.Tensor | None) -> torch.Tensor | None:
+                  shifts: torch.Tensor | None, frame_means: torch.Tensor | None = None) -> torch.Tensor | None:
     """The global residual a ``residual="ibp"`` network adds to: IBP with the default PSF of a
     stack ``(T, h, w)`` or a batch ``(B, T, h, w)`` (``shifts``: each frame w.r.t. the output grid,
-    LR px); None for the published bilinear residual."""
+    LR px; ``frame_means``: as in :func:`baselines.ibp`); None for the published bilinear residual."""
     if config.residual != "ibp":
         return None
     from .baselines import ibp
 
     with torch.no_grad():
-        return ibp(frames.float(), valid, config.scale, shifts, iterations=config.ibp_iterations)
+        return ibp(frames.float(), valid, config.scale, shifts, iterations=config.ibp_iterations, frame_means=frame_means)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -211,3 +211,12 @@ def register_frames(frames: torch.Tensor, valid: torch.Tensor, ref_index: int) -
     """Shifts ``(T, 2)`` (dy, dx, LR pixels) of every frame relative to ``frames[ref_index]``
     (:func:`register_stack` without the quality)."""
     return register_stack(frames, valid, ref_index).shifts
+
+
+def register_source(source, stats, ref_index: int) -> Registration:
+    """:func:`register_stack` of a source (:mod:`windows`), on its most valid central window of
+    :data:`MAX_WINDOW` px (chosen on ``stats``' coverage map), read from it: the whole stack is never needed."""
+    from .windows import best_window, read_window
+
+    rows, cols = best_window(stats, source.height, source.width, MAX_WINDOW)
+    return register_stack(*read_window(source, rows, cols), ref_index)

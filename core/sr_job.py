@@ -2,6 +2,7 @@
 super-resolve with a classic method or PIUNet (+ TTF), write the GeoTIFF(s) and the report."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -12,18 +13,18 @@ import torch
 
 from . import __version__, distributed
 from . import params as P
-from .baselines import default_psf, hr_validity, ibp, mean_bicubic
+from .baselines import classic_tiles, default_psf
 from .choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .convention import default_kernel_size
 from .degradation import gaussian_kernels
-from .inference import predict
 from .job_reports import sr_report, ttf_summary
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
 from .atomic_files import atomic_outputs
-from .outputs import RASTER_EXTENSIONS, check_output_path, output_dtype, output_nodata, write_geotiff
+from .outputs import RASTER_EXTENSIONS, GeoTiffWriter, check_output_path, output_nodata
 from .progress import Monitor, ensure_monitor
-from .registration import register_stack
-from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, read_stack
+from .registration import MAX_WINDOW, register_source
+from .stack_io import FMASK_INVALID_VALUES, NOTHING_VALID, ImageSource, StackError, StackReader
+from .windows import StackStats, Subset, best_window, read_window, stack_stats
 
 if TYPE_CHECKING:
     from .registration import Registration
@@ -90,31 +91,27 @@ def run_superresolve(
     _check_outputs(run, sources, output, uncertainty_output, kernel_output, report_html)
     procs, run.device = distributed.init_from_env(run.device)  # under torchrun: this process's share and device
     net, flow = _load_networks(run)
-    stack = read_stack(sources, invalid_mask_values)
-    sel = _select_frames(stack, run, reference, mon)
-    mon.progress(0.1, "frames registered")
-    mon.check()
-    if net is not None:
-        mon.info(f"device: {why}")
-        hr, log_scale, ttf_kernel, ttf_res = _learned(net, flow, sel, run, mon)
-    else:
-        hr, log_scale, ttf_kernel, ttf_res = _classic(sel, run, mon), None, None, None
-    params = {"scale": scale, "method": method, "iterations": run.iterations if method == "ibp" else None,
-              "psf_sigma": run.psf_sigma, "kernel_bank": os.path.basename(kernel_bank) if kernel_bank else None,
-              "register": register, "min_registration_quality": run.min_quality, "tile": run.tile,
-              "invalid_mask_values": list(invalid_mask_values), "model": os.path.basename(run.model_path) if run.model_path else None,
-              "ttf_iterations": run.ttf.iterations if method == "piunet+ttf" else None,
-              "ttf_per_tile": bool(ttf_per_tile and run.tile > 0) if method == "piunet+ttf" else None,
-              "ttf_lr": ttf_lr, "ttf_kernel_lr": ttf_kernel_lr, "ttf_fit": ttf_fit if method == "piunet+ttf" else None}
-    paths = (output, uncertainty_output if log_scale is not None else None,
-             kernel_output if ttf_kernel is not None else None, report_html)
-    if procs.is_main:  # under torchrun every process has the whole result; one writes it
-        seconds = _write(paths, stack, sel, run, params, hr, log_scale, ttf_kernel, ttf_res, t0)
-    else:
-        seconds = round(time.perf_counter() - t0, 3)
+    with StackReader(sources, invalid_mask_values) as reader:  # windows are read as the work needs them
+        stats = stack_stats(reader)
+        if not stats.counts.any():
+            raise StackError(NOTHING_VALID)
+        sel = _select_frames(reader, stats, run, reference, mon)
+        mon.progress(0.1, "frames registered")
+        mon.check()
+        params = {"scale": scale, "method": method, "iterations": run.iterations if method == "ibp" else None,
+                  "psf_sigma": run.psf_sigma, "kernel_bank": os.path.basename(kernel_bank) if kernel_bank else None,
+                  "register": register, "min_registration_quality": run.min_quality, "tile": run.tile,
+                  "invalid_mask_values": list(invalid_mask_values), "model": os.path.basename(run.model_path) if run.model_path else None,
+                  "ttf_iterations": run.ttf.iterations if method == "piunet+ttf" else None,
+                  "ttf_per_tile": bool(ttf_per_tile and run.tile > 0) if method == "piunet+ttf" else None,
+                  "ttf_lr": ttf_lr, "ttf_kernel_lr": ttf_kernel_lr, "ttf_fit": ttf_fit if method == "piunet+ttf" else None}
+        paths = (output, uncertainty_output if run.learned else None,
+                 kernel_output if flow is not None else None, report_html)
+        # under torchrun every process computes its share of the tiles and rank 0 writes them all
+        seconds = _run_and_write(paths if procs.is_main else (None,) * 4, reader, sel, run, params, net, flow, mon, t0)
     mon.progress(1.0, f"wrote {output}")
     return {"output": output, "uncertainty": paths[1], "report": report_html, "kernel": paths[2], "method": method,
-            "scale": scale, "reference": sel.reference_name, "images": stack.count, "images_used": int(sel.frames.shape[0]),
+            "scale": scale, "reference": sel.reference_name, "images": reader.count, "images_used": sel.source.count,
             "seconds": seconds}
 
 
@@ -142,17 +139,19 @@ class _Run:
 
 @dataclass
 class _Selected:
-    """The frames a run uses (``(T', h, w)``, the reference at ``ref``), their shifts and kernels,
-    and the registration of every frame read (None without registration)."""
+    """The frames a run uses (a source of :mod:`windows` with their statistics; the reference at
+    ``ref``), their shifts and kernels, the window it registers, calibrates and reports on, and the
+    registration of every frame read (None without registration)."""
 
-    frames: torch.Tensor
-    valid: torch.Tensor
+    source: Subset
+    stats: StackStats
     ref: int
     reference_name: str
     shifts: torch.Tensor | None
     kernels: torch.Tensor | None
     registration: "Registration | None"
     used: torch.Tensor
+    window: tuple[slice, slice]
 
 
 def _check_outputs(run: _Run, sources, output, uncertainty_output, kernel_output, report_html) -> None:
@@ -188,95 +187,136 @@ def _load_networks(run: _Run):
     return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method == "piunet+ttf" else None
 
 
-def _select_frames(stack, run: _Run, reference: int | None, mon: Monitor) -> _Selected:
+def _select_frames(reader: StackReader, stats: StackStats, run: _Run, reference: int | None, mon: Monitor) -> _Selected:
     """Register every frame to the reference and keep those whose registration quality passes."""
-    if min(stack.grid.width, stack.grid.height) < MIN_LR_SIZE:
-        raise StackError(f"images of {stack.grid.width}x{stack.grid.height} pixels are too small (at least {MIN_LR_SIZE}x{MIN_LR_SIZE})")
-    ref = stack.clearest_index() if reference is None else int(reference)
-    if not 0 <= ref < stack.count:
-        raise StackError(f"reference frame {ref} does not exist (the stack has {stack.count} images, numbered from 0)")
-    kernels = _bank_kernels(run.kernel_bank, run.scale, stack.names) if run.kernel_bank else None
-    mon.progress(0.05, f"read {stack.count} images of {stack.grid.width}x{stack.grid.height} px")
+    if min(reader.width, reader.height) < MIN_LR_SIZE:
+        raise StackError(f"images of {reader.width}x{reader.height} pixels are too small (at least {MIN_LR_SIZE}x{MIN_LR_SIZE})")
+    ref = int(np.argmax(stats.clear_fraction)) if reference is None else int(reference)
+    if not 0 <= ref < reader.count:
+        raise StackError(f"reference frame {ref} does not exist (the stack has {reader.count} images, numbered from 0)")
+    kernels = _bank_kernels(run.kernel_bank, run.scale, reader.names) if run.kernel_bank else None
+    mon.progress(0.05, f"opened {reader.count} images of {reader.width}x{reader.height} px")
     mon.check()
-    frames, valid = torch.from_numpy(stack.data), torch.from_numpy(stack.valid)
-    used = torch.ones(stack.count, dtype=torch.bool)
-    if not run.register:
-        return _Selected(frames, valid, ref, stack.names[ref], None, kernels, None, used)
-    reg = register_stack(frames, valid, ref)
-    used = reg.kept(run.min_quality)
-    used[ref] = True
-    for name, d, q, u in zip(stack.names, reg.shifts.tolist(), reg.quality.tolist(), used.tolist()):
-        mon.info(f"{name}: shift ({d[0]:+.2f}, {d[1]:+.2f}) LR px, registration quality {q:.2f}"
-                 + ("" if u else f" < {run.min_quality:g}: left out (other land or light, or not alignable)"))
-    return _Selected(frames[used], valid[used], int(used[:ref].sum()), stack.names[ref], reg.shifts[used],
-                     None if kernels is None else kernels[used], reg, used)
+    window = best_window(stats, reader.height, reader.width, MAX_WINDOW)
+    used = torch.ones(reader.count, dtype=torch.bool)
+    reg = shifts = None
+    if run.register:
+        reg = register_source(reader, stats, ref)
+        used = reg.kept(run.min_quality)
+        used[ref] = True
+        shifts = reg.shifts[used]
+        for name, d, q, u in zip(reader.names, reg.shifts.tolist(), reg.quality.tolist(), used.tolist()):
+            mon.info(f"{name}: shift ({d[0]:+.2f}, {d[1]:+.2f}) LR px, registration quality {q:.2f}"
+                     + ("" if u else f" < {run.min_quality:g}: left out (other land or light, or not alignable)"))
+    keep = [int(i) for i in torch.nonzero(used)[:, 0]]
+    return _Selected(Subset(reader, keep), stats.subset(keep), int(used[:ref].sum()), reader.names[ref], shifts,
+                     None if kernels is None else kernels[used], reg, used, window)
 
 
-def _learned(net, flow, sel: _Selected, run: _Run, mon: Monitor):
-    """PIUNet (after TTF when ``flow`` is given): SR, log-scale, TTF kernel and TTF result."""
+def _learned(net, flow, sel: _Selected, run: _Run, sink, mon: Monitor):
+    """PIUNet (after TTF when ``flow`` is given) into ``sink``; returns the TTF kernel and result."""
+    from .inference import predict_source, stack_context
     from .ttf import finetune_per_tile, test_time_finetune
 
     if flow is not None and run.ttf_per_tile and run.tile > 0:
-        out = finetune_per_tile(net, flow, sel.frames, sel.valid, sel.ref, run.tile, run.ttf, run.device, mon.sub(0.1, 0.95))
-        mon.info("TTF per tile; centre tile: " + ttf_summary(out[3]))
-        return out
+        kernel, result = finetune_per_tile(net, flow, sel.source, sel.ref, run.tile, sink, run.ttf, run.device,
+                                           mon.sub(0.1, 0.95))
+        mon.info("TTF per tile; centre tile: " + ttf_summary(result))
+        return kernel, result
     kernel = result = None
     if flow is not None:
-        net, kernel, result = test_time_finetune(net, flow, sel.frames, sel.valid, sel.ref, run.ttf,
-                                                 monitor=mon.sub(0.1, 0.6), device=run.device)
+        # calibrated on the registration window, with the whole stack's normalisation and pools
+        frames, valid = read_window(sel.source, *sel.window)
+        context = stack_context(net.to(run.device).eval(), sel.source, sel.stats, run.device)
+        net, kernel, result = test_time_finetune(net, flow, frames, valid, sel.ref, run.ttf, monitor=mon.sub(0.1, 0.6),
+                                                 device=run.device, stats=sel.stats, context=context)
         distributed.same_as_rank0([*net.parameters(), kernel], run.device)  # under torchrun: one tuned network
         mon.info("TTF: " + ttf_summary(result))
     mon.progress(0.6, "predicting")
-    hr, log_scale = predict(net, sel.frames, sel.valid, tile=run.tile, device=run.device, monitor=mon.sub(0.6, 0.95),
-                            reference=sel.ref)
-    return hr, log_scale, kernel, result
+    predict_source(net, sel.source, sel.stats, sink, run.tile, run.device, mon.sub(0.6, 0.95), sel.ref, sel.shifts)
+    return kernel, result
 
 
-def _classic(sel: _Selected, run: _Run, mon: Monitor) -> torch.Tensor:
-    if run.method == "bicubic":
-        return mean_bicubic(sel.frames, sel.valid, run.scale, sel.shifts)
+def _classic(sel: _Selected, run: _Run, sink, mon: Monitor) -> None:
     kernel = sel.kernels if sel.kernels is not None else default_psf(run.scale) if run.psf_sigma is None \
         else gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)
-    return ibp(sel.frames, sel.valid, run.scale, sel.shifts, kernel, iterations=run.iterations, monitor=mon.sub(0.15, 0.95))
+    classic_tiles(sel.source, sel.stats, run.method, run.scale, sel.shifts, sink, kernel, run.iterations, run.tile,
+                  mon.sub(0.15, 0.95))
 
 
-def _write(paths, stack, sel: _Selected, run: _Run, params: dict, hr, log_scale, ttf_kernel, ttf_res, t0: float) -> float:
-    """SR raster, uncertainty, TTF kernel layer and report, all or none (returns the run's seconds)."""
+class _FileSink:
+    """Tiles into the SR (and uncertainty) GeoTIFFs, nodata where no valid input pixel covers them;
+    the part of each tile inside ``look`` (an HR window) is kept for the report."""
+
+    def __init__(self, out: GeoTiffWriter | None, unc: GeoTiffWriter | None, nodata: float, look: tuple[slice, slice]):
+        self.out, self.unc, self.nodata, self.look = out, unc, nodata, look
+        h, w = (k.stop - k.start for k in look)
+        self.sr, self.std, self.covered = np.full((h, w), np.nan), np.full((h, w), np.nan), np.zeros((h, w), bool)
+
+    def __call__(self, dest, outputs, covered) -> None:
+        cov = covered.numpy()
+        sr = outputs[0].numpy()
+        # a Laplace distribution with scale b has standard deviation sqrt(2) * b (the raster and the report)
+        std = np.sqrt(2.0) * np.exp(outputs[1].numpy()) if len(outputs) > 1 else None
+        if self.out is not None:
+            self.out.write(*dest, np.where(cov, sr, self.nodata))
+        if self.unc is not None and std is not None:
+            self.unc.write(*dest, np.where(cov, std, self.nodata))
+        inter = [slice(max(d.start, k.start), min(d.stop, k.stop)) for d, k in zip(dest, self.look)]
+        if all(i.start < i.stop for i in inter):
+            src = tuple(slice(i.start - d.start, i.stop - d.start) for i, d in zip(inter, dest))
+            dst = tuple(slice(i.start - k.start, i.stop - k.start) for i, k in zip(inter, self.look))
+            self.sr[dst], self.covered[dst] = sr[src], cov[src]
+            if std is not None:
+                self.std[dst] = std[src]
+
+
+def _run_and_write(paths, reader: StackReader, sel: _Selected, run: _Run, params: dict, net, flow, mon: Monitor,
+                   t0: float) -> float:
+    """Run the method tile by tile into the SR raster, uncertainty, TTF kernel layer and report, all or
+    none (``paths`` None: compute this process's share, write nothing); returns the run's seconds."""
     from .kernels import write_kernel_layer
 
     scale, reg = run.scale, sel.registration
-    nodata = output_nodata(stack)
-    covered = hr_validity(sel.valid, scale).numpy()
+    nodata = output_nodata(reader)
     tags = {
         "STACKSR_VERSION": __version__, "STACKSR_ALGORITHM": "superresolve", "STACKSR_METHOD": run.method,
-        "STACKSR_SCALE": str(scale), "STACKSR_PARAMETERS": params, "STACKSR_INPUTS": stack.names,
+        "STACKSR_SCALE": str(scale), "STACKSR_PARAMETERS": params, "STACKSR_INPUTS": reader.names,
         "STACKSR_REFERENCE": sel.reference_name,
         "STACKSR_SHIFTS": None if reg is None else [[round(v, 4) for v in d] for d in reg.shifts.tolist()],
         "STACKSR_REGISTRATION": None if reg is None else {
-            n: {"quality": round(q, 4), "used": u} for n, q, u in zip(stack.names, reg.quality.tolist(), sel.used.tolist())},
+            n: {"quality": round(q, 4), "used": u} for n, q, u in zip(reader.names, reg.quality.tolist(), sel.used.tolist())},
     }
-    grid = stack.grid.scaled(scale)
-    # a Laplace distribution with scale b has standard deviation sqrt(2) * b (the raster and the report)
-    spread = None if log_scale is None else np.sqrt(2.0) * np.exp(log_scale.numpy())
+    grid = reader.grid.scaled(scale)
+    look = tuple(slice(k.start * scale, k.stop * scale) for k in sel.window)
     with atomic_outputs(list(paths), ".tif") as (t_out, t_unc, t_ker, t_rep):
-        out = np.where(covered, hr.numpy(), nodata).astype(output_dtype(nodata))
-        write_geotiff(t_out, out, grid, nodata, tags, band_names=[f"{run.method} x{scale}"])
-        if t_unc:
-            std = np.where(covered, spread, nodata).astype(output_dtype(nodata))
-            write_geotiff(t_unc, std, grid, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
-                          band_names=["uncertainty (standard deviation)"])
+        with contextlib.ExitStack() as files:
+            out = files.enter_context(GeoTiffWriter(t_out, grid, 1, nodata, tags, [f"{run.method} x{scale}"])) if t_out else None
+            unc = files.enter_context(GeoTiffWriter(t_unc, grid, 1, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
+                                                    ["uncertainty (standard deviation)"])) if t_unc else None
+            sink = _FileSink(out, unc, nodata, look)
+            if net is not None:
+                ttf_kernel, ttf_res = _learned(net, flow, sel, run, sink, mon)
+            else:
+                _classic(sel, run, sink, mon)
+                ttf_kernel = ttf_res = None
         if t_ker:
-            write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {sel.reference_name}", stack.grid)
+            write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {sel.reference_name}", reader.grid)
         seconds = round(time.perf_counter() - t0, 3)
         if t_rep:
-            sr_report(t_rep, hr, sel.frames[sel.ref], sel.valid[sel.ref], scale, ttf_kernel, ttf_res,
+            ref_frame, ref_valid = read_window(sel.source, *sel.window, frames=[sel.ref])
+            whole = all(k.start == 0 and k.stop == n for k, n in zip(sel.window, (reader.height, reader.width)))
+            shown = [] if whole else [("report figures shown on (input pixels)",
+                                       f"rows {sel.window[0].start}-{sel.window[0].stop - 1}, "
+                                       f"columns {sel.window[1].start}-{sel.window[1].stop - 1}")]
+            sr_report(t_rep, torch.from_numpy(sink.sr).float(), ref_frame[0], ref_valid[0], scale, ttf_kernel, ttf_res,
                       [("method", run.method), ("scale", f"x{scale}"),
-                       ("images", f"{stack.count}: " + ", ".join(n if u else f"{n} (left out)"
-                                                              for n, u in zip(stack.names, sel.used.tolist()))),
-                       ("reference frame", sel.reference_name), ("images used (registration quality)", int(sel.frames.shape[0])),
+                       ("images", f"{reader.count}: " + ", ".join(n if u else f"{n} (left out)"
+                                                               for n, u in zip(reader.names, sel.used.tolist()))),
+                       ("reference frame", sel.reference_name), ("images used (registration quality)", sel.source.count),
                        ("device", str(run.device) if run.learned else "cpu"),
-                       ("tile (input pixels)", run.tile if run.learned else "-"), ("seconds", seconds)],
-                      sel.reference_name, spread, covered)
+                       ("tile (input pixels)", run.tile), ("seconds", seconds), *shown],
+                      sel.reference_name, sink.std if t_unc else None, sink.covered)
     return seconds
 
 

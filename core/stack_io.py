@@ -123,18 +123,8 @@ def check_same_grid(grid: RasterGrid, ref: RasterGrid, name: str, ref_name: str)
 
 
 def _read_band(ds: gdal.Dataset, band: int, name: str) -> tuple[np.ndarray, float | None, int]:
-    if band < 1 or band > ds.RasterCount:
-        raise StackError(f"'{name}' has {ds.RasterCount} band(s); band {band} does not exist")
-    b = ds.GetRasterBand(band)
-    if b.DataType in _COMPLEX_TYPES:
-        raise StackError(f"'{name}' has complex pixels ({gdal.GetDataTypeName(b.DataType)}), which are not supported")
-    try:
-        arr = b.ReadAsArray()
-    except RuntimeError as exc:
-        raise StackError(f"'{name}' is corrupted or truncated: {str(exc).strip()}") from exc
-    if arr is None:
-        raise StackError(f"'{name}' could not be read (corrupted or truncated file?)")
-    return arr, b.GetNoDataValue(), b.DataType
+    b = _band(ds, band, name)
+    return _read_window(ds, band, name, 0, 0, ds.RasterXSize, ds.RasterYSize), b.GetNoDataValue(), b.DataType
 
 
 def _valid_pixels(a: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -212,44 +202,133 @@ def sources_from_inputs(
     raise StackError(f"{len(masks)} mask rasters given for {len(images)} images; give one per image or one multiband mask")
 
 
+class StackReader:
+    """A stack opened for reading window by window: the grids and bands are checked when it is
+    opened, pixels are read only when asked for, so a job holds the windows it works on rather than
+    the whole stack (memory does not grow with the area). Use as a context manager or :meth:`close`.
+
+    The datasets stay open (and referenced) while the reader lives: GDAL 3.6 crashes when a band is
+    used after its dataset was freed."""
+
+    def __init__(self, sources: Sequence[ImageSource], invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
+                 min_images: int = 2):
+        if len(sources) < min_images:
+            raise StackError(f"a stack needs at least {min_images} images, got {len(sources)}")
+        self.sources = list(sources)
+        self.names = [s.name for s in sources]
+        self._bad = np.array(list(invalid_mask_values), dtype=np.float64)
+        self._datasets: dict[str, gdal.Dataset] = {}
+        self.grid: RasterGrid | None = None
+        self.nodata: float | None = None
+        self.source_dtype = "float32"
+        self._nodata: list[float | None] = []
+        try:
+            for src in self.sources:
+                ds = self._dataset(src.path, "raster")
+                grid = _grid_of(ds)
+                band = _band(ds, src.band, src.name)
+                if self.grid is None:
+                    self.grid, self.nodata = grid, band.GetNoDataValue()
+                    self.source_dtype = np.dtype(gdal_array_type(band.DataType)).name
+                else:
+                    check_same_grid(grid, self.grid, src.name, self.names[0])
+                self._nodata.append(band.GetNoDataValue())
+                if src.mask_path:
+                    mds = self._dataset(src.mask_path, "mask raster")
+                    mname = os.path.basename(src.mask_path)
+                    check_same_grid(_grid_of(mds), self.grid, mname, self.names[0])
+                    _band(mds, src.mask_band, mname)
+        except Exception:
+            self.close()
+            raise
+
+    def _dataset(self, path: str, what: str) -> gdal.Dataset:
+        if path not in self._datasets:
+            self._datasets[path] = _open(path, what)
+        return self._datasets[path]
+
+    @property
+    def count(self) -> int:
+        return len(self.sources)
+
+    @property
+    def height(self) -> int:
+        return self.grid.height
+
+    @property
+    def width(self) -> int:
+        return self.grid.width
+
+    def read(self, rows: slice = slice(None), cols: slice = slice(None), frames: Sequence[int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of a window as float32 ``(T, h, w)`` (invalid pixels 0) and their validity (bool):
+        nodata, non-finite and masked pixels are invalid. ``frames``: which images (all by default)."""
+        r0, r1, _ = rows.indices(self.height)
+        c0, c1, _ = cols.indices(self.width)
+        h, w = max(r1 - r0, 0), max(c1 - c0, 0)
+        idx = range(self.count) if frames is None else list(frames)
+        data = np.empty((len(idx), h, w), dtype=np.float32)  # filled in place: no float64 copy, no stacking copy
+        valid = np.empty((len(idx), h, w), dtype=bool)
+        for k, t in enumerate(idx):
+            src = self.sources[t]
+            arr = _read_window(self._dataset(src.path, "raster"), src.band, src.name, c0, r0, w, h)
+            ok = _valid_pixels(arr, self._nodata[t])
+            if src.mask_path:
+                marr = _read_window(self._dataset(src.mask_path, "mask raster"), src.mask_band,
+                                    os.path.basename(src.mask_path), c0, r0, w, h)
+                ok &= ~np.isin(marr.astype(np.float64), self._bad)
+            np.copyto(data[k], arr, casting="unsafe")  # as float32 (exact for 8/16-bit integers)
+            data[k][~ok] = 0.0
+            valid[k] = ok
+        return data, valid
+
+    def close(self) -> None:
+        self._datasets.clear()
+
+    def __enter__(self) -> "StackReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def gdal_array_type(gdt: int) -> type:
+    """The numpy type GDAL reads a band of data type ``gdt`` as."""
+    from osgeo import gdal_array
+
+    return gdal_array.GDALTypeCodeToNumericTypeCode(gdt) or np.float64
+
+
+def _band(ds: gdal.Dataset, band: int, name: str) -> gdal.Band:
+    if band < 1 or band > ds.RasterCount:
+        raise StackError(f"'{name}' has {ds.RasterCount} band(s); band {band} does not exist")
+    b = ds.GetRasterBand(band)
+    if b.DataType in _COMPLEX_TYPES:
+        raise StackError(f"'{name}' has complex pixels ({gdal.GetDataTypeName(b.DataType)}), which are not supported")
+    return b
+
+
+def _read_window(ds: gdal.Dataset, band: int, name: str, x: int, y: int, w: int, h: int) -> np.ndarray:
+    try:
+        arr = ds.GetRasterBand(band).ReadAsArray(x, y, w, h)
+    except RuntimeError as exc:
+        raise StackError(f"'{name}' is corrupted or truncated: {str(exc).strip()}") from exc
+    if arr is None:
+        raise StackError(f"'{name}' could not be read (corrupted or truncated file?)")
+    return arr
+
+
 def read_stack(sources: Sequence[ImageSource], invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES, min_images: int = 2) -> RasterStack:
-    """Read and validate a stack; raises :class:`StackError` with a message naming the bad input."""
-    if len(sources) < min_images:
-        raise StackError(f"a stack needs at least {min_images} images, got {len(sources)}")
-    names = [s.name for s in sources]
-    data = valid = None  # (T, H, W) float32 / bool, filled in place: no per-frame float64 copy, no stacking copy
-    ref_grid: RasterGrid | None = None
-    nodata0: float | None = None
-    dtype0 = "float32"
-    bad_values = np.array(list(invalid_mask_values), dtype=np.float64)
-    for t, src in enumerate(sources):
-        ds = _open(src.path, "raster")
-        grid = _grid_of(ds)
-        arr, nodata, gdt = _read_band(ds, src.band, src.name)
-        if ref_grid is None:
-            ref_grid, nodata0 = grid, nodata
-            dtype0 = arr.dtype.name
-            data = np.empty((len(sources), grid.height, grid.width), dtype=np.float32)
-            valid = np.empty((len(sources), grid.height, grid.width), dtype=bool)
-        else:
-            check_same_grid(grid, ref_grid, src.name, names[0])
-        del ds
-        ok = _valid_pixels(arr, nodata)
-        if src.mask_path:
-            mds = _open(src.mask_path, "mask raster")
-            mgrid = _grid_of(mds)
-            mname = os.path.basename(src.mask_path)
-            check_same_grid(mgrid, ref_grid, mname, names[0])
-            marr, _, _ = _read_band(mds, src.mask_band, mname)
-            del mds
-            ok &= ~np.isin(marr.astype(np.float64), bad_values)
-        np.copyto(data[t], arr, casting="unsafe")  # as float32 (exact for 8/16-bit integers)
-        data[t][~ok] = 0.0
-        valid[t] = ok
-    stack = RasterStack(data, valid, names, ref_grid, nodata0, dtype0, list(sources))
+    """Read and validate a whole stack; raises :class:`StackError` with a message naming the bad input."""
+    with StackReader(sources, invalid_mask_values, min_images) as reader:
+        data, valid = reader.read()
+        stack = RasterStack(data, valid, reader.names, reader.grid, reader.nodata, reader.source_dtype, list(sources))
     if not stack.valid.any():
-        raise StackError("every pixel of every image is nodata or masked (cloud/fill): nothing to super-resolve")
+        raise StackError(NOTHING_VALID)
     return stack
+
+
+NOTHING_VALID = "every pixel of every image is nodata or masked (cloud/fill): nothing to super-resolve"
 
 
 def read_raster(path: str, band: int = 1) -> tuple[np.ndarray, np.ndarray, RasterGrid, str]:

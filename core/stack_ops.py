@@ -15,11 +15,15 @@ def standardize_stack(frames: torch.Tensor, valid: torch.Tensor) -> tuple[torch.
     return (frames - mean) / std, mean, std
 
 
-def temporal_fill(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Replace invalid pixels by the mean of the valid frames at that pixel (else the frame mean).
-    ``(..., T, h, w)``: leading dimensions are independent stacks."""
+def temporal_fill(frames: torch.Tensor, valid: torch.Tensor, frame_means: torch.Tensor | None = None) -> torch.Tensor:
+    """Replace invalid pixels by the mean of the valid frames at that pixel (else the frame mean:
+    ``frame_means`` ``(..., T)``, e.g. the whole stack's when ``frames`` is a window of it, by default
+    the mean of the valid pixels given). ``(..., T, h, w)``: leading dimensions are independent stacks."""
     counts = valid.sum(dim=-3, keepdim=True)
     tmean = (frames * valid).sum(dim=-3, keepdim=True) / counts.clamp(min=1)
-    fmean = (frames * valid).sum(dim=(-2, -1), keepdim=True) / valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
+    if frame_means is None:
+        fmean = (frames * valid).sum(dim=(-2, -1), keepdim=True) / valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
+    else:
+        fmean = frame_means.to(frames.dtype).to(frames.device)[..., None, None]
     fill = torch.where(counts > 0, tmean, fmean)
     return torch.where(valid, frames, fill)

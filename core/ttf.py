@@ -29,13 +29,13 @@ from . import distributed
 from .choices import TTF_FIT_DEFAULT, TTF_FITS
 from .degradation import blur_downsample, shift_images
 from .fkp import KernelFlow, project_to_sphere
-from .inference import predict, stack_base, stack_context, tile_windows
+from .inference import predict, stack_context, window_base
 from .kernel_estimation import select_crop
 from .losses import grid_band_l1, shift_search_l1, unseen_grid_share
 from .piunet import PIUNet
 from .progress import Monitor, ensure_monitor
 from .registration import register_frames
-from .stack_ops import standardize_stack, temporal_fill
+from .windows import StackStats, TensorStack, normalised, run_tiles, stack_stats, tile_windows
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,14 @@ def test_time_finetune(
     generator: torch.Generator | None = None,
     monitor: Monitor | None = None,
     device: str | torch.device = "cpu",
+    stats: StackStats | None = None,
+    context: list[torch.Tensor] | None = None,
 ) -> tuple[PIUNet, torch.Tensor, TTFResult]:
     """Finetune ``net`` on one stack ``frames`` ``(T, H, W)`` (validity ``valid``, same shape).
+
+    ``frames`` may be a region of a larger stack: ``stats`` (:func:`windows.stack_stats`) and
+    ``context`` (:func:`inference.stack_context`) are then the whole stack's, as prediction will use
+    them (by default those of ``frames``).
 
     What the output must explain (``config.fit``): by default every frame of the stack, each moved
     onto the reference grid by its registration and degraded with its own kernel latent, the
@@ -136,16 +142,20 @@ def test_time_finetune(
     mon = ensure_monitor(monitor)
     device = torch.device(device)
     s = net.config.scale
-    x = temporal_fill(frames.float(), valid)
-    xn, _, _ = standardize_stack(x, valid)
-    xn, valid = xn.to(device), valid.to(device)
-    flow = flow.to(device)
-    T, H, W = xn.shape
+    region = TensorStack(frames, valid)
+    stats = stack_stats(region) if stats is None else stats
+    xn = normalised(frames, valid, stats)
     tuned = copy.deepcopy(net).to(device).eval()
     for p in tuned.parameters():
         p.requires_grad_(False)
-    context = stack_context(tuned, xn, device)
-    base = stack_base(tuned, xn, valid, ref_index)
+    context = stack_context(tuned, region, stats, device) if context is None else context
+    base = None
+    if tuned.config.residual == "ibp":
+        base = window_base(tuned, xn, valid, register_frames(xn, valid, ref_index), stats)
+    xn, valid = xn.to(device), valid.to(device)
+    base = None if base is None else base.to(device)
+    flow = flow.to(device)
+    T, H, W = xn.shape
     if config.crop and config.crop < min(H, W):
         # one calibration window is enough (kernel and weights are global): the most textured valid one
         r, c, n = select_crop(xn, valid, config.crop, 0.9)
@@ -268,43 +278,33 @@ def test_time_finetune(
 def finetune_per_tile(
     net: PIUNet,
     flow: KernelFlow,
-    frames: torch.Tensor,
-    valid: torch.Tensor,
+    source,
     ref_index: int,
     tile: int,
+    sink,
     config: TTFConfig = TTFConfig(),
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, TTFResult]:
+) -> tuple[torch.Tensor, TTFResult]:
     """TTF per tile (the option for scenes whose blur or content changes across the raster):
-    every ``tile``-px tile, with a halo of the network's receptive radius, is finetuned and
-    predicted on its own, and its core is kept. Returns the SR image and log-scale in input
-    units, and the kernel and :class:`TTFResult` of the tile at the raster's centre. Under torchrun
-    every process finetunes and predicts every n-th tile; the tiles are summed across processes and
-    every process gets the centre tile's kernel and result."""
-    mon = ensure_monitor(monitor)
-    s = net.config.scale
-    T, H, W = frames.shape
-    sr, log_scale = torch.zeros(H * s, W * s), torch.zeros(H * s, W * s)
-    windows = tile_windows(H, W, tile, net.receptive_radius(), s)
+    every ``tile``-px tile of ``source`` (:mod:`windows`), with a halo of the network's receptive
+    radius, is finetuned and predicted on its own, and its core handed to ``sink`` as (SR, log-scale)
+    in input units. Returns the kernel and :class:`TTFResult` of the tile at the raster's centre.
+    Under torchrun every process finetunes and predicts every n-th tile; every process gets the
+    centre tile's kernel and result."""
+    s, H, W = net.config.scale, source.height, source.width
+    halo = net.receptive_radius()
+    windows = tile_windows(H, W, max(H, W) if tile <= 0 else tile, halo, s)
     centre = ((H // 2) * s, (W // 2) * s)  # HR pixel whose tile gives the reported kernel and curve
-    procs = distributed.current()
-    kernel, result, owner = None, None, 0
-    for i, ((rows, cols), core, dest) in enumerate(windows):
-        is_centre = all(d.start <= c < d.stop for d, c in zip(dest, centre))
-        owner = i % procs.world if is_centre else owner
-        if not procs.owns(i):
-            continue
-        win_f, win_v = frames[:, rows, cols], valid[:, rows, cols]
-        sub = mon.sub(i / len(windows), (i + 1) / len(windows))
-        tuned, k, res = test_time_finetune(net, flow, win_f, win_v, ref_index, config, monitor=sub.sub(0, 0.8),
-                                           device=device)
-        out, ls = predict(tuned, win_f, win_v, device=device, reference=ref_index, monitor=sub.sub(0.8, 1.0),
-                          share_tiles=False)
-        sr[dest], log_scale[dest] = out[core], ls[core]
-        if is_centre:
-            kernel, result = k, res
-    dev = torch.device(device)
-    sr, log_scale = distributed.sum_across(sr, dev), distributed.sum_across(log_scale, dev)
-    kernel, result = distributed.from_rank((kernel, result), owner)
-    return sr, log_scale, kernel, result
+    index = next(i for i, (_, _, dest) in enumerate(windows) if all(d.start <= c < d.stop for d, c in zip(dest, centre)))
+    found: dict = {}
+
+    def compute(frames: torch.Tensor, valid: torch.Tensor, window, mon: Monitor) -> tuple[torch.Tensor, torch.Tensor]:
+        tuned, k, res = test_time_finetune(net, flow, frames, valid, ref_index, config, device=device, monitor=mon)
+        if window == windows[index][0]:
+            found.update(kernel=k, result=res)
+        return predict(tuned, frames, valid, device=device, reference=ref_index, share_tiles=False)
+
+    run_tiles(source, s, tile, halo, compute, sink, monitor)
+    kernel, result = distributed.from_rank((found.get("kernel"), found.get("result")), index % distributed.current().world)
+    return kernel, result
