@@ -62,6 +62,9 @@ def check_output_path(path: str, inputs: Iterable[str], extensions: Sequence[str
         raise StackError(f"output folder '{folder}' is not writable")
 
 
+FLUSH_BYTES = 64 << 20  # written bytes after which the blocks GDAL caches are written out and freed
+
+
 class GeoTiffWriter:
     """A tiled, compressed float GeoTIFF written window by window (a result that never has to be whole
     in memory), at ``path`` as it is given (callers write into :func:`atomic_files.atomic_output`'s
@@ -72,7 +75,7 @@ class GeoTiffWriter:
     def __init__(self, path: str, grid: RasterGrid, bands: int = 1, nodata: float | None = None,
                  tags: dict | None = None, band_names: Sequence[str] | None = None):
         self.dtype = output_dtype(nodata)
-        self.grid, self.nodata = grid, nodata
+        self.grid, self.nodata, self._pending = grid, nodata, 0
         drv = gdal.GetDriverByName("GTiff")
         opts = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
         gdt = gdal.GDT_Float32 if self.dtype is np.float32 else gdal.GDT_Float64
@@ -98,6 +101,10 @@ class GeoTiffWriter:
         b = self._ds.GetRasterBand(band)
         b.WriteArray(arr, xoff=cols.start, yoff=rows.start)
         del b
+        self._pending += arr.nbytes
+        if self._pending > FLUSH_BYTES:  # GDAL would keep written blocks up to its cache size (5 % of RAM)
+            self._ds.FlushCache()
+            self._pending = 0
 
     def close(self) -> None:
         if self._ds is not None:

@@ -202,6 +202,9 @@ def sources_from_inputs(
     raise StackError(f"{len(masks)} mask rasters given for {len(images)} images; give one per image or one multiband mask")
 
 
+CACHE_RELEASE_BYTES = 256 << 20  # bytes read after which the blocks GDAL cached for the reader are freed
+
+
 class StackReader:
     """A stack opened for reading window by window: the grids and bands are checked when it is
     opened, pixels are read only when asked for, so a job holds the windows it works on rather than
@@ -218,6 +221,7 @@ class StackReader:
         self.names = [s.name for s in sources]
         self._bad = np.array(list(invalid_mask_values), dtype=np.float64)
         self._datasets: dict[str, gdal.Dataset] = {}
+        self._read_bytes = 0
         self.grid: RasterGrid | None = None
         self.nodata: float | None = None
         self.source_dtype = "float32"
@@ -280,6 +284,11 @@ class StackReader:
             np.copyto(data[k], arr, casting="unsafe")  # as float32 (exact for 8/16-bit integers)
             data[k][~ok] = 0.0
             valid[k] = ok
+        self._read_bytes += data.nbytes
+        if self._read_bytes > CACHE_RELEASE_BYTES:  # GDAL keeps read blocks up to its cache size (5 % of RAM)
+            for ds in self._datasets.values():
+                ds.FlushCache()
+            self._read_bytes = 0
         return data, valid
 
     def close(self) -> None:
