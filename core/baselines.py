@@ -28,12 +28,6 @@ def _shift_stacks(x: torch.Tensor, shifts: torch.Tensor, mode: str = "bicubic") 
     return shift_images(x.reshape(-1, *x.shape[-2:]), shifts.reshape(-1, 2), mode).reshape(x.shape)
 
 
-def hr_validity(valid: torch.Tensor, scale: int) -> torch.Tensor:
-    """HR pixels covered by at least one valid LR pixel."""
-    any_valid = valid.any(dim=0)
-    return any_valid.repeat_interleave(scale, dim=0).repeat_interleave(scale, dim=1)
-
-
 def _aligned_upsampled(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: torch.Tensor | None,
                        frame_means: torch.Tensor | None = None):
     up = upsample_bicubic(temporal_fill(frames, valid, frame_means), scale)

@@ -18,6 +18,8 @@ from .registration import register_source
 from .shapes import check_shape
 from .windows import ArraySink, StackStats, TensorStack, normalised, read_window, run_tiles, stack_stats
 
+WEIGHT_LAYOUT = torch.channels_last  # the convolutions then skip a layout reorder per call (BENCHMARKS.md: about
+# 1.4 x faster whole-raster inference on the 2-core CPU than contiguous weights, outputs equal to float rounding)
 CONTEXT_CROP = 64  # LR pixels per context crop
 CONTEXT_GRID = 3  # crops per axis on rasters larger than two crops
 
@@ -72,7 +74,7 @@ def predict_source(
     from .baselines import classic_halo
 
     s = net.config.scale
-    net = net.to(device).eval()
+    net = net.to(device).eval().to(memory_format=WEIGHT_LAYOUT)
     context = stack_context(net, source, stats, device)
     ibp_residual = net.config.residual == "ibp"
     if ibp_residual and shifts is None:

@@ -62,7 +62,7 @@ def check_output_path(path: str, inputs: Iterable[str], extensions: Sequence[str
         raise StackError(f"output folder '{folder}' is not writable")
 
 
-FLUSH_BYTES = 64 << 20  # written bytes after which the blocks GDAL caches are written out and freed
+FLUSH_BYTES = 16 << 20  # written bytes after which the blocks GDAL caches are written out and freed
 
 
 class GeoTiffWriter:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .degradation import shift_images
+from .windows import TensorStack, best_window, stack_stats
 
 TUKEY_C = 4.685  # 95 % efficiency under Gaussian noise
 MAX_WINDOW = 384  # LR px: larger rasters are registered on a central window of this size
@@ -164,29 +165,15 @@ def refine_shifts(
     return d, quality
 
 
-def _central_window(valid: torch.Tensor, size: int) -> tuple[slice, slice]:
-    """The ``size``-px window (stepped by a quarter) with the most valid pixels, preferring the centre."""
-    T, H, W = valid.shape
-    if H <= size and W <= size:
-        return slice(0, H), slice(0, W)
-    h, w = min(H, size), min(W, size)
-    counts = valid.sum(dim=0).float()
-    best, pick = -1.0, ((H - h) // 2, (W - w) // 2)
-    for r in range(0, H - h + 1, max(h // 4, 1)):
-        for c in range(0, W - w + 1, max(w // 4, 1)):
-            score = float(counts[r:r + h, c:c + w].sum()) - 1e-6 * (abs(r - (H - h) / 2) + abs(c - (W - w) / 2))
-            if score > best:
-                best, pick = score, (r, c)
-    return slice(pick[0], pick[0] + h), slice(pick[1], pick[1] + w)
-
-
 def register_stack(frames: torch.Tensor, valid: torch.Tensor, ref_index: int, bound: int = 2,
                    border: int = 3) -> Registration:
     """Register every frame ``(T, H, W)`` (validity ``valid``) to ``frames[ref_index]``.
 
     Integer shifts within ``bound`` LR px, and the phase-correlation peak, are the candidates of
     the coarse search; the robust refinement then stays within 0.75 px of the chosen one."""
-    rows, cols = _central_window(valid, MAX_WINDOW)
+    H0, W0 = frames.shape[-2:]
+    rows, cols = best_window(stack_stats(TensorStack(frames, valid)), H0, W0, MAX_WINDOW) \
+        if max(H0, W0) > MAX_WINDOW else (slice(None), slice(None))
     f = frames[:, rows, cols].double()
     v = valid[:, rows, cols]
     ref, ref_valid = f[ref_index], v[ref_index]
@@ -216,7 +203,7 @@ def register_frames(frames: torch.Tensor, valid: torch.Tensor, ref_index: int) -
 def register_source(source, stats, ref_index: int) -> Registration:
     """:func:`register_stack` of a source (:mod:`windows`), on its most valid central window of
     :data:`MAX_WINDOW` px (chosen on ``stats``' coverage map), read from it: the whole stack is never needed."""
-    from .windows import best_window, read_window
+    from .windows import read_window
 
     rows, cols = best_window(stats, source.height, source.width, MAX_WINDOW)
     return register_stack(*read_window(source, rows, cols), ref_index)

@@ -202,7 +202,7 @@ def sources_from_inputs(
     raise StackError(f"{len(masks)} mask rasters given for {len(images)} images; give one per image or one multiband mask")
 
 
-CACHE_RELEASE_BYTES = 256 << 20  # bytes read after which the blocks GDAL cached for the reader are freed
+CACHE_RELEASE_BYTES = 64 << 20  # bytes read after which the blocks GDAL cached for the reader are freed
 
 
 class StackReader:

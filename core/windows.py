@@ -177,6 +177,12 @@ def tile_windows(H: int, W: int, tile: int, halo: int, scale: int) -> list[tuple
     return out
 
 
+def hr_validity(valid: torch.Tensor, scale: int) -> torch.Tensor:
+    """HR pixels covered by at least one valid LR pixel of ``valid`` ``(T, h, w)``."""
+    any_valid = valid.any(dim=0)
+    return any_valid.repeat_interleave(scale, dim=0).repeat_interleave(scale, dim=1)
+
+
 Compute = Callable[[torch.Tensor, torch.Tensor, Window, Monitor], Sequence[torch.Tensor]]
 Sink = Callable[[Window, Sequence[torch.Tensor], torch.Tensor], None]
 
@@ -204,8 +210,7 @@ def run_tiles(source, scale: int, tile: int, halo: int, compute: Compute, sink: 
             sub = mon.sub(i / len(windows), (i + 1) / len(windows))  # progress and cancel inside a tile
             outs = [o[core].float().cpu() for o in compute(frames, valid, win, sub)]
             lr_core = tuple(slice(k.start // scale, k.stop // scale) for k in core)
-            covered = valid[:, lr_core[0], lr_core[1]].any(dim=0)
-            result = (outs, covered.repeat_interleave(scale, 0).repeat_interleave(scale, 1))
+            result = (outs, hr_validity(valid[:, lr_core[0], lr_core[1]], scale))
         if procs.world > 1:
             result = distributed.from_rank(result, i % procs.world)
         sink(dest, *result)

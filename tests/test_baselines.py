@@ -1,7 +1,8 @@
 """Classic baselines on stacks built from the real Landsat 8 pan crop."""
 import torch
 
-from stacksr.core.baselines import hr_validity, ibp, mean_bicubic
+from stacksr.core.baselines import ibp, mean_bicubic
+from stacksr.core.windows import hr_validity
 from stacksr.core.stack_ops import temporal_fill
 from stacksr.core.metrics import cpsnr
 from stacksr.core.registration import register_frames
