@@ -156,9 +156,11 @@ def test_tiled_classic_methods_equal_untiled_for_any_size_scale_and_tile(scale, 
         sink = ArraySink(1, h * scale, w * scale)
         classic_tiles(source, stats, method.split()[0], scale, shifts, sink, kernels, iterations=10, tile=size)
         out[size] = sink.arrays[0]
-    # bicubic: float rounding of the sampling coordinates (a window's are relative to its size); IBP on white
-    # noise (its slowest-decaying case): within 1 % of the spread (real data: float rounding, test below)
-    assert torch.allclose(out[tile], out[0], atol=1e-2 if method == "bicubic" else 1.0, rtol=0)
+    # bicubic: float rounding of the sampling coordinates (a window's are relative to its size). IBP on white noise,
+    # its slowest-decaying case: worst found 4.5 DN of a 100 DN spread (x4, 2-3 frames, a PSF narrower than the
+    # default, 8-px strips). This test guards the tiling's geometry over sizes, scales and options; the real-stack
+    # test below, at float rounding, is the one that catches too small an IBP halo (0.09 DN at 8 px, 5.7 at 4)
+    assert torch.allclose(out[tile], out[0], atol=1e-2 if method == "bicubic" else 6.0, rtol=0)
 
 
 def test_tiled_ibp_of_a_real_stack_equals_untiled_to_float_rounding(l8_stack):
