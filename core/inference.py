@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from .baselines import classic_halo
 from .piunet import PIUNet, residual_base
 from .progress import Monitor
 from .registration import register_source
@@ -71,8 +72,6 @@ def predict_source(
     stack's ``stats`` and given the whole stack's pools, so the result equals the untiled one.
     ``shifts``: the frames' registration to frame ``reference`` (an IBP-residual network's base
     follows it; registered here when None)."""
-    from .baselines import classic_halo
-
     s = net.config.scale
     net = net.to(device).eval().to(memory_format=WEIGHT_LAYOUT)
     context = stack_context(net, source, stats, device)

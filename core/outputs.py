@@ -13,14 +13,14 @@ import numpy as np
 from osgeo import gdal
 
 from .atomic_files import atomic_output
-from .stack_io import RasterGrid, RasterStack, StackError
+from .stack_io import RasterGrid, RasterStack, StackError, StackReader
 
 
 RASTER_EXTENSIONS = (".tif", ".tiff")  # every raster StackSR writes is a GeoTIFF
 
 
-def output_nodata(stack: RasterStack) -> float:
-    """Nodata value of the outputs: the input's, or NaN when it has none."""
+def output_nodata(stack: "RasterStack | StackReader") -> float:
+    """Nodata value of the outputs: the input's (a stack read or opened), or NaN when it has none."""
     return float(stack.nodata) if stack.nodata is not None else float("nan")
 
 

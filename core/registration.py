@@ -200,10 +200,11 @@ def register_frames(frames: torch.Tensor, valid: torch.Tensor, ref_index: int) -
     return register_stack(frames, valid, ref_index).shifts
 
 
-def register_source(source, stats, ref_index: int) -> Registration:
-    """:func:`register_stack` of a source (:mod:`windows`), on its most valid central window of
-    :data:`MAX_WINDOW` px (chosen on ``stats``' coverage map), read from it: the whole stack is never needed."""
+def register_source(source, stats, ref_index: int, window: tuple[slice, slice] | None = None) -> Registration:
+    """:func:`register_stack` of a source (:mod:`windows`), on ``window``, by default its most valid
+    central window of :data:`MAX_WINDOW` px (chosen on ``stats``' coverage map), read from it: the whole
+    stack is never needed."""
     from .windows import read_window
 
-    rows, cols = best_window(stats, source.height, source.width, MAX_WINDOW)
+    rows, cols = window or best_window(stats, source.height, source.width, MAX_WINDOW)
     return register_stack(*read_window(source, rows, cols), ref_index)
