@@ -121,7 +121,9 @@ def ibp(
     # (Gershgorin: rows of |A| sum to at most 1.25^2) and stays below A^T m where pixels are well
     # seen, replicated borders included (ratio ~0.8 there), so IBP converges as fast as before.
     norm = torch.maximum(adjoint(x, m), adjoint(x, m, "bicubic-magnitude") / 1.3)
-    norm = norm.clamp(min=1e-3 * float(m.mean().clamp(min=1e-6)))
+    # a fixed floor, not one relative to the window's clear share: a tile must divide by what the whole raster
+    # does (the raster's corner pixels, seen by a sliver of one frame, differed by 5 DN in tiles)
+    norm = norm.clamp(min=1e-3)
     for it in range(iterations):
         mon.check()
         residual = m * (y - forward(x))

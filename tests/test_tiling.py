@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from stacksr.core.inference import predict, stack_context
 from stacksr.core.piunet import PIUNet, PIUNetConfig
@@ -133,6 +133,7 @@ def test_torchrun_with_two_processes_writes_the_same_raster_as_one(sample_images
 @given(scale=st.sampled_from([2, 3, 4]), h=st.integers(8, 90), w=st.integers(8, 90), t=st.integers(2, 5),
        tile=st.integers(4, 32), seed=st.integers(0, 1000),
        method=st.sampled_from(["bicubic", "ibp", "ibp psf", "ibp bank"]))
+@example(scale=4, h=86, w=32, t=2, tile=4, seed=0, method="ibp psf")  # a corner pixel seen by a sliver of one frame
 def test_tiled_classic_methods_equal_untiled_for_any_size_scale_and_tile(scale, h, w, t, tile, seed, method):
     """Mean of bicubic and IBP (default PSF, a given PSF, one kernel per frame) through the tiling of the
     streaming job: bicubic to float rounding, IBP to its halo's tolerance (windows.IBP_HALO)."""
@@ -157,10 +158,10 @@ def test_tiled_classic_methods_equal_untiled_for_any_size_scale_and_tile(scale, 
         classic_tiles(source, stats, method.split()[0], scale, shifts, sink, kernels, iterations=10, tile=size)
         out[size] = sink.arrays[0]
     # bicubic: float rounding of the sampling coordinates (a window's are relative to its size). IBP on white noise,
-    # its slowest-decaying case: worst found 4.5 DN of a 100 DN spread (x4, 2-3 frames, a PSF narrower than the
-    # default, 8-px strips). This test guards the tiling's geometry over sizes, scales and options; the real-stack
-    # test below, at float rounding, is the one that catches too small an IBP halo (0.09 DN at 8 px, 5.7 at 4)
-    assert torch.allclose(out[tile], out[0], atol=1e-2 if method == "bicubic" else 6.0, rtol=0)
+    # its slowest-decaying case, to its halo's tolerance: worst found 0.02 DN of a 100 DN spread in 75 draws (5 DN
+    # before IBP's step floor stopped depending on the window's clear share). The real-stack test below, at float
+    # rounding, is the one that catches too small an IBP halo (0.09 DN at 8 px, 5.7 at 4)
+    assert torch.allclose(out[tile], out[0], atol=1e-2 if method == "bicubic" else 0.1, rtol=0)
 
 
 def test_tiled_ibp_of_a_real_stack_equals_untiled_to_float_rounding(l8_stack):
