@@ -8,7 +8,7 @@ integer shifts). The CLI runs under /usr/bin/time, which reports the peak reside
   the memory, do not depend on the iteration count; the time does);
 - ``sr --method piunet --uncertainty`` (the shipped base model) on 500 x 500 x 9 and 2000 x 2000 x 9.
 
-Usage: ``python bench_streaming.py [--ibp-size 4000] [--ibp-iterations 40] [--piunet-sizes 500 2000]``.
+Usage: ``python bench_streaming.py [--ibp-size 4000] [--ibp-iterations 40] [--piunet-sizes 500 2000] [--tile N]``.
 """
 from __future__ import annotations
 
@@ -71,20 +71,22 @@ def main() -> None:
     ap.add_argument("--ibp-size", type=int, default=4000)
     ap.add_argument("--ibp-iterations", type=int, default=40)
     ap.add_argument("--piunet-sizes", type=int, nargs="*", default=[500, 2000])
+    ap.add_argument("--tile", type=int, default=None, help="the jobs' tile size (default: theirs)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="stacksr_stream_")
     rows = []
+    tile = ["--tile", str(args.tile)] if args.tile else []
     if args.ibp_size:
         dates = build_dates(work, args.ibp_size)
         out = run(["sr", "--inputs", *dates, "--method", "ibp", "--iterations", str(args.ibp_iterations),
-                   "--output", os.path.join(work, "ibp.tif")])
+                   "--output", os.path.join(work, "ibp.tif"), *tile])
         rows.append({"method": "ibp", "size": args.ibp_size, "iterations": args.ibp_iterations, **out})
         print(json.dumps(rows[-1]), flush=True)
     for size in args.piunet_sizes:
         dates = build_dates(work, size)
         out = run(["sr", "--inputs", *dates, "--method", "piunet", "--output", os.path.join(work, f"piunet{size}.tif"),
-                   "--uncertainty", os.path.join(work, f"std{size}.tif")])
-        rows.append({"method": "piunet", "size": size, **out})
+                   "--uncertainty", os.path.join(work, f"std{size}.tif"), *tile])
+        rows.append({"method": "piunet", "size": size, "tile": args.tile, **out})
         print(json.dumps(rows[-1]), flush=True)
     save("streaming_memory", {"rows": rows})
 

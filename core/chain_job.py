@@ -8,6 +8,7 @@ import os
 from typing import Sequence
 
 from . import params as P
+from .heap import heap_reuse
 from .kernel_job import run_estimate_kernels
 from .outputs import RASTER_EXTENSIONS, check_output_path
 from .progress import Monitor, ensure_monitor
@@ -16,6 +17,7 @@ from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError
 from .train_job import run_train_self_supervised
 
 
+@heap_reuse()
 def run_chain(
     sources: Sequence[ImageSource],
     output: str,

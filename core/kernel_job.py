@@ -11,12 +11,14 @@ from . import __version__
 from . import params as P
 from .choices import KERNEL_MODE_DEFAULT, KERNEL_MODES
 from .convention import default_kernel_size
+from .heap import heap_reuse
 from .job_support import input_paths, scale_and_device
 from .outputs import check_output_path
 from .progress import Monitor, ensure_monitor
 from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, read_stack
 
 
+@heap_reuse()
 def run_estimate_kernels(
     sources: Sequence[ImageSource],
     bank_path: str,

@@ -17,6 +17,7 @@ from .baselines import classic_tiles, default_psf
 from .choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .convention import default_kernel_size
 from .degradation import gaussian_kernels
+from .heap import heap_reuse
 from .job_reports import sr_report, ttf_summary
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
 from .atomic_files import atomic_outputs
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .ttf import TTFConfig
 
 
+@heap_reuse()
 def run_superresolve(
     sources: Sequence[ImageSource],
     output: str,

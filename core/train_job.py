@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import params as P
+from .heap import heap_reuse
 from .job_reports import training_report
 from .job_support import input_paths, scale_and_device
 from .outputs import check_output_path
@@ -20,6 +21,7 @@ def training_settings(steps, patch, batch, frames, seed) -> tuple[int, int, int,
     return P.STEPS.check(steps), P.PATCH.check(patch), P.BATCH.check(batch), P.FRAMES.check(frames), P.SEED.check(seed)
 
 
+@heap_reuse()
 def run_train_self_supervised(
     stacks_sources: Sequence[Sequence[ImageSource]],
     bank_path: str | None,
@@ -104,6 +106,7 @@ def run_train_self_supervised(
     return res
 
 
+@heap_reuse()
 def run_train_supervised(
     sources: Sequence[ImageSource],
     hr_path: str,

@@ -19,7 +19,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 import torch
 
-from . import distributed
+from . import distributed, heap
 from .progress import Monitor, ensure_monitor
 
 STATS_BLOCK = 256  # rows per block (a multiple of COVERAGE_CELL) of the statistics pass (fixed, so the statistics do not depend on tiling)
@@ -214,6 +214,7 @@ def run_tiles(source, scale: int, tile: int, halo: int, compute: Compute, sink: 
         if procs.world > 1:
             result = distributed.from_rank(result, i % procs.world)
         sink(dest, *result)
+        heap.tidy()
         mon.progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
 
 

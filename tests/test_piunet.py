@@ -51,3 +51,24 @@ def test_ibp_residual_network_adds_its_correction_to_the_given_ibp_estimate():
     with pytest.raises(ValueError, match="pass base"):
         net(frames[None])
     assert residual_base(PIUNetConfig(scale=3), frames, valid, shifts) is None
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_inference_in_attention_chunks_and_in_place_equals_the_training_pass(layout):
+    """Without autograd the attention runs in pixel chunks and the blocks update in place (less memory);
+    the result is the one autograd's single out-of-place pass gives, for a batch of two stacks."""
+    from stacksr.core.piunet import ATTENTION_CHUNK
+
+    torch.manual_seed(0)
+    net = PIUNet(PIUNetConfig(scale=2, features=8, blocks=2)).eval().to(memory_format=layout)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    side = int(ATTENTION_CHUNK ** 0.5) + 5  # more pixels than one chunk, not a multiple of it
+    x = torch.randn(2, 3, side, side)
+    with torch.no_grad():
+        fast = net(x)
+    slow = net(x)
+    assert slow[0].requires_grad
+    for a, b in zip(fast, slow):
+        assert torch.allclose(a, b.detach(), atol=1e-5, rtol=0)
