@@ -284,5 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         shutdown()
         for sig, old in previous.items():
             signal.signal(sig, old)
-    print(json.dumps(_json_safe(result), allow_nan=False))
+    # one write of the whole line: under torchrun every process prints its summary into the same pipe, and
+    # print's separate write of the newline let two summaries run into one line
+    sys.stdout.write(json.dumps(_json_safe(result), allow_nan=False) + "\n")
+    sys.stdout.flush()
     return 0
