@@ -3,9 +3,9 @@
 glibc serves every allocation above its mmap threshold (at most 32 MB) with a fresh mapping and
 unmaps it on free, so each large tensor a CPU job makes (a 256-px tile's feature map is 75 MB)
 costs the kernel a page fault and a page zeroing per 4 KB on first touch. On the 2-core benchmark
-machine that was most of the time: PIUNet's forward at 256-302 px windows spent 38 s of 42 in the
-kernel and cost 80 us per window pixel, against 36 us with the memory kept for reuse; TTF on a
-192-px window ran 1.6 x faster (BENCHMARKS.md). :func:`heap_reuse` makes glibc serve large blocks
+machine that was most of the time: a script timing PIUNet's forward at 128, 256 and 302-px windows
+spent 38 s of its 42 in the kernel, and the larger windows cost 80 us per window pixel against 36 us
+with the memory kept for reuse; TTF on a 192-px window ran 1.6 x faster (BENCHMARKS.md). :func:`heap_reuse` makes glibc serve large blocks
 from its heap and keep freed ones for the next tensor while a job runs, then gives the memory back
 (``malloc_trim``) and restores glibc's defaults. Elsewhere (Windows, macOS, musl) it does nothing.
 """

@@ -81,19 +81,20 @@ class TemporalAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v)  # fused kernel
         return self.proj(out.transpose(1, 2).reshape(N, T, C))
 
+    def _residual(self, part: torch.Tensor) -> torch.Tensor:  # (B, T, n, C) -> (B, T, n, C)
+        B, T, n, C = part.shape
+        return part + self._attend(part.transpose(1, 2).reshape(B * n, T, C)).reshape(B, n, T, C).transpose(1, 2)
+
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:  # (B*T, C, H, W)
         BT, C, H, W = x.shape
         B, T, P = BT // frames, frames, H * W
         xs = x.permute(0, 2, 3, 1).reshape(B, T, P, C)  # a view of channels-last memory
         if torch.is_grad_enabled() or P <= ATTENTION_CHUNK or x.device.type != "cpu":  # a GPU takes it whole
-            out = xs + self._attend(xs.transpose(1, 2).reshape(B * P, T, C)).reshape(B, P, T, C).transpose(1, 2)
+            out = self._residual(xs)
         else:
             out = torch.empty_like(xs)
             for p in range(0, P, ATTENTION_CHUNK):
-                part = xs[:, :, p:p + ATTENTION_CHUNK]
-                n = part.shape[2]
-                seq = part.transpose(1, 2).reshape(B * n, T, C)
-                out[:, :, p:p + n] = part + self._attend(seq).reshape(B, n, T, C).transpose(1, 2)
+                out[:, :, p:p + ATTENTION_CHUNK] = self._residual(xs[:, :, p:p + ATTENTION_CHUNK])
         return out.reshape(BT, H, W, C).permute(0, 3, 1, 2)  # channels-last (B*T, C, H, W)
 
 

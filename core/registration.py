@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .degradation import shift_images
-from .windows import TensorStack, best_window, stack_stats
+from .windows import TensorStack, best_window, read_window, stack_stats
 
 TUKEY_C = 4.685  # 95 % efficiency under Gaussian noise
 MAX_WINDOW = 384  # LR px: larger rasters are registered on a central window of this size
@@ -204,7 +204,5 @@ def register_source(source, stats, ref_index: int, window: tuple[slice, slice] |
     """:func:`register_stack` of a source (:mod:`windows`), on ``window``, by default its most valid
     central window of :data:`MAX_WINDOW` px (chosen on ``stats``' coverage map), read from it: the whole
     stack is never needed."""
-    from .windows import read_window
-
     rows, cols = window or best_window(stats, source.height, source.width, MAX_WINDOW)
     return register_stack(*read_window(source, rows, cols), ref_index)
