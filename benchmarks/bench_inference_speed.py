@@ -7,9 +7,11 @@ is what is being compared, and two torch jobs at once would thrash the 2 cores):
 
 - issue 16's reference, "today's default" when the issue was filed: the code of commit REFERENCE_COMMIT
   (extracted with ``git archive`` into a temporary folder), fp32, 256-px tiles; run first and last;
-- today's code without :func:`heap.heap_reuse`, and with it (every job runs inside it) at several tile sizes.
+- the previous default (commit PREVIOUS_COMMIT: heap reuse, chunked attention, 224-px tiles);
+- today's code at its default tile size and at 256 px (every job runs inside :func:`heap.heap_reuse`).
 
-Reported: seconds, us per LR pixel, peak resident memory, and the largest difference from the reference.
+Reported: seconds, us per LR pixel, peak resident memory, and the largest difference from the reference and
+the PSNR against it (peak: its range).
 """
 from __future__ import annotations
 
@@ -27,12 +29,13 @@ from common import L8_PAN, ROOT, save
 
 N = 1024
 REFERENCE_COMMIT = "73c21d5"  # the code when issue 16's work began (contiguous weights, no heap reuse)
-CONFIGS = [  # (name, code, tile, heap reuse)
-    ("issue 16's reference (73c21d5), tile 256", "reference", 256, False),
-    ("today's code without heap reuse, tile 224", "today", 224, False),
-    ("today's default: heap reuse, tile 224", "today", 224, True),
-    ("today's code, heap reuse, tile 256", "today", 256, True),
-    ("issue 16's reference again", "reference", 256, False),
+PREVIOUS_COMMIT = "e6ece3e"  # the fifth session's default: heap reuse, chunked attention, 224-px tiles
+CONFIGS = [  # (name, code: a commit or "today", tile, heap reuse)
+    ("issue 16's reference (73c21d5), tile 256", REFERENCE_COMMIT, 256, False),
+    ("previous default (e6ece3e): heap reuse, chunked attention, tile 224", PREVIOUS_COMMIT, 224, True),
+    ("today's default: folded attention, trimmed halo, tile 224", "today", 224, True),
+    ("today's code, tile 256", "today", 256, True),
+    ("issue 16's reference again", REFERENCE_COMMIT, 256, False),
 ]
 
 
@@ -69,12 +72,14 @@ def child(code: str, tile: int, heap: bool, out: str) -> None:
 def main() -> None:
     rows, ref = [], None
     with tempfile.TemporaryDirectory() as tmp:
-        code = os.path.join(tmp, "reference")
-        os.makedirs(os.path.join(code, "pkg"))
-        archive = subprocess.run(["git", "-C", ROOT, "archive", REFERENCE_COMMIT], capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", code], input=archive, check=True)
-        os.symlink(code, os.path.join(code, "pkg", "stacksr"))
-        paths = {"reference": os.path.join(code, "pkg"), "today": os.path.join(ROOT, ".build", "pkg")}
+        paths = {"today": os.path.join(ROOT, ".build", "pkg")}
+        for commit in {c for _, c, _, _ in CONFIGS} - {"today"}:
+            code = os.path.join(tmp, commit)
+            os.makedirs(os.path.join(code, "pkg"))
+            archive = subprocess.run(["git", "-C", ROOT, "archive", commit], capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", code], input=archive, check=True)
+            os.symlink(code, os.path.join(code, "pkg", "stacksr"))
+            paths[commit] = os.path.join(code, "pkg")
         for i, (name, version, tile, heap) in enumerate(CONFIGS):
             out = os.path.join(tmp, f"{i}.npy")
             res = subprocess.run([sys.executable, __file__, "--child", paths[version], str(tile), str(int(heap)), out],
@@ -82,9 +87,11 @@ def main() -> None:
             r = json.loads(res.stdout.strip().splitlines()[-1])
             sr = np.load(out)
             ref = sr if ref is None else ref
-            rows.append({"run": name, "commit": REFERENCE_COMMIT if version == "reference" else "today", "seconds": round(r["seconds"], 1), "us_per_lr_px": round(r["seconds"] / N ** 2 * 1e6, 1),
-                         "peak_rss_gb": round(r["peak_rss_gb"], 2), "threads": r["threads"],
-                         "max_abs_diff_vs_reference_dn": float(np.abs(sr - ref).max())})
+            rows.append({"run": name, "commit": version, "tile": tile, "seconds": round(r["seconds"], 1),
+                         "us_per_lr_px": round(r["seconds"] / N ** 2 * 1e6, 1), "peak_rss_gb": round(r["peak_rss_gb"], 2),
+                         "threads": r["threads"], "max_abs_diff_vs_reference_dn": float(np.abs(sr - ref).max()),
+                         "psnr_vs_reference_db": None if np.array_equal(sr, ref) else  # peak: the reference's range
+                         round(float(10 * np.log10(np.ptp(ref) ** 2 / np.mean((sr - ref) ** 2))), 1)})
             rows[-1]["speedup_vs_first_reference"] = round(rows[0]["seconds"] / r["seconds"], 2)
             print(rows[-1], flush=True)
     save("inference_speed", {"size": N, "frames": 9, "rows": rows})

@@ -24,6 +24,8 @@ _KEEP = 1 << 30  # freed memory kept at the heap's top before glibc trims it
 
 _lock = threading.Lock()
 _depth = 0  # jobs running (nested, or in QGIS's worker threads): the settings are the process's
+_level = 0  # resident memory (pages) between two units of work when it was last trimmed
+_CREEP = 1.05  # growth above that level that makes tidy() trim again
 
 
 def _glibc():
@@ -42,22 +44,40 @@ def active() -> bool:
     return _depth > 0
 
 
+def _resident() -> int:
+    """This process's resident memory in pages (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def tidy() -> None:
-    """Between two units of work (a tile): give freed memory back inside a job too. Pages freed in
-    the middle of the heap are returned (glibc's ``malloc_trim`` releases whole free pages anywhere),
-    so the next tile faults in its working set once, not once per tensor, and blocks that GDAL or
-    numpy keep between tiles cannot make the heap creep up tile by tile."""
+    """Between two units of work (tiles): when the last one took the process's resident memory 5 %
+    above the level of the last trim, give freed memory back inside a job too (glibc's
+    ``malloc_trim`` releases whole free pages anywhere in the heap). Tiles of one shape reuse the same
+    blocks and leave the resident memory where it was, so they pay nothing; a new shape (an edge
+    tile), or blocks that GDAL or numpy keep between tiles, can leave holes that the next tile cannot
+    reuse, and trimming then keeps the heap from creeping up tile by tile. Trimming after every tile
+    did the same for memory but cost about 15 % of the time, each tile faulting its whole working set
+    in again (BENCHMARKS.md)."""
+    global _level
     if _depth > 0 and _LIBC is not None:
-        _LIBC.malloc_trim(0)
+        now = _resident()
+        if now > _level * _CREEP:
+            _LIBC.malloc_trim(0)
+            _level = now
 
 
 @contextlib.contextmanager
 def heap_reuse() -> Iterator[None]:
     """While inside (also usable as a decorator), large freed blocks stay in the process for reuse;
     on leaving the last one, the memory goes back to the system."""
-    global _depth
+    global _depth, _level
     with _lock:
         if _depth == 0 and _LIBC is not None:
+            _level = 0
             _LIBC.mallopt(_M_MMAP_MAX, 0)
             _LIBC.mallopt(_M_TRIM_THRESHOLD, _KEEP)
         _depth += 1

@@ -1,10 +1,11 @@
 """PIUNet inference on an LR stack, whole or in tiles that reproduce the whole-stack result.
 
 Tiling is exact rather than blended: the network's global pools come from one
-context per raster (:func:`stack_context`), and each tile is computed with a halo of
-the network's receptive radius, of which only the core is kept. Every output pixel
-therefore sees the same inputs as in a single pass over the raster, so there are no
-seams to hide, and memory is bounded by the tile.
+context per raster (:func:`stack_context`), and each tile is read with a halo of
+the network's receptive radius, which the network drops layer by layer as its
+pixels stop being exact (``PIUNet.forward``'s ``inner``), so only the core comes out.
+Every output pixel therefore sees the same inputs as in a single pass over the raster,
+so there are no seams to hide, and memory is bounded by the tile.
 """
 from __future__ import annotations
 
@@ -54,6 +55,15 @@ def window_base(net: PIUNet, xn: torch.Tensor, valid: torch.Tensor, shifts: torc
     return residual_base(net.config, xn, valid, shifts, (stats.frame_means - stats.mean) / stats.std)
 
 
+def _on_window(core: torch.Tensor, inner, cut: int, lr_shape, scale: int) -> torch.Tensor:
+    """A window's HR raster (zero where the network left pixels out) around ``core``, the output
+    that lacks ``cut`` HR px along the ``inner`` sides (top, bottom, left, right)."""
+    out = torch.zeros(lr_shape[0] * scale, lr_shape[1] * scale, device=core.device)
+    top, left = cut * inner[0], cut * inner[2]
+    out[top:top + core.shape[0], left:left + core.shape[1]] = core
+    return out
+
+
 def predict_source(
     net: PIUNet,
     source,
@@ -83,9 +93,12 @@ def predict_source(
     def compute(frames: torch.Tensor, valid: torch.Tensor, window, mon: Monitor) -> tuple[torch.Tensor, torch.Tensor]:
         xn = normalised(frames, valid, stats)
         base = window_base(net, xn, valid, shifts, stats) if ibp_residual else None
-        with torch.no_grad():
-            out, ls = net(xn[None].to(device), context, None if base is None else base[None].to(device))
-        return out[0].float() * stats.std + stats.mean, ls[0].float() + math.log(stats.std)
+        rows, cols = window
+        inner = (rows.start > 0, rows.stop < source.height, cols.start > 0, cols.stop < source.width)
+        with torch.no_grad():  # the network skips the pixels along the inner sides that only the halo needs
+            out, ls = net(xn[None].to(device), context, None if base is None else base[None].to(device), inner)
+        return tuple(_on_window(o[0].float(), inner, net.receptive_radius() * s, xn.shape[-2:], s)
+                     for o in (out * stats.std + stats.mean, ls + math.log(stats.std)))
 
     run_tiles(source, s, tile, halo, compute, sink, monitor, share_tiles)
 

@@ -24,6 +24,21 @@ def test_large_freed_tensors_stay_for_reuse_inside_a_job_and_go_back_after_it():
     assert _rss_mb() - before < 50  # given back when the job ends
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux") or heap._LIBC is None, reason="glibc only")
+def test_between_tiles_freed_memory_goes_back_only_after_a_tile_raised_the_resident_memory():
+    with heap.heap_reuse():
+        heap.tidy()  # the job's starting level
+        big = torch.ones(64 * 2 ** 20)  # a first tile: 256 MB more than the level
+        del big
+        grown = _rss_mb()
+        heap.tidy()
+        assert _rss_mb() < grown - 200  # a new high: the freed pages go back
+        big = torch.ones(64 * 2 ** 20)  # a tile of the same shape: no new high
+        del big
+        heap.tidy()
+        assert _rss_mb() > grown - 50  # kept for the next tile, which faults nothing in
+
+
 def test_nested_and_failing_jobs_restore_the_defaults_once_the_last_one_ends():
     assert not heap.active()
     with heap.heap_reuse():

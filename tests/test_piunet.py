@@ -53,18 +53,19 @@ def test_ibp_residual_network_adds_its_correction_to_the_given_ibp_estimate():
     assert residual_base(PIUNetConfig(scale=3), frames, valid, shifts) is None
 
 
-@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-def test_inference_in_attention_chunks_and_in_place_equals_the_training_pass(layout):
-    """Without autograd the attention runs in pixel chunks and the blocks update in place (less memory);
-    the result is the one autograd's single out-of-place pass gives, for a batch of two stacks."""
+@pytest.mark.parametrize("layout,heads", [(torch.channels_last, 1), (torch.contiguous_format, 1), (torch.channels_last, 2)])
+def test_inference_with_folded_attention_in_bands_and_in_place_equals_the_training_pass(layout, heads):
+    """Without autograd the attention runs with folded weights, in bands of rows, in place, and the blocks
+    update in place (less memory); the result is the one autograd's single out-of-place pass gives, for a
+    batch of two stacks."""
     from stacksr.core.piunet import ATTENTION_CHUNK
 
     torch.manual_seed(0)
-    net = PIUNet(PIUNetConfig(scale=2, features=8, blocks=2)).eval().to(memory_format=layout)
+    net = PIUNet(PIUNetConfig(scale=2, features=8, blocks=2, heads=heads)).eval().to(memory_format=layout)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    side = int(ATTENTION_CHUNK ** 0.5) + 5  # more pixels than one chunk, not a multiple of it
+    side = int(ATTENTION_CHUNK ** 0.5) + 5  # more pixels than one band, not a multiple of it
     x = torch.randn(2, 3, side, side)
     with torch.no_grad():
         fast = net(x)
@@ -72,3 +73,24 @@ def test_inference_in_attention_chunks_and_in_place_equals_the_training_pass(lay
     assert slow[0].requires_grad
     for a, b in zip(fast, slow):
         assert torch.allclose(a, b.detach(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("inner", [(True, True, True, True), (False, True, True, False), (True, False, False, False)])
+def test_a_window_with_inner_sides_gives_the_whole_pass_less_the_receptive_radius_along_them(inner):
+    """A tile's window drops its halo layer by layer: the output is the untrimmed one without
+    receptive_radius() LR px (times the scale) along the sides that continue in the raster."""
+    torch.manual_seed(1)
+    net = PIUNet(PIUNetConfig(scale=3, features=8, blocks=2)).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(1, 4, 40, 36)
+    context = net.context(x)
+    cut = 3 * net.receptive_radius()
+    top, bottom, left, right = (cut * side for side in inner)
+    with torch.no_grad():
+        whole = net(x, context)
+        trimmed = net(x, context, None, inner)
+    for a, b in zip(trimmed, whole):
+        assert a.shape == (1, 120 - top - bottom, 108 - left - right)
+        assert torch.allclose(a, b[:, top:120 - bottom, left:108 - right], atol=1e-5, rtol=0)
