@@ -8,7 +8,7 @@ is what is being compared, and two torch jobs at once would thrash the 2 cores):
 - issue 16's reference, "today's default" when the issue was filed: the code of commit REFERENCE_COMMIT
   (extracted with ``git archive`` into a temporary folder), fp32, 256-px tiles; run first and last;
 - the previous default (commit PREVIOUS_COMMIT: heap reuse, chunked attention, 224-px tiles);
-- today's code at its default tile size and at 256 px (every job runs inside :func:`heap.heap_reuse`).
+- today's code at its default tile size (twice) and at 256 px (every job runs inside :func:`heap.heap_reuse`).
 
 Reported: seconds, us per LR pixel, peak resident memory, and the largest difference from the reference and
 the PSNR against it (peak: its range).
@@ -35,6 +35,7 @@ CONFIGS = [  # (name, code: a commit or "today", tile, heap reuse)
     ("previous default (e6ece3e): heap reuse, chunked attention, tile 224", PREVIOUS_COMMIT, 224, True),
     ("today's default: folded attention, trimmed halo, tile 224", "today", 224, True),
     ("today's code, tile 256", "today", 256, True),
+    ("today's default again", "today", 224, True),
     ("issue 16's reference again", REFERENCE_COMMIT, 256, False),
 ]
 
