@@ -71,11 +71,10 @@ class Setting:
 # super-resolution (run_superresolve)
 IBP_ITERATIONS = Setting("IBP iterations", 40, 1, 1000)
 PSF_SIGMA = Setting("IBP PSF sigma (output pixels)", None, 0.0, 20.0, integer=False, open_minimum=True)
-# below 32 LR px a tile is mostly the 38-px halo the network needs around it (a 1-px tile on a
-# 61-px stack meant 3721 windows of 77 px: an apparent hang)
-# 224: the published-size network's window (tile + its halo) then stays at 270 px, whose working set the
-# job's kept heap (heap.py) holds at 1.15 GB on any raster; 256-px tiles (302-px windows) peaked at 1.33-1.44 GB
-# in the same time (BENCHMARKS.md, whole-raster inference)
+# below 32 LR px a tile is mostly the 39-px halo the network needs around it (a 1-px tile on a
+# 61-px stack meant 3721 windows of 79 px: an apparent hang)
+# 224 rather than 256: 256 is 4-5 % faster but its windows (tile + halo) are larger, and a 500-px raster then has no
+# interior tile, so a 2000-px raster took 1.43 x its memory (BENCHMARKS.md, folded attention and trimmed halo)
 TILE = Setting("tile size (input pixels)", 224, 32, 100_000, special={0: "the whole stack at once"})
 # frames whose registration quality (registration.py) is below this are left out: on real dates they
 # hold other land (BENCHMARKS.md: the real-date benchmark, 0.9 vs 0.7/0.8/0.95); 0 keeps every frame
