@@ -70,7 +70,12 @@ def run_estimate_kernels(
     mon.progress(0.02, f"read {stack.count} images; estimating kernels ({mode})")
     res = estimate_kernels(torch.from_numpy(stack.data), torch.from_numpy(stack.valid), flow, scale, mode,
                            config, seed, dev, mon.sub(0.02, 0.95))
-    meta = {"mode": mode, "seed": seed, "device": str(dev), "config": asdict(config),
+    prior_only = [n for n, e in zip(stack.names, res.estimated.tolist()) if not e]
+    if prior_only:
+        mon.info(f"{len(prior_only)} of {stack.count} images do not register with the others (quality below "
+                 f"{P.REGISTRATION_QUALITY.default}) and keep the default PSF: {', '.join(prior_only)}")
+    meta = {"mode": mode, "seed": seed, "device": str(dev), "config": asdict(config), "default_psf_images": prior_only,
+            "registration_quality": None if res.quality is None else [round(q, 4) for q in res.quality.tolist()],
             "prior": os.path.basename(prior_path or default_fkp_path(scale)), "seconds": round(res.seconds, 2),
             "final_loss": [round(l[-1], 8) for l in res.losses], "crops": res.crops,
             "shifts": None if res.shifts is None else res.shifts.tolist(), "stacksr_version": __version__}
@@ -82,6 +87,6 @@ def run_estimate_kernels(
     mon.progress(1.0, f"wrote {bank_path}")
     fits = bank.fits()
     return {"bank": bank_path, "layers": layers, "report": report_html, "mode": mode, "scale": scale,
-            "images": stack.count, "digest": bank.digest(), "peak": bank.peak, "device": str(dev), "seconds": round(res.seconds, 2),
+            "images": stack.count, "default_psf_images": prior_only, "digest": bank.digest(), "peak": bank.peak, "device": str(dev), "seconds": round(res.seconds, 2),
             "kernels": [{"image": n, "sigma1": round(f.sigma1, 3), "sigma2": round(f.sigma2, 3),
                          "theta_deg": round(float(np.degrees(f.theta)), 1)} for n, f in zip(stack.names, fits)]}

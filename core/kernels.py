@@ -98,10 +98,17 @@ def fit_caption(name: str, fit: GaussianFit) -> str:
 
 def gallery_section(bank: KernelBank) -> str:
     """HTML fragment: every kernel with its image name and fitted sigmas and angle."""
-    cards = "".join(figure(kernel_png_base64(k, peak=bank.peak), fit_caption(name, fit))
+    prior_only = set(bank.meta.get("default_psf_images") or [])
+    cards = "".join(figure(kernel_png_base64(k, peak=bank.peak),
+                           fit_caption(name, fit) + ("<br/><b>default PSF</b>" if name in prior_only else ""))
                     for k, name, fit in zip(bank.kernels, bank.names, bank.fits()))
+    note = (f" {len(prior_only)} images did not register with the others and keep the default PSF (marked)."
+            if prior_only else "")
     return (f"<p>Scale x{bank.scale}, {bank.size}x{bank.size} kernels, sigmas in output pixels, angle counter-clockwise "
-            f"from east, one colour scale for all. Bank digest {bank.digest()}.</p>"
+            f"from east, one colour scale for all. The common part of the blur, which blind estimation cannot "
+            f"tell from the scene's own sharpness, is set so that the kernels' mean sigma (per-image mode: "
+            f"each kernel's) is the default PSF's; the rest (each kernel's elongation, angle and width relative to the others) is "
+            f"estimated.{note} Bank digest {bank.digest()}.</p>"
             f"{colour_bar(0.0, bank.peak, 'kernel weight')}<div>{cards}</div>")
 
 
