@@ -105,7 +105,7 @@ def _sr_args(c: argparse.ArgumentParser, default_method: str) -> None:
     c.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
     c.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
     _number(c, "--reference", P.REFERENCE, "0-based reference frame (automatic: the clearest)")
-    _number(c, "--iterations", P.IBP_ITERATIONS, "IBP iterations")
+    _number(c, "--iterations", P.IBP_ITERATIONS, "IBP iterations (automatic: chosen per stack by held-out validation)")
     _number(c, "--psf-sigma", P.PSF_SIGMA, "IBP Gaussian sigma in output pixels")
     c.add_argument("--kernel-bank", default=None,
                    help="IBP with each image's estimated kernel from this bank (.npz of the kernels command) instead of a Gaussian")

@@ -69,7 +69,8 @@ class Setting:
 
 
 # super-resolution (run_superresolve)
-IBP_ITERATIONS = Setting("IBP iterations", 40, 1, 1000)
+# None: chosen per stack by held-out validation (baselines.choose_ibp_iterations)
+IBP_ITERATIONS = Setting("IBP iterations", None, 1, 1000)
 PSF_SIGMA = Setting("IBP PSF sigma (output pixels)", None, 0.0, 20.0, integer=False, open_minimum=True)
 # below 32 LR px a tile is mostly the 39-px halo the network needs around it (a 1-px tile on a
 # 61-px stack meant 3721 windows of 79 px: an apparent hang)

@@ -13,7 +13,7 @@ import torch
 
 from . import __version__, distributed
 from . import params as P
-from .baselines import classic_tiles, default_psf
+from .baselines import IBP_CANDIDATES, choose_ibp_iterations, classic_tiles, default_psf
 from .choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .convention import default_kernel_size
 from .degradation import gaussian_kernels
@@ -71,7 +71,8 @@ def run_superresolve(
     the finetuned output must explain, one of :data:`choices.TTF_FITS` (None: every frame of the stack);
     ``kernel_output`` receives the TTF kernel (of the centre tile when per tile) as a layer). ``reference``: 0-based frame whose
     grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
-    PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`); ``kernel_bank``: IBP
+    PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`); ``iterations``: IBP's, None (the
+    default) chosen per stack by held-out validation (:func:`baselines.choose_ibp_iterations`); ``kernel_bank``: IBP
     uses each image's kernel from this bank (the Estimate kernels output, same images) instead. Numeric settings left
     None take their defaults from :mod:`params`, which also bounds them (:class:`errors.ParameterError`).
     """
@@ -100,6 +101,8 @@ def run_superresolve(
         sel = _select_frames(reader, stats, run, reference, mon)
         mon.progress(0.1, "frames registered")
         mon.check()
+        if method == "ibp" and run.iterations is None:
+            run.iterations = _choose_iterations(sel, run, mon.sub(0.1, 0.15))
         params = {"scale": scale, "method": method, "iterations": run.iterations if method == "ibp" else None,
                   "psf_sigma": run.psf_sigma, "kernel_bank": os.path.basename(kernel_bank) if kernel_bank else None,
                   "register": register, "min_registration_quality": run.min_quality, "tile": run.tile,
@@ -124,7 +127,7 @@ class _Run:
     method: str
     scale: int
     device: torch.device
-    iterations: int
+    iterations: int | None
     psf_sigma: float | None
     kernel_bank: str | None
     register: bool
@@ -239,11 +242,27 @@ def _learned(net, flow, sel: _Selected, run: _Run, sink, mon: Monitor):
     return kernel, result
 
 
-def _classic(sel: _Selected, run: _Run, sink, mon: Monitor) -> None:
-    kernel = sel.kernels if sel.kernels is not None else default_psf(run.scale) if run.psf_sigma is None \
+def _classic_kernels(sel: _Selected, run: _Run) -> torch.Tensor:
+    """The classic methods' PSF: the bank's kernels of the frames used, a given sigma, or the default."""
+    return sel.kernels if sel.kernels is not None else default_psf(run.scale) if run.psf_sigma is None \
         else gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)
-    classic_tiles(sel.source, sel.stats, run.method, run.scale, sel.shifts, sink, kernel, run.iterations, run.tile,
-                  mon.sub(0.15, 0.95))
+
+
+def _choose_iterations(sel: _Selected, run: _Run, mon: Monitor) -> int:
+    """IBP's iteration count for this stack, by held-out validation on the registration window (one
+    count for every tile, so tiles match the untiled result)."""
+    frames, valid = read_window(sel.source, *sel.window)
+    count, errors = choose_ibp_iterations(frames, valid, run.scale, sel.shifts, _classic_kernels(sel, run),
+                                          sel.stats.frame_means, monitor=mon)
+    rms = ", ".join(f"{k}: {e ** 0.5:.4g}" for k, e in zip(sorted(IBP_CANDIDATES), errors))
+    mon.info(f"IBP iterations: {count} (held-out RMS error by iterations on the "
+             f"{valid.shape[-2]}x{valid.shape[-1]} px window: {rms})")
+    return count
+
+
+def _classic(sel: _Selected, run: _Run, sink, mon: Monitor) -> None:
+    classic_tiles(sel.source, sel.stats, run.method, run.scale, sel.shifts, sink, _classic_kernels(sel, run),
+                  run.iterations, run.tile, mon.sub(0.15, 0.95))
 
 
 class _FileSink:

@@ -1,7 +1,7 @@
 """Classic baselines on stacks built from the real Landsat 8 pan crop."""
 import torch
 
-from stacksr.core.baselines import ibp, mean_bicubic
+from stacksr.core.baselines import IBP_CANDIDATES, choose_ibp_iterations, ibp, mean_bicubic
 from stacksr.core.windows import hr_validity
 from stacksr.core.stack_ops import temporal_fill
 from stacksr.core.metrics import cpsnr
@@ -90,3 +90,16 @@ def test_border_and_interior_psnr_sees_a_line_along_the_edge():
     sr[0, :] += 0.3
     border, interior = border_and_interior_psnr(sr, truth, 6)
     assert interior > 40 and border < interior - 10
+
+
+def test_ibp_iterations_chosen_long_on_consistent_frames_short_on_frames_that_disagree(l8_stack):
+    valid = torch.ones_like(l8_stack.lr, dtype=torch.bool)
+    many, errors = choose_ibp_iterations(l8_stack.lr, valid, 3, l8_stack.shifts)
+    assert many >= 30 and len(errors) == len(IBP_CANDIDATES)
+    # the same frames, each with its own strong noise: fitting them longer only fits the noise
+    g = torch.Generator().manual_seed(0)
+    noisy = l8_stack.lr + 0.5 * l8_stack.lr.std() * torch.randn(l8_stack.lr.shape, generator=g)
+    few, _ = choose_ibp_iterations(noisy, valid, 3, l8_stack.shifts)
+    assert few <= 15
+    scores = {n: _score(ibp(noisy, valid, 3, l8_stack.shifts, iterations=n), l8_stack) for n in (few, many)}
+    assert scores[few] > scores[many]

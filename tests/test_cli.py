@@ -31,6 +31,21 @@ def test_cli_classic_ibp_writes_georeferenced_x3(sample_images, sample_masks, tm
     assert np.isfinite(arr).all() and 0 < np.median(arr) < 10000
 
 
+def test_cli_ibp_chooses_its_iterations_by_held_out_validation_and_records_them(sample_images, sample_masks, tmp_path):
+    from stacksr.core.baselines import IBP_CANDIDATES
+
+    out = tmp_path / "sr.tif"
+    res = _run("classic", "--inputs", *sample_images, "--masks", *sample_masks, "--method", "ibp", "--output", str(out))
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stderr.splitlines() if "IBP iterations:" in ln)
+    count = int(line.split("IBP iterations:")[1].split()[0])
+    assert count in IBP_CANDIDATES and "held-out RMS error" in line
+    ds = gdal.Open(str(out))
+    params = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
+    ds = None
+    assert params["iterations"] == count
+
+
 def test_cli_bad_input_exits_2_with_one_line_and_no_output(sample_images, tmp_path):
     out = tmp_path / "sr.tif"
     res = _run("--quiet", "classic", "--inputs", sample_images[0], "--output", str(out))

@@ -32,7 +32,9 @@ class ClassicSuperResolve(StackSRAlgorithm):
             "bicubic upsampling (bicubic) or refined by Irani-Peleg iterative back-projection (IBP) with an "
             "assumed Gaussian blur, or with each image's own kernel from a kernel bank ('Estimate degradation "
             "kernels' on the same images). Images whose registration quality is too low (another land cover, "
-            "or not alignable) are left out and listed in the log.\n\n"
+            "or not alignable) are left out and listed in the log. IBP's iteration count is chosen per stack "
+            "by default: a tenth of the pixels is held out of one run, and the count that predicts them best "
+            "is used (frames cut from one image want many iterations, real dates that disagree few).\n\n"
             "Input: several single-band rasters on one grid, or one multiband raster whose bands are dates. "
             "Nodata, NaN and the values listed for the optional quality masks (Landsat fmask cloud, shadow, "
             "snow, fill by default) are ignored.\n\n"
@@ -50,7 +52,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.KERNEL_BANK, "Kernel bank for IBP (.npz; empty: a Gaussian blur)", extension="npz", optional=True))
         advanced = [
-            self.number(self.ITERATIONS, "IBP iterations", P.IBP_ITERATIONS),
+            self.number(self.ITERATIONS, "IBP iterations (empty: chosen per stack by held-out validation)", P.IBP_ITERATIONS),
             self.number(self.PSF_SIGMA, "IBP blur sigma in output pixels (empty: the default for the scale)", P.PSF_SIGMA,
                         legacy=0.0),
             QgsProcessingParameterBoolean(self.REGISTER, "Register frames (sub-pixel)", True),
@@ -72,7 +74,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
             scale=self.parameterAsInt(parameters, self.SCALE, context),
             method=CLASSIC_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
             reference=reference,
-            iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
+            iterations=self.optional_number(parameters, self.ITERATIONS, context),
             psf_sigma=sigma,
             kernel_bank=self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None,
             register=self.parameterAsBool(parameters, self.REGISTER, context),
