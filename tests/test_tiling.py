@@ -4,6 +4,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
+from stacksr.core.baselines import IBP_CANDIDATES
 from stacksr.core.inference import predict, stack_context
 from stacksr.core.piunet import PIUNet, PIUNetConfig
 from stacksr.core.stack_ops import standardize_stack
@@ -164,8 +165,10 @@ def test_tiled_classic_methods_equal_untiled_for_any_size_scale_and_tile(scale, 
     assert torch.allclose(out[tile], out[0], atol=1e-2 if method == "bicubic" else 0.1, rtol=0)
 
 
-def test_tiled_ibp_of_a_real_stack_equals_untiled_to_float_rounding(l8_stack):
-    """The real Landsat 8 pan stack (x3, 9 frames, default 40 iterations) in 16-px tiles."""
+@pytest.mark.parametrize("iterations", [40, max(IBP_CANDIDATES)])
+def test_tiled_ibp_of_a_real_stack_equals_untiled_to_float_rounding(l8_stack, iterations):
+    """The real Landsat 8 pan stack (x3, 9 frames; 40 iterations, and the most the automatic choice
+    takes) in 16-px tiles."""
     from stacksr.core.baselines import classic_tiles
     from stacksr.core.registration import register_frames
     from stacksr.core.windows import ArraySink
@@ -178,7 +181,7 @@ def test_tiled_ibp_of_a_real_stack_equals_untiled_to_float_rounding(l8_stack):
     out = []
     for size in (0, 16):
         sink = ArraySink(1, frames.shape[1] * 3, frames.shape[2] * 3)
-        classic_tiles(source, stats, "ibp", 3, shifts, sink, tile=size)
+        classic_tiles(source, stats, "ibp", 3, shifts, sink, iterations=iterations, tile=size)
         out.append(sink.arrays[0])
     assert float((out[1] - out[0]).abs().max()) < 2e-5 * float(frames.std())
 
