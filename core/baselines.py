@@ -121,7 +121,8 @@ def choose_ibp_iterations(
     errors = []
     mon = ensure_monitor(monitor)
     last = max(candidates)
-    for k, _, pred in _ibp_iterates(frames, valid & ~hold, scale, shifts, kernels, last, 1.0, mon, None, frame_means):
+    for k, _, pred in _ibp_iterates(frames, valid & ~hold, scale, shifts, kernels, last, 1.0, mon, None, frame_means,
+                                    last_prediction=True):
         if k in candidates:
             errors.append(float(((frames - pred)[hold] ** 2).mean()))
         mon.progress(k / last, f"choosing IBP iterations: {k}/{last}")
@@ -129,9 +130,11 @@ def choose_ibp_iterations(
     return order[min(range(len(order)), key=errors.__getitem__)], errors
 
 
-def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, init, frame_means):
+def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, init, frame_means,
+                  last_prediction=False):
     """IBP (:func:`ibp`) as it goes: yields ``(k, x, A x)`` after ``k`` = 0 .. ``iterations`` iterations,
-    ``x`` cropped to the raster and its prediction of the frames ``A x`` to the LR raster."""
+    ``x`` cropped to the raster and its prediction of the frames ``A x`` to the LR raster (None after
+    the last iteration unless ``last_prediction``)."""
     T = frames.shape[-3]
     if kernels is None:
         kernels = default_psf(scale)
@@ -179,8 +182,9 @@ def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, 
     h, w = frames.shape[-2:]
     for k in range(iterations + 1):
         mon.check()
-        pred = forward(x)
-        yield k, x[..., M:M + H, M:M + W], pred[..., margin:margin + h, margin:margin + w]
+        # the last estimate's prediction is needed only by callers that score it, not by the update
+        pred = forward(x) if k < iterations or last_prediction else None
+        yield k, x[..., M:M + H, M:M + W], None if pred is None else pred[..., margin:margin + h, margin:margin + w]
         if k == iterations:
             return
         x = x + step * adjoint(x, m * (y - pred)) / norm
