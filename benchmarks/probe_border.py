@@ -1,28 +1,85 @@
-"""Border band (9 output px) vs interior PSNR on the real-date benchmark, for the reference date
-upsampled alone (bicubic: it cannot make border lines) and for IBP: how much of the gap is the content
-of the crops' edges rather than an artefact.
+"""Border band (9 output px) vs interior PSNR of IBP, on both benchmarks, two ways.
 
-    cd benchmarks && ../.venv/bin/python probe_border.py
+1. As the issue measures it: the raster's outer band against the rest. On the real-date crops
+   this mixes content with artefacts: the reference date upsampled alone (bicubic, which cannot
+   make border lines) has its own gap there.
+2. Paired, on the same pixels: IBP is run again on the stack cropped by ``CROP`` LR px on every
+   side (same frames, shifts and iteration count), so the pixels of the cropped output's outer band
+   lie in the interior of the whole run. The PSNR of those pixels in the whole run minus theirs in
+   the cropped run is what being at the border costs, content held fixed.
+
+    cd benchmarks && ../.venv/bin/python probe_border.py [--iterations N]
 """
 import statistics
+
+import numpy as np
 import torch
-from common import s2_stacks, S2_DATA_RANGE
+
+from common import DATA_RANGE, S2_DATA_RANGE, l8_stacks, s2_stacks, save
 from stacksr.core.baselines import choose_ibp_iterations, ibp
 from stacksr.core.degradation import upsample_bicubic
-from stacksr.core.stack_ops import temporal_fill
-from stacksr.core.registration import register_stack
-from stacksr.core.params import REGISTRATION_QUALITY
 from stacksr.core.metrics import border_and_interior_psnr
-rows = {"bicubic": [], "ibp": [], "ibp (iterations chosen)": []}
-for name, st in s2_stacks():
-    reg = register_stack(st.lr, st.valid, 0); used = reg.kept(REGISTRATION_QUALITY.default); used[0] = True
-    outs = {"bicubic": upsample_bicubic(temporal_fill(st.lr[:1], st.valid[:1]), 3)[0],
-            "ibp": ibp(st.lr[used], st.valid[used], 3, reg.shifts[used])}
-    n, _ = choose_ibp_iterations(st.lr[used], st.valid[used], 3, reg.shifts[used])
-    outs["ibp (iterations chosen)"] = ibp(st.lr[used], st.valid[used], 3, reg.shifts[used], iterations=n)
-    for k, v in outs.items():
-        b, i = border_and_interior_psnr(v.numpy(), st.hr.numpy(), 9, S2_DATA_RANGE)
-        rows[k].append((b, i))
-    print(name, {k: tuple(round(x, 2) for x in v[-1]) for k, v in rows.items()}, flush=True)
-for k, v in rows.items():
-    print(k, "border", round(statistics.mean(b for b, _ in v), 2), "interior", round(statistics.mean(i for _, i in v), 2))
+from stacksr.core.params import REGISTRATION_QUALITY
+from stacksr.core.registration import register_stack
+from stacksr.core.stack_ops import temporal_fill
+
+BAND = 9  # output px (3 LR px at x3)
+CROP = 3  # LR px cut from every side for the paired run: its outer band is BAND px wide
+
+
+def psnr(diff: np.ndarray, data_range: float) -> float:
+    return 10 * np.log10(data_range ** 2 / max(float((diff ** 2).mean()), 1e-30))
+
+
+def paired(whole: torch.Tensor, cropped: torch.Tensor, hr: torch.Tensor, data_range: float) -> tuple[float, float]:
+    """PSNR of the cropped run's outer band, in the whole run and in the cropped run (each with its
+    brightness bias over the cropped extent removed)."""
+    c = CROP * 3
+    truth = hr[c:-c, c:-c].double().numpy()
+    band = np.ones(truth.shape, dtype=bool)
+    band[BAND:-BAND, BAND:-BAND] = False
+    out = []
+    for sr in (whole[c:-c, c:-c], cropped):
+        diff = sr.double().numpy() - truth
+        diff -= diff.mean()
+        out.append(psnr(diff[band], data_range))
+    return out[0], out[1]
+
+
+def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--iterations", type=int, default=None, help="a fixed IBP count (default: chosen per stack, as the job)")
+    args = ap.parse_args()
+    benches = {"static": ([(n, st.hr, st.lr, torch.ones_like(st.lr, dtype=torch.bool)) for n, st in l8_stacks(399)], DATA_RANGE),
+               "realdates": ([(n, st.hr, st.lr, st.valid) for n, st in s2_stacks()], S2_DATA_RANGE)}
+    summary = {}
+    for bench, (stacks, data_range) in benches.items():
+        rows = []
+        for name, hr, lr, valid in stacks:
+            reg = register_stack(lr, valid, 0)
+            used = reg.kept(REGISTRATION_QUALITY.default)
+            used[0] = True
+            f, v, s = lr[used], valid[used], reg.shifts[used]
+            n = args.iterations or choose_ibp_iterations(f, v, 3, s)[0]
+            whole = ibp(f, v, 3, s, iterations=n)
+            cropped = ibp(f[:, CROP:-CROP, CROP:-CROP], v[:, CROP:-CROP, CROP:-CROP], 3, s, iterations=n)
+            bicubic = upsample_bicubic(temporal_fill(lr[:1], valid[:1]), 3)[0]
+            ib, ii = border_and_interior_psnr(whole.numpy(), hr.numpy(), BAND, data_range)
+            bb, bi = border_and_interior_psnr(bicubic.numpy(), hr.numpy(), BAND, data_range)
+            inside, at_border = paired(whole, cropped, hr, data_range)
+            rows.append({"stack": name, "iterations": n, "ibp_border": ib, "ibp_interior": ii, "bicubic_border": bb,
+                         "bicubic_interior": bi, "same_pixels_inside": inside, "same_pixels_at_border": at_border})
+            print(bench, name, {k: round(x, 2) if isinstance(x, float) else x for k, x in rows[-1].items() if k != "stack"}, flush=True)
+        mean = {k: statistics.mean(r[k] for r in rows) for k in rows[0] if k not in ("stack", "iterations")}
+        mean["ibp_gap"] = mean["ibp_interior"] - mean["ibp_border"]
+        mean["bicubic_gap"] = mean["bicubic_interior"] - mean["bicubic_border"]
+        mean["paired_gap"] = mean["same_pixels_inside"] - mean["same_pixels_at_border"]
+        mean["paired_gap_worst_stack"] = max(r["same_pixels_inside"] - r["same_pixels_at_border"] for r in rows)
+        summary[bench] = {"mean": mean, "stacks": rows}
+        print(bench, {k: round(x, 2) for k, x in mean.items()}, flush=True)
+    save("border" if args.iterations is None else f"border_{args.iterations}it", {"band": BAND, "iterations": args.iterations or "chosen", "crop_lr_px": CROP, **summary})
+
+
+if __name__ == "__main__":
+    main()

@@ -87,7 +87,7 @@ def predict_source(
     context = stack_context(net, source, stats, device)
     ibp_residual = net.config.residual == "ibp"
     if ibp_residual and shifts is None:
-        shifts = register_source(source, stats, reference).shifts
+        shifts = register_source(source, stats, reference, monitor=monitor).shifts
     halo = net.receptive_radius() + (classic_halo("ibp", shifts) if ibp_residual else 0)
 
     def compute(frames: torch.Tensor, valid: torch.Tensor, window, mon: Monitor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -302,7 +302,7 @@ def _estimate_joint(x, valid, flow, scale, config, min_quality, g, device, mon, 
     """Joint mode of :func:`estimate_kernels` on normalised frames ``x`` ``(T, h, w)``."""
     T = x.shape[0]
     ref = int(valid.float().mean(dim=(1, 2)).argmax())
-    reg = register_stack(x, valid, ref)
+    reg = register_stack(x, valid, ref, monitor=mon)
     joint = reg.kept(min_quality)
     joint[ref] = True
     # the reference first (it anchors the HR grid), then the other frames the shared image can explain

@@ -206,7 +206,7 @@ def _select_frames(reader: StackReader, stats: StackStats, run: _Run, reference:
     used = torch.ones(reader.count, dtype=torch.bool)
     reg = shifts = None
     if run.register:
-        reg = register_source(reader, stats, ref, window)
+        reg = register_source(reader, stats, ref, window, monitor=mon)
         used = reg.kept(run.min_quality)
         used[ref] = True
         shifts = reg.shifts[used]

@@ -68,15 +68,19 @@ def test_ibp_stays_bounded_where_pixels_are_seen_only_through_negative_interpola
 
 
 def test_ibp_draws_no_lines_along_the_borders_of_a_real_stack(sample_images):
-    """The Landsat 7 sample (no truth): the step across each outermost pixel pair stays within twice
-    the interior's mean step (it was 3.5 to 12.6 x before IBP estimated a margin beyond the raster)."""
+    """The Landsat 7 sample (no truth), with the iteration count the job chooses: the step across each
+    outermost pixel pair stays within twice the interior's mean step (it was 3.5 to 12.6 x before IBP
+    estimated a margin beyond the raster). A fixed 40 iterations on these real dates gives 1.4 to 2.1 x:
+    edge pixels, seen by fewer LR pixels, fit the dates' disagreement sooner (BENCHMARKS.md, border)."""
     from stacksr.core.registration import register_stack
     from stacksr.core.stack_io import ImageSource, read_stack
 
     st = read_stack([ImageSource(p) for p in sample_images])
     frames, valid = torch.from_numpy(st.data), torch.from_numpy(st.valid)
     ref = st.clearest_index()
-    out = ibp(frames, valid, 3, register_stack(frames, valid, ref).shifts).double()
+    shifts = register_stack(frames, valid, ref).shifts
+    count, _ = choose_ibp_iterations(frames, valid, 3, shifts)
+    out = ibp(frames, valid, 3, shifts, iterations=count).double()
     inner = (out[6:-5, 5:-5] - out[5:-6, 5:-5]).abs().mean()
     for edge in ((out[0] - out[1]), (out[-1] - out[-2]), (out[:, 0] - out[:, 1]), (out[:, -1] - out[:, -2])):
         assert float(edge.abs().mean() / inner) < 2.0

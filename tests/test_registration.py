@@ -51,3 +51,24 @@ def test_a_frame_of_other_land_gets_a_low_quality(l8_stack):
     reg = register_stack(lr, torch.ones_like(lr, dtype=torch.bool), 0)
     assert float(reg.quality[2]) < 0.5 and float(reg.quality[[0, 1, 3]].min()) > 0.95
     assert reg.kept(0.9).tolist() == [True, True, False] + [True] * 6
+
+
+def test_registration_holds_when_fields_changed_brightness_each_its_own_way(l8_stack):
+    """Real dates change field by field (a mowed meadow, a greening crop): each 20-px block of frame 5
+    gets its own gain (0.7 to 1.3) and offset (+-300 DN). The blockwise photometric model keeps the
+    shift; one gain and bias for the whole frame (``block`` = the frame) is pulled along the blocks' edges."""
+    from stacksr.core.registration import refine_shifts, register_stack
+
+    lr = l8_stack.lr.clone()
+    g = torch.Generator().manual_seed(0)
+    for r in range(0, 60, 20):
+        for c in range(0, 60, 20):
+            gain = 0.7 + 0.6 * float(torch.rand(1, generator=g))
+            offset = 600.0 * float(torch.rand(1, generator=g) - 0.5)
+            lr[5, r:r + 20, c:c + 20] = gain * lr[5, r:r + 20, c:c + 20] + offset
+    valid = torch.ones_like(lr, dtype=torch.bool)
+    blockwise = float((register_stack(lr, valid, 0).shifts[5] - l8_stack.shifts[5]).norm())
+    f = lr.double()
+    frame_wide, _ = refine_shifts(f[0], f, valid[0], valid, l8_stack.shifts.double().round(), block=60)
+    assert blockwise < 0.05
+    assert float((frame_wide[5] - l8_stack.shifts[5].double()).norm()) > 2 * blockwise
