@@ -18,7 +18,7 @@ Gauss-Newton was off by 1.07 LR px on average (BENCHMARKS.md). So:
    below a minimum (:data:`params.REGISTRATION_QUALITY`) and report them;
 4. the same refinement again from there with a gain and bias per block of about
    :data:`PHOTOMETRIC_BLOCK` px: fields change one by one, and a field whose contrast changed pulls
-   a frame-wide fit along its edges (real-date error 0.074 -> 0.061 LR px, BENCHMARKS.md). The
+   a frame-wide fit along its edges (real-date error 0.074 -> 0.064 LR px, BENCHMARKS.md). The
    quality stays step 3's: blocks would fit a frame of other land too.
 
 Large rasters are registered on their most valid central window (shifts are global).
