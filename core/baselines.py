@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .convention import default_kernel_size
+from .agreement import agreement_weights, halo as agreement_halo
 from .degradation import blur_downsample, gaussian_kernels, shift_images, upsample_bicubic
 from .progress import Monitor, ensure_monitor
 from .shapes import check_shape
@@ -66,6 +67,7 @@ def ibp(
     monitor: Monitor | None = None,
     init: torch.Tensor | None = None,
     frame_means: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Irani-Peleg iterative back-projection.
 
@@ -76,11 +78,14 @@ def ibp(
     an isotropic Gaussian is assumed when None. ``frames`` may be a batch ``(B, T, h, w)``
     of independent stacks (``shifts`` ``(B, T, 2)``), computed together. ``frame_means``: the gap
     filling's fallback (:func:`stack_ops.temporal_fill`), the whole stack's when ``frames`` is a tile of it.
+    ``weights`` ``(T, h, w)``: each LR pixel's weight in the data term (robust fusion:
+    :func:`agreement.agreement_weights`); None: every valid pixel counts fully.
     """
     check_shape("frames", frames, "..., T, h, w")
     check_shape("valid", valid, "..., T, h, w", like=frames)
     mon = ensure_monitor(monitor)
-    for k, x, _ in _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, init, frame_means):
+    for k, x, _ in _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, init, frame_means,
+                                 weights):
         if k:
             mon.progress(k / iterations, f"IBP iteration {k}/{iterations}")
     return x
@@ -98,6 +103,7 @@ def choose_ibp_iterations(
     shifts: torch.Tensor | None = None,
     kernels: torch.Tensor | None = None,
     frame_means: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
     candidates: tuple[int, ...] = IBP_CANDIDATES,
     seed: int = 0,
     monitor: Monitor | None = None,
@@ -122,7 +128,7 @@ def choose_ibp_iterations(
     mon = ensure_monitor(monitor)
     last = max(candidates)
     for k, _, pred in _ibp_iterates(frames, valid & ~hold, scale, shifts, kernels, last, 1.0, mon, None, frame_means,
-                                    last_prediction=True):
+                                    weights, last_prediction=True):
         if k in candidates:
             errors.append(float(((frames - pred)[hold] ** 2).mean()))
         mon.progress(k / last, f"choosing IBP iterations: {k}/{last}")
@@ -130,7 +136,7 @@ def choose_ibp_iterations(
     return order[min(range(len(order)), key=errors.__getitem__)], errors
 
 
-def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, init, frame_means,
+def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, init, frame_means, weights=None,
                   last_prediction=False):
     """IBP (:func:`ibp`) as it goes: yields ``(k, x, A x)`` after ``k`` = 0 .. ``iterations`` iterations,
     ``x`` cropped to the raster and its prediction of the frames ``A x`` to the LR raster (None after
@@ -150,7 +156,8 @@ def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, 
     reach = kernels.shape[-1] // 2 + (0.0 if hr_shifts is None else float(hr_shifts.abs().max())) + 2
     margin = math.ceil(reach / scale)
     M = margin * scale
-    m = F.pad(valid.to(frames.dtype), (margin,) * 4)
+    m = valid.to(frames.dtype)
+    m = F.pad(m if weights is None else m * weights.to(frames.dtype), (margin,) * 4)
     y = F.pad(temporal_fill(frames, valid, frame_means), (margin,) * 4)
 
     def forward(x: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:  # (..., H, W) -> (..., T, h, w)
@@ -199,13 +206,33 @@ def classic_halo(method: str, shifts: torch.Tensor | None) -> int:
 
 def classic_tiles(source, stats: StackStats, method: str, scale: int, shifts: torch.Tensor | None, sink,
                   kernels: torch.Tensor | None = None, iterations: int = 40, tile: int = 0,
-                  monitor: Monitor | None = None) -> None:
+                  monitor: Monitor | None = None, agreement: tuple[int, torch.Tensor] | None = None) -> None:
     """Mean of bicubic (``method`` "bicubic") or IBP of a source (:mod:`windows`) in ``tile``-px tiles
-    (0: one), each handed to ``sink``: the same result as on the whole stack, in bounded memory."""
+    (0: one), each handed to ``sink``: the same result as on the whole stack, in bounded memory.
+    ``agreement``: (the reference's index, the robust spreads of :func:`agreement.agreement_weights`
+    measured once on the stack): IBP weighs each LR pixel by the frame's agreement with the reference.
+
+    The weights need a wider halo than IBP; each tile computes them on the wider window and runs IBP
+    on it less the extra ring (on the sides where a ring was read), so IBP costs what it did."""
+    extra = agreement_halo(shifts) if method == "ibp" and agreement is not None else 0
+
     def compute(frames: torch.Tensor, valid: torch.Tensor, window, mon: Monitor) -> tuple[torch.Tensor]:
         if method == "bicubic":
             return (mean_bicubic(frames, valid, scale, shifts, stats.frame_means),)
-        return (ibp(frames, valid, scale, shifts, kernels, iterations=iterations, monitor=mon,
-                    frame_means=stats.frame_means),)
+        if not extra:
+            return (ibp(frames, valid, scale, shifts, kernels, iterations=iterations, monitor=mon,
+                        frame_means=stats.frame_means),)
+        ref, spreads = agreement
+        weights, _ = agreement_weights(frames, valid, ref, shifts, float(stats.frame_means[ref]), spreads)
+        h, w = frames.shape[-2:]
+        rows, cols = window
+        top, left = (extra if rows.start > 0 else 0), (extra if cols.start > 0 else 0)
+        bottom, right = h - (extra if rows.stop < source.height else 0), w - (extra if cols.stop < source.width else 0)
+        inner = (slice(None), slice(top, bottom), slice(left, right))
+        out = torch.zeros(h * scale, w * scale, dtype=frames.dtype)
+        out[top * scale:bottom * scale, left * scale:right * scale] = ibp(
+            frames[inner], valid[inner], scale, shifts, kernels, iterations=iterations, monitor=mon,
+            frame_means=stats.frame_means, weights=weights[inner])
+        return (out,)
 
-    run_tiles(source, scale, tile, classic_halo(method, shifts), compute, sink, monitor)
+    run_tiles(source, scale, tile, classic_halo(method, shifts) + extra, compute, sink, monitor)

@@ -108,7 +108,7 @@ def _integer_ncc(ref: torch.Tensor, frames: torch.Tensor, ref_valid: torch.Tenso
     return _ncc(frames, moved.expand(T, H, W), valid & mvalid & _inner(H, W, border))
 
 
-def _robust_scale(res: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+def robust_scale(res: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """1.4826 x the median absolute residual of each frame over ``m`` ``(T,)``."""
     out = torch.ones(res.shape[0], dtype=res.dtype)
     for t in range(res.shape[0]):
@@ -180,7 +180,7 @@ def refine_shifts(
         gain = pix[..., 0]
         res = frames - (gain * warped + pix[..., 1])
         if it >= 2:  # plain least squares first, to settle gain and bias before judging residuals
-            u = res / (TUKEY_C * _robust_scale(res, mask))[:, None, None]
+            u = res / (TUKEY_C * robust_scale(res, mask))[:, None, None]
             weights = (1 - u ** 2).clamp(min=0) ** 2
         w = mask.to(dt) * weights
         # d/d(d) of ref[p - d] is -grad(ref); the blocks' (gain, bias) have the Jacobian (warped, 1)

@@ -13,6 +13,7 @@ import torch
 
 from . import __version__, distributed
 from . import params as P
+from .agreement import agreement_weights
 from .baselines import IBP_CANDIDATES, choose_ibp_iterations, classic_tiles, default_psf
 from .choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .convention import default_kernel_size
@@ -101,9 +102,11 @@ def run_superresolve(
         sel = _select_frames(reader, stats, run, reference, mon)
         mon.progress(0.1, "frames registered")
         mon.check()
+        agreement = _agreement(sel, mon) if method == "ibp" else None
         if method == "ibp" and run.iterations is None:
-            run.iterations = _choose_iterations(sel, run, mon.sub(0.1, 0.15))
+            run.iterations = _choose_iterations(sel, run, agreement, mon.sub(0.1, 0.15))
         params = {"scale": scale, "method": method, "iterations": run.iterations if method == "ibp" else None,
+                  "robust_fusion": agreement is not None if method == "ibp" else None,
                   "psf_sigma": run.psf_sigma, "kernel_bank": os.path.basename(kernel_bank) if kernel_bank else None,
                   "register": register, "min_registration_quality": run.min_quality, "tile": run.tile,
                   "invalid_mask_values": list(invalid_mask_values), "model": os.path.basename(run.model_path) if run.model_path else None,
@@ -113,7 +116,8 @@ def run_superresolve(
         paths = (output, uncertainty_output if run.learned else None,
                  kernel_output if flow is not None else None, report_html)
         # under torchrun every process computes its share of the tiles and rank 0 writes them all
-        seconds = _run_and_write(paths if procs.is_main else (None,) * 4, reader, sel, run, params, net, flow, mon, t0)
+        seconds = _run_and_write(paths if procs.is_main else (None,) * 4, reader, sel, run, params, net, flow, mon, t0,
+                                 agreement)
     mon.progress(1.0, f"wrote {output}")
     return {"output": output, "uncertainty": paths[1], "report": report_html, "kernel": paths[2], "method": method,
             "scale": scale, "reference": sel.reference_name, "images": reader.count, "images_used": sel.source.count,
@@ -248,21 +252,36 @@ def _classic_kernels(sel: _Selected, run: _Run) -> torch.Tensor:
         else gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)
 
 
-def _choose_iterations(sel: _Selected, run: _Run, mon: Monitor) -> int:
+def _agreement(sel: _Selected, mon: Monitor) -> tuple[int, torch.Tensor] | None:
+    """Robust fusion's settings for IBP (the reference's index and the frames' robust spreads, measured
+    on the registration window so every tile judges alike), None without registered frames to weigh."""
+    if sel.shifts is None or sel.source.count < 2:
+        return None
+    frames, valid = read_window(sel.source, *sel.window)
+    weights, spreads = agreement_weights(frames, valid, sel.ref, sel.shifts, float(sel.stats.frame_means[sel.ref]))
+    share = ((weights > 0.5) | ~valid).float().mean(dim=(1, 2))
+    mon.info("robust fusion: share of each image's pixels that agree with the reference date "
+             + ", ".join(f"{s:.2f}" for s in share.tolist()))
+    return sel.ref, spreads
+
+
+def _choose_iterations(sel: _Selected, run: _Run, agreement: tuple[int, torch.Tensor] | None, mon: Monitor) -> int:
     """IBP's iteration count for this stack, by held-out validation on the registration window (one
     count for every tile, so tiles match the untiled result)."""
     frames, valid = read_window(sel.source, *sel.window)
+    weights = None if agreement is None else agreement_weights(
+        frames, valid, agreement[0], sel.shifts, float(sel.stats.frame_means[agreement[0]]), agreement[1])[0]
     count, errors = choose_ibp_iterations(frames, valid, run.scale, sel.shifts, _classic_kernels(sel, run),
-                                          sel.stats.frame_means, monitor=mon)
+                                          sel.stats.frame_means, weights, monitor=mon)
     rms = ", ".join(f"{k}: {e ** 0.5:.4g}" for k, e in zip(sorted(IBP_CANDIDATES), errors))
     mon.info(f"IBP iterations: {count} (held-out RMS error by iterations on the "
              f"{valid.shape[-2]}x{valid.shape[-1]} px window: {rms})")
     return count
 
 
-def _classic(sel: _Selected, run: _Run, sink, mon: Monitor) -> None:
+def _classic(sel: _Selected, run: _Run, sink, mon: Monitor, agreement: tuple[int, torch.Tensor] | None) -> None:
     classic_tiles(sel.source, sel.stats, run.method, run.scale, sel.shifts, sink, _classic_kernels(sel, run),
-                  run.iterations, run.tile, mon.sub(0.15, 0.95))
+                  run.iterations, run.tile, mon.sub(0.15, 0.95), agreement)
 
 
 class _FileSink:
@@ -293,7 +312,7 @@ class _FileSink:
 
 
 def _run_and_write(paths, reader: StackReader, sel: _Selected, run: _Run, params: dict, net, flow, mon: Monitor,
-                   t0: float) -> float:
+                   t0: float, agreement: tuple[int, torch.Tensor] | None) -> float:
     """Run the method tile by tile into the SR raster, uncertainty, TTF kernel layer and report, all or
     none (``paths`` None: compute this process's share, write nothing); returns the run's seconds."""
     from .kernels import write_kernel_layer
@@ -319,7 +338,7 @@ def _run_and_write(paths, reader: StackReader, sel: _Selected, run: _Run, params
             if net is not None:
                 ttf_kernel, ttf_res = _learned(net, flow, sel, run, sink, mon)
             else:
-                _classic(sel, run, sink, mon)
+                _classic(sel, run, sink, mon, agreement)
                 ttf_kernel = ttf_res = None
         if t_ker:
             write_kernel_layer(t_ker, ttf_kernel.numpy(), scale, f"TTF {sel.reference_name}", reader.grid)

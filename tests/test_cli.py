@@ -31,7 +31,8 @@ def test_cli_classic_ibp_writes_georeferenced_x3(sample_images, sample_masks, tm
     assert np.isfinite(arr).all() and 0 < np.median(arr) < 10000
 
 
-def test_cli_ibp_chooses_its_iterations_by_held_out_validation_and_records_them(sample_images, sample_masks, tmp_path):
+def test_cli_ibp_chooses_its_iterations_and_weighs_the_dates_by_agreement_and_records_both(sample_images, sample_masks,
+                                                                                             tmp_path):
     from stacksr.core.baselines import IBP_CANDIDATES
 
     out = tmp_path / "sr.tif"
@@ -43,7 +44,10 @@ def test_cli_ibp_chooses_its_iterations_by_held_out_validation_and_records_them(
     ds = gdal.Open(str(out))
     params = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
     ds = None
-    assert params["iterations"] == count
+    assert params["iterations"] == count and params["robust_fusion"] is True
+    fusion = next(ln for ln in res.stderr.splitlines() if "robust fusion:" in ln)
+    shares = [float(x) for x in fusion.split("reference date")[1].split(",")]
+    assert len(shares) == 8 and all(0 <= x <= 1 for x in shares) and max(shares) == 1.0
 
 
 def test_cli_bad_input_exits_2_with_one_line_and_no_output(sample_images, tmp_path):

@@ -202,3 +202,38 @@ def test_streaming_job_writes_the_same_raster_in_tiles_as_whole(sample_images, s
     assert np.array_equal(va, vb) and va.mean() > 0.9
     tol = {"bicubic": 1e-2, "ibp": 0.05, "piunet": 2e-2}[method]  # DN; values ~10^3
     assert np.abs(a[va] - b[vb]).max() < tol
+
+
+def test_tiled_robust_fusion_equals_untiled_on_a_real_stack_larger_than_its_halo(l8_stack):
+    """IBP weighted by agreement with the reference (the job's IBP) in 64-px tiles of a 240-px stack. A
+    pixel's weight depends on the frames within agreement.halo only (exactly); the tiles compute the
+    weights on a wider window than IBP runs on and crop it back, adding nothing to IBP's own tiling
+    tolerance (windows.IBP_HALO; measured alongside on the same stack)."""
+    from stacksr.core.agreement import agreement_weights, halo
+    from stacksr.core.baselines import classic_tiles
+    from stacksr.core.windows import ArraySink
+
+    lr = l8_stack.lr.clone()
+    lr[4, 20:40, 20:45] = l8_stack.lr[0, 35:55, 5:30].flip(0)  # a field that changed in one date
+    row = torch.cat([lr, lr.flip(-1)], dim=-1)
+    frames = torch.cat([row, row.flip(-2)], dim=-2).repeat(1, 2, 2)  # the real frames mirrored to 240 x 240
+    valid = torch.ones_like(frames, dtype=torch.bool)
+    valid[2, 100:130, 70:90] = False  # a cloud
+    source = TensorStack(frames, valid)
+    stats, shifts = stack_stats(source), l8_stack.shifts
+    mean = float(stats.frame_means[0])
+    _, constants = agreement_weights(frames[:, 60:180, 60:180], valid[:, 60:180, 60:180], 0, shifts, mean)
+    whole, _ = agreement_weights(frames, valid, 0, shifts, mean, constants)
+    r = halo(shifts)
+    part, _ = agreement_weights(frames[:, 110 - r:130 + r, 110 - r:130 + r], valid[:, 110 - r:130 + r, 110 - r:130 + r],
+                                0, shifts, mean, constants)
+    assert torch.equal(part[:, r:-r, r:-r], whole[:, 110:130, 110:130])
+    gap = {}
+    for agreement in (None, (0, constants)):
+        out = []
+        for size in (0, 64):
+            sink = ArraySink(1, frames.shape[1] * 3, frames.shape[2] * 3)
+            classic_tiles(source, stats, "ibp", 3, shifts, sink, iterations=10, tile=size, agreement=agreement)
+            out.append(sink.arrays[0])
+        gap[agreement is None] = float((out[1] - out[0]).abs().max())
+    assert gap[True] < 2e-4 * float(frames.std()) and gap[False] <= 1.5 * gap[True]
