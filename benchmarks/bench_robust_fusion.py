@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import statistics
 
-import torch
 
-from common import DATA_RANGE, S2_DATA_RANGE, l8_stacks, s2_stacks, save
+from common import both_benchmarks, kept_frames, save
 from stacksr.core import agreement
 from stacksr.core.agreement import agreement_weights
 from stacksr.core.baselines import choose_ibp_iterations, ibp
 from stacksr.core.metrics import cpsnr
-from stacksr.core.params import REGISTRATION_QUALITY
-from stacksr.core.registration import register_stack
 
 
 def main() -> None:
-    benches = {"static": ([(n, st.hr, st.lr, torch.ones_like(st.lr, dtype=torch.bool)) for n, st in l8_stacks(399)], DATA_RANGE),
-               "realdates": ([(n, st.hr, st.lr, st.valid) for n, st in s2_stacks()], S2_DATA_RANGE)}
+    benches = both_benchmarks()
     out = {"constants": {"sigma": agreement.SIGMA, "smooth": agreement.SMOOTH, "c": agreement.C,
                          "reweights": agreement.REWEIGHTS}}
     for bench, (stacks, data_range) in benches.items():
         rows = []
         for name, hr, lr, valid in stacks:
-            reg = register_stack(lr, valid, 0)
-            used = reg.kept(REGISTRATION_QUALITY.default)
-            used[0] = True
-            f, v, s = lr[used], valid[used], reg.shifts[used]
+            f, v, s = kept_frames(lr, valid)
             row = {"stack": name}
             for label, w in (("plain", None), ("robust fusion", agreement_weights(f, v, 0, s, float(f[0][v[0]].mean()))[0])):
                 n, _ = choose_ibp_iterations(f, v, 3, s, weights=w)

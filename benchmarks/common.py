@@ -157,3 +157,20 @@ def save(name: str, payload: dict) -> str:
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(payload, fh, indent=2)
     return path
+
+
+def both_benchmarks() -> dict:
+    """{"static": (stacks, data range), "realdates": (...)}, each stack ``(name, hr, lr, valid)``."""
+    return {"static": ([(n, st.hr, st.lr, torch.ones_like(st.lr, dtype=torch.bool)) for n, st in l8_stacks(399)], DATA_RANGE),
+            "realdates": ([(n, st.hr, st.lr, st.valid) for n, st in s2_stacks()], S2_DATA_RANGE)}
+
+
+def kept_frames(lr: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frames the job keeps (registration to frame 0 with the default minimum quality) and their shifts."""
+    from stacksr.core.params import REGISTRATION_QUALITY
+    from stacksr.core.registration import register_stack
+
+    reg = register_stack(lr, valid, 0)
+    used = reg.kept(REGISTRATION_QUALITY.default)
+    used[0] = True
+    return lr[used], valid[used], reg.shifts[used]

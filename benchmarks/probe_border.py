@@ -15,12 +15,10 @@ import statistics
 import numpy as np
 import torch
 
-from common import DATA_RANGE, S2_DATA_RANGE, l8_stacks, s2_stacks, save
+from common import both_benchmarks, kept_frames, save
 from stacksr.core.baselines import choose_ibp_iterations, ibp
 from stacksr.core.degradation import upsample_bicubic
 from stacksr.core.metrics import border_and_interior_psnr
-from stacksr.core.params import REGISTRATION_QUALITY
-from stacksr.core.registration import register_stack
 from stacksr.core.stack_ops import temporal_fill
 
 BAND = 9  # output px (3 LR px at x3)
@@ -51,16 +49,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--iterations", type=int, default=None, help="a fixed IBP count (default: chosen per stack, as the job)")
     args = ap.parse_args()
-    benches = {"static": ([(n, st.hr, st.lr, torch.ones_like(st.lr, dtype=torch.bool)) for n, st in l8_stacks(399)], DATA_RANGE),
-               "realdates": ([(n, st.hr, st.lr, st.valid) for n, st in s2_stacks()], S2_DATA_RANGE)}
+    benches = both_benchmarks()
     summary = {}
     for bench, (stacks, data_range) in benches.items():
         rows = []
         for name, hr, lr, valid in stacks:
-            reg = register_stack(lr, valid, 0)
-            used = reg.kept(REGISTRATION_QUALITY.default)
-            used[0] = True
-            f, v, s = lr[used], valid[used], reg.shifts[used]
+            f, v, s = kept_frames(lr, valid)
             n = args.iterations or choose_ibp_iterations(f, v, 3, s)[0]
             whole = ibp(f, v, 3, s, iterations=n)
             cropped = ibp(f[:, CROP:-CROP, CROP:-CROP], v[:, CROP:-CROP, CROP:-CROP], 3, s, iterations=n)
