@@ -259,7 +259,7 @@ def _agreement(sel: _Selected, mon: Monitor) -> tuple[int, torch.Tensor] | None:
         return None
     frames, valid = read_window(sel.source, *sel.window)
     weights, spreads = agreement_weights(frames, valid, sel.ref, sel.shifts, float(sel.stats.frame_means[sel.ref]))
-    share = ((weights > 0.5) | ~valid).float().mean(dim=(1, 2))
+    share = ((weights > 0.5) & valid).sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp(min=1)
     mon.info("robust fusion: share of each image's pixels that agree with the reference date "
              + ", ".join(f"{s:.2f}" for s in share.tolist()))
     return sel.ref, spreads
