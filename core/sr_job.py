@@ -102,9 +102,12 @@ def run_superresolve(
         sel = _select_frames(reader, stats, run, reference, mon)
         mon.progress(0.1, "frames registered")
         mon.check()
-        agreement = _agreement(sel, mon) if method == "ibp" else None
-        if method == "ibp" and run.iterations is None:
-            run.iterations = _choose_iterations(sel, run, agreement, mon.sub(0.1, 0.15))
+        agreement = None
+        if method == "ibp":  # robust fusion's constants and the iteration count, from one read of the window
+            frames, valid = read_window(sel.source, *sel.window)
+            agreement, weights = _agreement(sel, frames, valid, mon)
+            if run.iterations is None:
+                run.iterations = _choose_iterations(sel, run, frames, valid, weights, mon.sub(0.1, 0.15))
         params = {"scale": scale, "method": method, "iterations": run.iterations if method == "ibp" else None,
                   "robust_fusion": agreement is not None if method == "ibp" else None,
                   "psf_sigma": run.psf_sigma, "kernel_bank": os.path.basename(kernel_bank) if kernel_bank else None,
@@ -252,25 +255,24 @@ def _classic_kernels(sel: _Selected, run: _Run) -> torch.Tensor:
         else gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)
 
 
-def _agreement(sel: _Selected, mon: Monitor) -> tuple[int, torch.Tensor] | None:
+def _agreement(sel: _Selected, frames: torch.Tensor, valid: torch.Tensor,
+               mon: Monitor) -> tuple[tuple[int, torch.Tensor] | None, torch.Tensor | None]:
     """Robust fusion's settings for IBP (the reference's index and the frames' robust spreads, measured
-    on the registration window so every tile judges alike), None without registered frames to weigh."""
+    on the registration window ``frames`` so every tile judges alike) and that window's weights; None
+    without registered frames to weigh."""
     if sel.shifts is None or sel.source.count < 2:
-        return None
-    frames, valid = read_window(sel.source, *sel.window)
+        return None, None
     weights, spreads = agreement_weights(frames, valid, sel.ref, sel.shifts, float(sel.stats.frame_means[sel.ref]))
     share = ((weights > 0.5) & valid).sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp(min=1)
     mon.info("robust fusion: share of each image's pixels that agree with the reference date "
              + ", ".join(f"{s:.2f}" for s in share.tolist()))
-    return sel.ref, spreads
+    return (sel.ref, spreads), weights
 
 
-def _choose_iterations(sel: _Selected, run: _Run, agreement: tuple[int, torch.Tensor] | None, mon: Monitor) -> int:
-    """IBP's iteration count for this stack, by held-out validation on the registration window (one
-    count for every tile, so tiles match the untiled result)."""
-    frames, valid = read_window(sel.source, *sel.window)
-    weights = None if agreement is None else agreement_weights(
-        frames, valid, agreement[0], sel.shifts, float(sel.stats.frame_means[agreement[0]]), agreement[1])[0]
+def _choose_iterations(sel: _Selected, run: _Run, frames: torch.Tensor, valid: torch.Tensor,
+                       weights: torch.Tensor | None, mon: Monitor) -> int:
+    """IBP's iteration count for this stack, by held-out validation on the registration window ``frames``
+    (one count for every tile, so tiles match the untiled result)."""
     count, errors = choose_ibp_iterations(frames, valid, run.scale, sel.shifts, _classic_kernels(sel, run),
                                           sel.stats.frame_means, weights, monitor=mon)
     rms = ", ".join(f"{k}: {e ** 0.5:.4g}" for k, e in zip(sorted(IBP_CANDIDATES), errors))
