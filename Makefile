@@ -24,19 +24,23 @@ $(PKG)/stacksr:
 
 SAMPLE := --inputs sample_data/landsat7_b4/*_b4.tif --masks sample_data/landsat7_b4/*_fmask.tif
 
-# the main job on the real Landsat 7 sample: kernels -> self-supervised PIUNet -> SR with TTF,
-# plus IBP on the same input to compare
+# the main job on the real Landsat 7 sample: kernels -> self-supervised PIUNet -> SR with the method that validates
+# best (auto: the fine-tuned PIUNet + TTF, IBP with the estimated kernels or with the default PSF), plus PIUNet + TTF
+# and IBP on the same input to compare
 demo: deps
 	mkdir -p $(DEMO_OUT)
 	$(PY) -m stacksr kernels $(SAMPLE) --scale 3 --mode joint --output $(DEMO_OUT)/kernels.npz \
 	  --layers $(DEMO_OUT)/kernels --report $(DEMO_OUT)/kernels.html
 	$(PY) -m stacksr train $(SAMPLE) --scale 3 --kernel-bank $(DEMO_OUT)/kernels.npz --steps 300 \
 	  --output $(DEMO_OUT)/piunet_x3.pt --report $(DEMO_OUT)/training_report.html
+	$(PY) -m stacksr sr $(SAMPLE) --scale 3 --method auto --model $(DEMO_OUT)/piunet_x3.pt \
+	  --kernel-bank $(DEMO_OUT)/kernels.npz --output $(DEMO_OUT)/landsat7_b4_auto_x3.tif \
+	  --uncertainty $(DEMO_OUT)/landsat7_b4_uncertainty_x3.tif --kernel-output $(DEMO_OUT)/ttf_kernel.tif \
+	  --report $(DEMO_OUT)/sr_report.html
 	$(PY) -m stacksr sr $(SAMPLE) --scale 3 --method piunet+ttf --model $(DEMO_OUT)/piunet_x3.pt \
-	  --output $(DEMO_OUT)/landsat7_b4_piunet_ttf_x3.tif --uncertainty $(DEMO_OUT)/landsat7_b4_uncertainty_x3.tif \
-	  --kernel-output $(DEMO_OUT)/ttf_kernel.tif --report $(DEMO_OUT)/sr_report.html
+	  --output $(DEMO_OUT)/landsat7_b4_piunet_ttf_x3.tif
 	$(PY) -m stacksr sr $(SAMPLE) --scale 3 --method ibp --output $(DEMO_OUT)/landsat7_b4_ibp_x3.tif
-	@gdalinfo -stats $(DEMO_OUT)/landsat7_b4_piunet_ttf_x3.tif | grep -E 'Size is|Origin =|Pixel Size|NoData|STATISTICS_(MEAN|MIN|MAX)=|^    ID\["EPSG"' ; rm -f $(DEMO_OUT)/*.aux.xml
+	@gdalinfo -stats $(DEMO_OUT)/landsat7_b4_auto_x3.tif | grep -E 'Size is|Origin =|Pixel Size|NoData|STATISTICS_(MEAN|MIN|MAX)=|^    ID\["EPSG"' ; rm -f $(DEMO_OUT)/*.aux.xml
 
 test: deps
 	$(PY) -m pytest -q

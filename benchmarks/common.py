@@ -174,3 +174,74 @@ def kept_frames(lr: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, to
     used = reg.kept(REGISTRATION_QUALITY.default)
     used[0] = True
     return lr[used], valid[used], reg.shifts[used]
+
+
+# the real-sensor benchmark (issue 26): real optics on both sides, no simulated degradation
+DEIMOS = os.path.join(SHARED, "sensor_pairs", "s2_deimos_x3", "data_3m_eopatch-0277_66_2x.npz")
+ROMANIA = os.path.join(SHARED, "real_series", "nrt_s2_romania")
+ROMANIA_WINDOW_DAYS = 60
+ROMANIA_DATA_RANGE = 10000.0  # L2A reflectance x 1e4
+
+
+@dataclass
+class SensorStack:
+    """A real LR stack and a real HR image of the same place: frame 0 is the date whose HR is the truth (or,
+    across sensors, the clearest date); ``fit_gain`` asks for the affine-fit cPSNR (another sensor's HR)."""
+
+    hr: torch.Tensor
+    lr: torch.Tensor
+    valid: torch.Tensor
+    scale: int
+    data_range: float
+    fit_gain: bool
+
+
+def deimos_stacks() -> list[tuple[str, SensorStack]]:
+    """Real Sentinel-2 L1C (4 dates, 32 x 32 px at 10 m) against a real Deimos-2 image (96 x 96 px at 3.33 m),
+    one stack per band (B, G, R, NIR), x3. The Deimos-2 labels are normalised per band, so the score fits a
+    gain and offset; the data range is the label's 0.1-99.9 % spread."""
+    d = np.load(DEIMOS)
+    feats, labels = torch.from_numpy(d["features"]).float(), torch.from_numpy(d["labels"]).float()
+    out = []
+    for b, name in enumerate(("B", "G", "R", "NIR")):
+        hr = labels[b]
+        lo, hi = torch.quantile(hr.flatten(), torch.tensor([0.001, 0.999]))
+        lr = feats[:, b]
+        out.append((f"deimos_{name}", SensorStack(hr, lr, torch.ones_like(lr, dtype=torch.bool), 3, float(hi - lo), True)))
+    return out
+
+
+def romania_x2_stacks(count: int = 5, frames: int = 7) -> list[tuple[str, SensorStack]]:
+    """Real x2 from one processing chain: the Sentinel-2 L2A 20 m B3 / B4 of the truth date and its nearest
+    usable dates within 60 days (LR, 50 x 25 px) against the same truth date's 10 m band (100 x 50 px), on the
+    east half of the Romania area (held out of pretraining, scripts/pretrain_corpus.py). Truth dates: fully
+    usable at 10 m and 20 m (SCL 4, 5, 6, 7, 11), ``count`` of them spread over the series; LR pixels whose
+    SCL is not usable are invalid."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from pretrain_corpus import ROMANIA_HOLDOUT_COLUMN_10M as C10, SCL_USABLE
+
+    s10 = np.load(os.path.join(ROMANIA, "s2_10m_T140_C4_100x100_uint16.npy"))[..., C10:]
+    scl10 = np.load(os.path.join(ROMANIA, "s2_10m_SCL_T140_100x100_uint8.npy"))[..., C10:]
+    s20 = np.load(os.path.join(ROMANIA, "s2_20m_T140_C4_50x50_uint16.npy"))[..., C10 // 2:]
+    scl20 = np.load(os.path.join(ROMANIA, "s2_20m_SCL_T140_50x50_uint8.npy"))[..., C10 // 2:]
+    with open(os.path.join(ROMANIA, "dates_10m.txt"), encoding="utf-8") as fh:
+        dates = [datetime.fromisoformat(line.strip()) for line in fh if line.strip()]
+    ok10, ok20 = np.isin(scl10, SCL_USABLE), np.isin(scl20, SCL_USABLE)
+    clear20 = ok20.mean(axis=(1, 2))
+    truths = [t for t in range(len(dates)) if ok10[t].all() and ok20[t].all()
+              and sum(1 for u in range(len(dates)) if u != t and clear20[u] >= 0.5
+                      and abs((dates[u] - dates[t]).days) <= ROMANIA_WINDOW_DAYS) >= 3]
+    pick = list(dict.fromkeys(truths[round(i * (len(truths) - 1) / max(count - 1, 1))] for i in range(min(count, len(truths)))))
+    out = []
+    for t in pick:
+        near = sorted((u for u in range(len(dates)) if u != t and clear20[u] >= 0.5
+                       and abs((dates[u] - dates[t]).days) <= ROMANIA_WINDOW_DAYS),
+                      key=lambda u: abs((dates[u] - dates[t]).days))[:frames - 1]
+        members = [t] + near
+        for b20, b10, name in ((0, 1, "B3"), (1, 2, "B4")):
+            lr = torch.from_numpy(s20[members, b20].astype(np.float32))
+            hr = torch.from_numpy(s10[t, b10].astype(np.float32))
+            valid = torch.from_numpy(ok20[members] & (s20[members, b20] > 0))
+            out.append((f"romania_{dates[t]:%Y-%m-%d}_{name}",
+                        SensorStack(hr, lr, valid, 2, ROMANIA_DATA_RANGE, False)))
+    return out

@@ -50,6 +50,13 @@ def mean_bicubic(frames: torch.Tensor, valid: torch.Tensor, scale: int, shifts: 
     return torch.where(wsum > 1e-6, (up * w).sum(dim=-3) / wsum.clamp(min=1e-6), mean_all)
 
 
+def reference_bicubic(frames: torch.Tensor, valid: torch.Tensor, ref: int, scale: int,
+                      frame_means: torch.Tensor | None = None) -> torch.Tensor:
+    """The reference date upsampled alone ``(s*h, s*w)`` from ``frames`` ``(T, h, w)``: what a user has without
+    multi-frame super-resolution. Its invalid pixels take the other dates' mean there (:func:`stack_ops.temporal_fill`)."""
+    return upsample_bicubic(temporal_fill(frames, valid, frame_means)[ref], scale)
+
+
 def default_psf(scale: int, size: int | None = None) -> torch.Tensor:
     """Isotropic Gaussian PSF assumed when no kernel was estimated."""
     sigma = DEFAULT_PSF_SIGMA_FRACTION * scale
@@ -206,8 +213,9 @@ def classic_halo(method: str, shifts: torch.Tensor | None) -> int:
 
 def classic_tiles(source, stats: StackStats, method: str, scale: int, shifts: torch.Tensor | None, sink,
                   kernels: torch.Tensor | None = None, iterations: int = 40, tile: int = 0,
-                  monitor: Monitor | None = None, agreement: tuple[int, torch.Tensor] | None = None) -> None:
-    """Mean of bicubic (``method`` "bicubic") or IBP of a source (:mod:`windows`) in ``tile``-px tiles
+                  monitor: Monitor | None = None, agreement: tuple[int, torch.Tensor] | None = None,
+                  ref: int = 0) -> None:
+    """Mean of bicubic (``method`` "bicubic"), the reference date ``ref`` alone ("bicubic-ref") or IBP of a source (:mod:`windows`) in ``tile``-px tiles
     (0: one), each handed to ``sink``: the same result as on the whole stack, in bounded memory.
     ``agreement``: (the reference's index, the robust spreads of :func:`agreement.agreement_weights`
     measured once on the stack): IBP weighs each LR pixel by the frame's agreement with the reference.
@@ -219,11 +227,13 @@ def classic_tiles(source, stats: StackStats, method: str, scale: int, shifts: to
     def compute(frames: torch.Tensor, valid: torch.Tensor, window, mon: Monitor) -> tuple[torch.Tensor]:
         if method == "bicubic":
             return (mean_bicubic(frames, valid, scale, shifts, stats.frame_means),)
+        if method == "bicubic-ref":
+            return (reference_bicubic(frames, valid, ref, scale, stats.frame_means),)
         if not extra:
             return (ibp(frames, valid, scale, shifts, kernels, iterations=iterations, monitor=mon,
                         frame_means=stats.frame_means),)
-        ref, spreads = agreement
-        weights, _ = agreement_weights(frames, valid, ref, shifts, float(stats.frame_means[ref]), spreads)
+        agree_ref, spreads = agreement
+        weights, _ = agreement_weights(frames, valid, agree_ref, shifts, float(stats.frame_means[agree_ref]), spreads)
         h, w = frames.shape[-2:]
         rows, cols = window
         top, left = (extra if rows.start > 0 else 0), (extra if cols.start > 0 else 0)

@@ -1,5 +1,6 @@
 """The whole method in one job: estimate the kernels, fine-tune the shipped base model
-self-supervised on the stack with them, super-resolve with PIUNet + TTF. The kernel bank and the
+self-supervised on the stack with them, super-resolve with the best of PIUNet + TTF (the fine-tuned model),
+IBP with the estimated kernels and IBP with the default PSF, chosen by held-out validation. The kernel bank and the
 model are kept in ``work_folder`` (reusable with the single-step jobs); the outputs are those of
 :func:`sr_job.run_superresolve`."""
 from __future__ import annotations
@@ -31,8 +32,8 @@ def run_chain(
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
     monitor: Monitor | None = None,
 ) -> dict:
-    """Kernels -> fine-tuned model -> PIUNet + TTF raster. Returns the super-resolution summary
-    with the paths of the kernel bank and the model."""
+    """Kernels -> fine-tuned model -> the validated best of PIUNet + TTF and IBP (method ``auto``). Returns the
+    super-resolution summary with the paths of the kernel bank and the model."""
     mon = ensure_monitor(monitor)
     steps, seed = P.CHAIN_STEPS.check(steps), P.SEED.check(seed)
     if not os.path.isdir(work_folder):
@@ -45,8 +46,8 @@ def run_chain(
     mon.info("2/3 fine-tuning the base model on the stack")
     run_train_self_supervised([sources], bank, model, scale, steps=steps, device=device, seed=seed,
                               invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.25, 0.85))
-    mon.info("3/3 super-resolving with PIUNet + TTF")
-    summary = run_superresolve(sources, output, scale, "piunet+ttf", model_path=model, device=device,
+    mon.info("3/3 super-resolving with the method that validates best (PIUNet + TTF or IBP)")
+    summary = run_superresolve(sources, output, scale, "auto", model_path=model, kernel_bank=bank, device=device,
                                uncertainty_output=uncertainty_output, report_html=report_html,
                                invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.85, 1.0))
     return {**summary, "kernel_bank": bank, "model": model, "steps": steps}

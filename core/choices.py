@@ -11,9 +11,12 @@ SR_METHOD_LABELS = {  # the Super-resolve algorithm's methods
     "piunet": "PIUNet (trained model)",
     "ibp": "IBP (classic)",
     "bicubic": "Mean of bicubic (classic)",
+    # appended, not inserted: saved models and scripts refer to the methods by position
+    "auto": "Automatic: the best of these for this stack, by held-out validation",
+    "bicubic-ref": "Bicubic of the reference date alone (classic)",
 }
 SR_METHODS = tuple(SR_METHOD_LABELS)
-SR_METHOD_DEFAULT = "piunet+ttf"  # the product's method (CLI `sr`, QGIS Super-resolve)
+SR_METHOD_DEFAULT = "auto"  # the best method for each stack by held-out validation (CLI `sr`, QGIS Super-resolve)
 
 CLASSIC_METHOD_LABELS = {"bicubic": "Mean of bicubic", "ibp": "Iterative back-projection (IBP)"}
 CLASSIC_METHODS = tuple(CLASSIC_METHOD_LABELS)

@@ -20,6 +20,20 @@ def ttf_summary(res) -> str:
     return line + f"; kept iteration {res.kept_iteration} (guard check {res.kept_check:.4f}, untuned {res.baseline:.4f})"
 
 
+def validation_rows(validation, chosen: str) -> list[tuple[str, str]]:
+    """The report's rows for a held-out validation (:class:`validation.ValidationResult`, or None)."""
+    if validation is None:
+        return [("quality estimate", "none: only the reference image is used, nothing to hold out")]
+    rows = [("quality estimate (held-out validation)",
+             f"{validation.pixels} held-out input pixels of {validation.frames_scored} images, on a "
+             f"{validation.window[1]}x{validation.window[0]} px window")]
+    for sc in validation.scores:
+        mark = " (used)" if sc.method == chosen else ""
+        rows.append((f"  {sc.method}{mark}", f"RMS error {sc.rmse:.5g}; {sc.gain_db:+.2f} dB (+- {sc.gain_spread_db:.2f}) "
+                                             f"over the reference image upsampled alone"))
+    return rows
+
+
 def sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: torch.Tensor, scale: int,
               ttf_kernel: torch.Tensor | None, ttf_res, summary: list[tuple], reference_name: str = "reference",
               std: np.ndarray | None = None, covered: np.ndarray | None = None) -> None:

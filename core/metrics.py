@@ -47,8 +47,11 @@ def cpsnr(
     hr_valid: np.ndarray | None = None,
     max_shift: int = 3,
     data_range: float = 1.0,
+    fit_gain: bool = False,
 ) -> CPSNRResult:
-    """Proba-V clear PSNR of ``sr`` against ``hr`` (both ``(H, W)``, same size)."""
+    """Proba-V clear PSNR of ``sr`` against ``hr`` (both ``(H, W)``, same size). ``fit_gain``: a gain is
+    fitted along with the bias at every shift (affine-fit cPSNR, for an HR image of another sensor, whose
+    spectral response and calibration differ; ``bias`` is then the fitted offset)."""
     sr_t, hr_t = _as64(sr), _as64(hr)
     if sr_t.shape != hr_t.shape:
         raise ValueError(f"SR size {tuple(sr_t.shape)} differs from reference size {tuple(hr_t.shape)}")
@@ -73,6 +76,11 @@ def cpsnr(
             nm = m.sum()
             if nm == 0:
                 continue
+            if fit_gain:
+                mc, mr = (cand * m).sum() / nm, (ref * m).sum() / nm
+                vc = (((cand - mc) * m) ** 2).sum()
+                gain = ((cand - mc) * (ref - mr) * m).sum() / vc if vc > 0 else torch.zeros(())
+                cand = mr + gain * (cand - mc)
             diff = (ref - cand) * m
             bias = diff.sum() / nm
             cmse = float((((ref - cand - bias) * m) ** 2).sum() / nm)
@@ -169,6 +177,57 @@ def grid_texture_ratio(sr: np.ndarray, truth: np.ndarray, scale: int) -> float:
     the truth, above 1 = a grid texture the truth does not have (below 1: smoother than the truth)."""
     ref = grid_energy(truth, scale)
     return grid_energy(sr, scale) / ref if ref > 0 else float("inf")
+
+
+FLAT_SHARE = 0.25  # the truth's flattest quarter (by local standard deviation) is where invented texture shows
+
+
+def flat_texture_ratio(sr: np.ndarray, truth: np.ndarray, scale: int, share: float = FLAT_SHARE) -> float:
+    """High-frequency energy of ``sr`` over the truth's, in the truth's flattest areas (both ``(H, W)``).
+
+    A network can invent texture the inputs do not show (a maze in flat fields) without a stride-``scale``
+    grid (:func:`grid_texture_ratio` does not see it). Detail is what a Gaussian of sigma ``scale`` / 2 HR px
+    removes; flat areas are the ``share`` of pixels (away from the edges) where the truth's local standard
+    deviation over ``2 * scale + 1`` px is lowest. ``sr`` is first scaled by the gain that fits it to the
+    truth (least squares), so another sensor's calibration does not count as texture. 1: as much detail as
+    the truth there; above 1: texture the truth does not have; below 1: smoother."""
+    a, b = _as64(sr), _as64(truth)
+    if a.shape != b.shape:
+        raise ValueError(f"SR size {tuple(a.shape)} differs from truth size {tuple(b.shape)}")
+    ok = torch.isfinite(a) & torch.isfinite(b)
+    a = torch.where(ok, a, a[ok].mean())
+    b = torch.where(ok, b, b[ok].mean())
+    da, db = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    gain = float((da * db).sum() / (da * da).sum().clamp(min=1e-30))
+    a = a * gain
+    sigma = scale / 2.0
+    r = max(int(math.ceil(3 * sigma)), 1)
+    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+
+    def blur(img: torch.Tensor) -> torch.Tensor:
+        t = torch.nn.functional.pad(img[None, None], (r, r, r, r), mode="reflect")
+        t = torch.nn.functional.conv2d(t, g.view(1, 1, 1, -1))
+        return torch.nn.functional.conv2d(t, g.view(1, 1, -1, 1))[0, 0]
+
+    hf_a, hf_b = a - blur(a), b - blur(b)
+    k = 2 * scale + 1
+    pad = k // 2
+    bp = torch.nn.functional.pad(b[None, None], (pad,) * 4, mode="reflect")
+    mean = torch.nn.functional.avg_pool2d(bp, k, stride=1)[0, 0]
+    sq = torch.nn.functional.avg_pool2d(bp ** 2, k, stride=1)[0, 0]
+    local_std = (sq - mean ** 2).clamp(min=0).sqrt()
+    inner = torch.zeros_like(ok)
+    e = r + pad
+    inner[e:-e, e:-e] = True
+    sel = ok & inner
+    if int(sel.sum()) < 16:
+        raise ValueError("images too small for a flat-area texture measure")
+    cut = torch.quantile(local_std[sel], share)
+    flat = sel & (local_std <= cut)
+    ref = float((hf_b[flat] ** 2).mean())
+    return float((hf_a[flat] ** 2).mean()) / ref if ref > 0 else float("inf")
 
 
 def border_and_interior_psnr(sr: np.ndarray, truth: np.ndarray, band: int, data_range: float = 1.0) -> tuple[float, float]:

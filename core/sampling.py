@@ -26,6 +26,7 @@ class StackData:
     frames: torch.Tensor
     valid: torch.Tensor
     name: str = ""
+    weight: float = 1.0  # relative chance of a patch from this stack (a corpus weighs its places, not its stacks)
 
 
 def default_patch(sizes: list[tuple[int, int]], scale: int) -> int:
@@ -51,7 +52,11 @@ def area_split(stacks: list[StackData], patch: int, val_fraction: float) -> list
 def draw_patch(stacks: list[StackData], split_rows: list[int], patch: int, generator: torch.Generator,
                train: bool) -> tuple[int, int, int]:
     """(stack index, row, column) of a random ``patch``-px window inside the training or validation area."""
-    i = int(torch.randint(len(stacks), (1,), generator=generator))
+    weights = [st.weight for st in stacks]
+    if all(w == weights[0] for w in weights):  # equal weights keep the sampler's random stream of a single stack
+        i = int(torch.randint(len(stacks), (1,), generator=generator))
+    else:
+        i = int(torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1, generator=generator))
     H, W = stacks[i].frames.shape[-2:]
     r0, r1 = (0, split_rows[i]) if train else (split_rows[i], H)
     r = int(torch.randint(r0, r1 - patch + 1, (1,), generator=generator))

@@ -19,7 +19,7 @@ from .choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from .convention import default_kernel_size
 from .degradation import gaussian_kernels
 from .heap import heap_reuse
-from .job_reports import sr_report, ttf_summary
+from .job_reports import sr_report, ttf_summary, validation_rows
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
 from .atomic_files import atomic_outputs
 from .outputs import RASTER_EXTENSIONS, GeoTiffWriter, check_output_path, output_nodata
@@ -30,6 +30,7 @@ from .windows import StackStats, Subset, best_window, read_window, stack_stats
 
 if TYPE_CHECKING:
     from .registration import Registration
+    from .validation import ValidationResult
     from .ttf import TTFConfig
 
 
@@ -92,6 +93,7 @@ def run_superresolve(
                register, P.REGISTRATION_QUALITY.check(min_registration_quality), model_path, P.TILE.check(tile),
                TTFConfig(iterations=P.TTF_ITERATIONS.check(ttf_iterations), fit=ttf_fit, **lrs), ttf_per_tile)
     reference = P.REFERENCE.check(reference)
+    requested = method
     _check_outputs(run, sources, output, uncertainty_output, kernel_output, report_html)
     procs, run.device = distributed.init_from_env(run.device)  # under torchrun: this process's share and device
     net, flow = _load_networks(run)
@@ -102,13 +104,23 @@ def run_superresolve(
         sel = _select_frames(reader, stats, run, reference, mon)
         mon.progress(0.1, "frames registered")
         mon.check()
-        agreement = None
-        if method == "ibp":  # robust fusion's constants and the iteration count, from one read of the window
-            frames, valid = read_window(sel.source, *sel.window)
-            agreement, weights = _agreement(sel, frames, valid, mon)
-            if run.iterations is None:
-                run.iterations = _choose_iterations(sel, run, frames, valid, weights, mon.sub(0.1, 0.15))
-        params = {"scale": scale, "method": method, "iterations": run.iterations if method == "ibp" else None,
+        # robust fusion's constants, IBP's iteration count and the validation, from one read of the window
+        frames, valid = read_window(sel.source, *sel.window)
+        agreement, weights = _agreement(sel, frames, valid, mon)
+        if method in ("ibp", "auto") and run.iterations is None:
+            run.iterations = _choose_iterations(sel, run, frames, valid, weights, mon.sub(0.1, 0.15))
+        validation = _validate(sel, run, frames, valid, weights, net, flow, mon)
+        del frames, valid
+        if method == "auto":
+            _apply_choice(run, sel, validation, mon)
+            if not run.learned:
+                net = flow = None
+        method = run.method
+        mon.progress(0.3 if run.learned else 0.15, "validated")
+        if method != "ibp":
+            agreement = None
+        params = {"scale": scale, "method": method, "requested_method": requested,
+                  "iterations": run.iterations if method == "ibp" else None,
                   "robust_fusion": agreement is not None if method == "ibp" else None,
                   "psf_sigma": run.psf_sigma, "kernel_bank": os.path.basename(kernel_bank) if kernel_bank else None,
                   "register": register, "min_registration_quality": run.min_quality, "tile": run.tile,
@@ -120,11 +132,12 @@ def run_superresolve(
                  kernel_output if flow is not None else None, report_html)
         # under torchrun every process computes its share of the tiles and rank 0 writes them all
         seconds = _run_and_write(paths if procs.is_main else (None,) * 4, reader, sel, run, params, net, flow, mon, t0,
-                                 agreement)
+                                 agreement, validation)
     mon.progress(1.0, f"wrote {output}")
     return {"output": output, "uncertainty": paths[1], "report": report_html, "kernel": paths[2], "method": method,
-            "scale": scale, "reference": sel.reference_name, "images": reader.count, "images_used": sel.source.count,
-            "seconds": seconds}
+            "requested_method": requested, "scale": scale, "reference": sel.reference_name, "images": reader.count,
+            "images_used": sel.source.count, "seconds": seconds,
+            "validation": None if validation is None else validation.to_dict(method)}
 
 
 @dataclass
@@ -170,10 +183,12 @@ def _check_outputs(run: _Run, sources, output, uncertainty_output, kernel_output
     """Before any reading: the settings that exclude each other, the model to use, the output paths."""
     from .model_files import base_model_path
 
-    if run.kernel_bank and run.method != "ibp":
+    if run.kernel_bank and run.method not in ("ibp", "auto"):
         raise StackError("a kernel bank is used by the IBP method only")
     if run.kernel_bank and run.psf_sigma is not None:
         raise StackError("give either a PSF sigma or a kernel bank for IBP, not both")
+    if run.method == "auto" and not run.model_path:
+        run.model_path = base_model_path(run.scale)  # None: auto chooses among the classic methods
     if run.learned and not run.model_path:
         run.model_path = base_model_path(run.scale)
         if run.model_path is None:
@@ -193,10 +208,10 @@ def _load_networks(run: _Run):
     from .fkp import default_fkp_path, load_fkp
     from .model_files import load_model
 
-    if not run.learned:
+    if not (run.learned or (run.method == "auto" and run.model_path)):
         return None, None
     net, _ = load_model(run.model_path, scale=run.scale, device=run.device)
-    return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method == "piunet+ttf" else None
+    return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method in ("piunet+ttf", "auto") else None
 
 
 def _select_frames(reader: StackReader, stats: StackStats, run: _Run, reference: int | None, mon: Monitor) -> _Selected:
@@ -281,9 +296,54 @@ def _choose_iterations(sel: _Selected, run: _Run, frames: torch.Tensor, valid: t
     return count
 
 
+def _validate(sel: _Selected, run: _Run, frames: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor | None,
+              net, flow, mon: Monitor) -> "ValidationResult | None":
+    """Held-out validation (:mod:`validation`) on the central part of the registration window: of every
+    candidate for ``auto``, else of the method asked for; each against the reference date upsampled alone.
+    None when only the reference is used (nothing to hold out)."""
+    from .method_choice import Setup, central_window, choose_method
+
+    if sel.source.count < 2:
+        mon.info("quality estimate: none, only the reference image is used (nothing to hold out)")
+        return None
+    rows, cols = central_window(tuple(frames.shape[-2:]))
+    f, v = frames[:, rows, cols], valid[:, rows, cols]
+    w = None if weights is None else weights[:, rows, cols]
+    auto = run.method == "auto"
+    psf = default_psf(run.scale) if run.psf_sigma is None and (auto or sel.kernels is None) else _classic_kernels(sel, run)
+    if auto and run.psf_sigma is not None:
+        psf = gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)
+    setup = Setup(run.scale, sel.ref, sel.shifts, psf, run.iterations or IBP_CANDIDATES[-1], sel.shifts is not None,
+                  sel.kernels if auto else None, net if (auto or run.learned) else None, flow, run.ttf)
+    only = None if auto else (run.method,)
+    mon.progress(0.15, "validating " + ("every method" if auto else run.method) + " on held-out pixels")
+    result = choose_method(setup, f, v, sel.kernels if sel.kernels is not None else psf, w, only, check=mon.check)
+    for sc in result.scores:
+        mon.info(f"validation: {sc.method}: held-out RMS error {sc.rmse:.5g}, {sc.gain_db:+.2f} dB "
+                 f"(+- {sc.gain_spread_db:.2f}) over the reference image alone ({sc.seconds:.1f} s)")
+    for note in result.notes:
+        mon.info("validation: " + note)
+    return result
+
+
+def _apply_choice(run: _Run, sel: _Selected, validation: "ValidationResult | None", mon: Monitor) -> None:
+    """``auto``: the method the validation ranks first (IBP with the kernel bank counts as IBP)."""
+    from .method_choice import pick
+
+    chosen = pick(validation)
+    if chosen == "ibp-bank":
+        chosen = "ibp"
+    elif chosen == "ibp":
+        sel.kernels = None  # IBP with the default PSF did better than with the estimated kernels
+    run.method = chosen
+    why = "only the reference image is used" if validation is None else \
+        f"the lowest held-out error of {len(validation.scores)} methods"
+    mon.info(f"method: {chosen} ({why})")
+
+
 def _classic(sel: _Selected, run: _Run, sink, mon: Monitor, agreement: tuple[int, torch.Tensor] | None) -> None:
     classic_tiles(sel.source, sel.stats, run.method, run.scale, sel.shifts, sink, _classic_kernels(sel, run),
-                  run.iterations, run.tile, mon.sub(0.15, 0.95), agreement)
+                  run.iterations, run.tile, mon.sub(0.3, 0.95), agreement, sel.ref)
 
 
 class _FileSink:
@@ -314,7 +374,7 @@ class _FileSink:
 
 
 def _run_and_write(paths, reader: StackReader, sel: _Selected, run: _Run, params: dict, net, flow, mon: Monitor,
-                   t0: float, agreement: tuple[int, torch.Tensor] | None) -> float:
+                   t0: float, agreement: tuple[int, torch.Tensor] | None, validation: "ValidationResult | None") -> float:
     """Run the method tile by tile into the SR raster, uncertainty, TTF kernel layer and report, all or
     none (``paths`` None: compute this process's share, write nothing); returns the run's seconds."""
     from .kernels import write_kernel_layer
@@ -328,6 +388,7 @@ def _run_and_write(paths, reader: StackReader, sel: _Selected, run: _Run, params
         "STACKSR_SHIFTS": None if reg is None else [[round(v, 4) for v in d] for d in reg.shifts.tolist()],
         "STACKSR_REGISTRATION": None if reg is None else {
             n: {"quality": round(q, 4), "used": u} for n, q, u in zip(reader.names, reg.quality.tolist(), sel.used.tolist())},
+        "STACKSR_VALIDATION": None if validation is None else validation.to_dict(run.method),
     }
     grid = reader.grid.scaled(scale)
     look = tuple(slice(k.start * scale, k.stop * scale) for k in sel.window)
@@ -357,7 +418,8 @@ def _run_and_write(paths, reader: StackReader, sel: _Selected, run: _Run, params
                                                                for n, u in zip(reader.names, sel.used.tolist()))),
                        ("reference frame", sel.reference_name), ("images used (registration quality)", sel.source.count),
                        ("device", str(run.device) if run.learned else "cpu"),
-                       ("tile (input pixels)", run.tile), ("seconds", seconds), *shown],
+                       ("tile (input pixels)", run.tile), ("seconds", seconds), *shown,
+                       *validation_rows(validation, run.method)],
                       sel.reference_name, sink.std if t_unc else None, sink.covered)
     return seconds
 

@@ -40,6 +40,7 @@ class TrainConfig:
     uncertainty: bool = True  # add the Laplace NLL term
     val_fraction: float = 0.2
     val_every: int = 50
+    val_samples: int = 0  # patches in the fixed validation set (0: one batch, at least 8); evaluated a batch at a time
     seed: int = 0
     shift_aug: float = 1.0  # random per-frame shift of the inputs, CR pixels (test-time shifts are LR pixels)
     bf16: bool = False  # bfloat16 autocast for forward/backward
@@ -154,7 +155,10 @@ def train_piunet(
             gen.set_state(payload["rng"]["sampler"])
     model = DistributedDataParallel(net) if dist_info.world > 1 else net
     val_gen = torch.Generator().manual_seed(config.seed + 1)
-    val_batch = sampler.sample(max(config.batch, 8), val_gen, train=False)
+    n_val = config.val_samples or max(config.batch, 8)
+    val_batches = [sampler.sample(min(config.batch, n_val - k), val_gen, train=False)
+                   for k in range(0, n_val, config.batch)] if config.val_samples else \
+        [sampler.sample(n_val, val_gen, train=False)]
     last = output + ".last"
     t0 = time.perf_counter()
     first_step = state.step  # steps done before this run (resume): the ETA counts this run's pace only
@@ -190,7 +194,7 @@ def train_piunet(
             if dist_info.is_main and (state.step % config.val_every == 0 or state.step == config.steps):
                 net.eval()
                 with torch.no_grad():
-                    val = float(loss_of(val_batch, net))
+                    val = sum(float(loss_of(b, net)) * b[0].shape[0] for b in val_batches) / n_val
                 state.history.append((state.step, train_loss, val))
                 if val < state.best_val:
                     state.best_val = val

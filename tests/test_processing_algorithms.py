@@ -341,11 +341,16 @@ def test_the_one_click_chain_estimates_fine_tunes_and_super_resolves(processing,
         "OUTPUT_REPORT": str(tmp_path / "report.html")})
     assert res["OUTPUT"] == out and sorted(os.listdir(work)) == ["kernels.npz", "piunet.pt", "piunet.pt.last"]
     ds = gdal.Open(out)
-    assert ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf" and (ds.RasterXSize, ds.RasterYSize) == (183, 183)
-    assert json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))["model"] == "piunet.pt"
+    method = ds.GetMetadataItem("STACKSR_METHOD")
+    params = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
+    validation = json.loads(ds.GetMetadataItem("STACKSR_VALIDATION"))
+    # the fine-tuned model competes with IBP (default PSF and estimated kernels) on held-out pixels
+    assert method in ("piunet+ttf", "ibp") and validation["chosen"] == method and (ds.RasterXSize, ds.RasterYSize) == (183, 183)
+    assert {"piunet+ttf", "ibp", "ibp-bank", "bicubic-ref"} <= set(validation["methods"])
+    assert params["requested_method"] == "auto" and params["model"] == "piunet.pt"
     ds = None
     names = [n.layer().name() for n in project.layerTreeRoot().findGroup("StackSR").findLayers()]
-    assert len(names) == 1 and names[0].endswith("piunet+ttf x3")
+    assert len(names) == 1 and names[0].endswith(f"{method} x3")
     project.clear()
 
 

@@ -1,6 +1,6 @@
 """Algorithm: super-resolve a stack with a trained PIUNet (or a classic method, to compare)."""
 from qgis.core import (
-    QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+    QgsProcessingOutputString, QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination,
 )
 
@@ -16,6 +16,7 @@ class SuperResolveStack(StackSRAlgorithm):
     METHOD, MODEL, TILE, TTF_ITERATIONS = "METHOD", "MODEL", "TILE", "TTF_ITERATIONS"
     OUTPUT, OUTPUT_UNCERTAINTY, OUTPUT_KERNEL = "OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_KERNEL"
     OUTPUT_REPORT = "OUTPUT_REPORT"
+    METHOD_USED, QUALITY = "METHOD_USED", "QUALITY"
     TTF_PER_TILE, TTF_LR, TTF_KERNEL_LR, TTF_FIT = "TTF_PER_TILE", "TTF_LR", "TTF_KERNEL_LR", "TTF_FIT"
 
     def name(self):
@@ -25,7 +26,8 @@ class SuperResolveStack(StackSRAlgorithm):
         return "3 - Super-resolve stack (PIUNet + TTF)"
 
     def shortDescription(self):  # noqa: N802 - the toolbox's tooltip
-        return "Super-resolves a time series with PIUNet and test-time finetuning (or a classic method) into a GeoTIFF."
+        return ("Super-resolves a time series into a GeoTIFF with the method that validates best on it (PIUNet + "
+                "test-time finetuning or IBP), or with the method you pick.")
 
     def shortHelpString(self):  # noqa: N802
         return (
@@ -33,6 +35,13 @@ class SuperResolveStack(StackSRAlgorithm):
             "(self-supervised)', or with a classic method on the same input, to compare. Without a model file, "
             "the base model shipped with the plugin is used (x3; trained self-supervised on a real Landsat time "
             "series): fine-tuning it on your stack with the Train algorithm usually does better.\n\n"
+            "Automatic (the default) tries the methods on your stack first: a quarter of the 8-pixel blocks of every "
+            "image but the reference is hidden, each method runs on the rest, and its result, moved onto each image, "
+            "blurred and decimated, is compared with the hidden pixels. IBP (with the estimated kernels when a kernel "
+            "bank is given) is used unless PIUNet + TTF predicts the hidden pixels clearly better (0.5 dB, on two "
+            "thirds of the images). Every output carries this quality estimate: the held-out error of each method "
+            "tried and its gain over the reference image upsampled alone, in the log, the report and the raster's "
+            "metadata (STACKSR_VALIDATION).\n\n"
             "PIUNet + TTF (test-time finetuning) first adapts the model's last layers and the blur kernels "
             "(through the kernel prior) to this stack, so that the super-resolved image, moved onto each image, "
             "blurred and decimated, reproduces every image of the stack, the reference (clearest) one weighing "
@@ -78,9 +87,12 @@ class SuperResolveStack(StackSRAlgorithm):
             self.OUTPUT_KERNEL, "TTF kernel layer", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_REPORT, "Run report", "HTML files (*.html)", optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputString(self.METHOD_USED, "Method used"))
+        self.addOutput(QgsProcessingOutputString(self.QUALITY, "Quality estimate (held-out validation)"))
 
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.sr_job import run_superresolve  # torch is imported only when running
+        from ...core.validation import quality_line
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         unc = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context)
@@ -93,13 +105,13 @@ class SuperResolveStack(StackSRAlgorithm):
             reference=self.optional_number(parameters, self.REFERENCE, context),
             model_path=self.parameterAsFile(parameters, self.MODEL, context) or None,
             tile=self.parameterAsInt(parameters, self.TILE, context),
-            uncertainty_output=(unc or None) if method.startswith("piunet") else None,
+            uncertainty_output=(unc or None) if method.startswith("piunet") or method == "auto" else None,
             ttf_iterations=self.parameterAsInt(parameters, self.TTF_ITERATIONS, context),
             ttf_per_tile=self.parameterAsBoolean(parameters, self.TTF_PER_TILE, context),
             ttf_lr=self.optional_number(parameters, self.TTF_LR, context, legacy=0.0),
             ttf_kernel_lr=self.optional_number(parameters, self.TTF_KERNEL_LR, context, legacy=0.0),
             ttf_fit=TTF_FITS[self.parameterAsEnum(parameters, self.TTF_FIT, context)],
-            kernel_output=(kernel or None) if method == "piunet+ttf" else None,
+            kernel_output=(kernel or None) if method in ("piunet+ttf", "auto") else None,
             device=self.device_choice(parameters, context),
             min_registration_quality=self.optional_number(parameters, self.MIN_REGISTRATION_QUALITY, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
@@ -111,7 +123,7 @@ class SuperResolveStack(StackSRAlgorithm):
         for name, path in ((self.OUTPUT, output), (self.OUTPUT_UNCERTAINTY, summary["uncertainty"]),
                            (self.OUTPUT_KERNEL, summary["kernel"])):
             self.load_as(context, path, names[name], stylers[name])
-        results = {self.OUTPUT: output}
+        results = {self.OUTPUT: output, self.METHOD_USED: summary["method"], self.QUALITY: quality_line(summary)}
         if summary["report"]:
             results[self.OUTPUT_REPORT] = summary["report"]
         if summary["uncertainty"]:

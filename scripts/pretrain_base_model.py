@@ -1,0 +1,134 @@
+"""Pretrain a shipped base model (models/piunet_base_x{scale}.pt) on the real-series corpus, for hours,
+resumably, across sessions.
+
+Self-supervised only (CR -> LR): the LR frames of every series in ``scripts/pretrain_corpus.py`` are the
+targets, their degraded copies (random anisotropic Gaussian kernels of the FKP prior's range, one per
+frame, then decimation) the inputs; no HR image is seen, and no benchmark's truth.
+
+The run lives in ``--run-dir`` and goes in segments of ``--segment`` steps. Each segment resumes the last
+checkpoint exactly (weights, Adam state, step, best validation, the sampler's and torch's random states), so
+a run killed at any time (SIGTERM / SIGINT save the checkpoint first) or continued in a later session picks
+up where it stopped. After every segment the script appends a line to ``curve.jsonl`` (step, CPU seconds of
+training so far, validation loss on a fixed set of 64 patches from every place's held-out rows) and keeps a
+snapshot of the weights (``step<N>.pt``) for the benchmarks. ``best.pt`` is the step with the best
+validation loss so far. The learning rate is constant (no schedule to restore).
+
+Usage (1 torch thread while other work runs on the machine, 2 when it has the machine to itself):
+    PYTHONPATH=.build/pkg .venv/bin/python scripts/pretrain_base_model.py --scale 3 --hours 2.5 --threads 1
+Continue in a later session: the same command (the run directory holds the state).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, ".build", "pkg"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pretrain_corpus import corpus  # noqa: E402
+from stacksr.core.convention import default_kernel_size  # noqa: E402
+from stacksr.core.degradation import gaussian_kernels, random_gaussian_params  # noqa: E402
+from stacksr.core.model_files import base_model_path, load_model  # noqa: E402
+from stacksr.core.piunet import PIUNetConfig  # noqa: E402
+from stacksr.core.progress import Cancelled, Monitor  # noqa: E402
+from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised  # noqa: E402
+
+
+class _Stoppable(Monitor):
+    """Cancels at the next step on SIGTERM / SIGINT (training then writes its checkpoint)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stop = False
+        signal.signal(signal.SIGTERM, self._ask)
+        signal.signal(signal.SIGINT, self._ask)
+
+    def _ask(self, *_):
+        self.stop = True
+
+    def is_cancelled(self) -> bool:
+        return self.stop
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=int, default=3)
+    ap.add_argument("--run-dir", default=None, help="default: pretrain_runs/x<scale> (not in git)")
+    ap.add_argument("--hours", type=float, default=2.0, help="wall-clock budget of this invocation")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--segment", type=int, default=500, help="steps between curve points and snapshots")
+    ap.add_argument("--init", default="base", help="'base' (the shipped base model of the scale), 'none', or a model file")
+    ap.add_argument("--frames", type=int, default=9)
+    ap.add_argument("--features", type=int, default=32)
+    ap.add_argument("--blocks", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=10, help="CR patch (LR targets are scale x patch)")
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--kernels", type=int, default=512)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    run = args.run_dir or os.path.join(ROOT, "pretrain_runs", f"x{args.scale}")
+    os.makedirs(run, exist_ok=True)
+    settings_file = os.path.join(run, "settings.json")
+    if os.path.exists(settings_file):  # a resumed run keeps the settings it started with
+        saved = json.load(open(settings_file))
+        for k in ("scale", "frames", "features", "blocks", "batch", "patch", "lr", "kernels", "seed", "init"):
+            setattr(args, k, saved[k])
+    else:
+        json.dump(vars(args), open(settings_file, "w"), indent=1)
+
+    s = args.scale
+    stacks, counts = corpus(args.frames, args.patch * s, 0.2)
+    g = torch.Generator().manual_seed(args.seed)
+    bank = gaussian_kernels(*random_gaussian_params(args.kernels, s, g), default_kernel_size(s), s)
+    digest = f"generic-gaussian-{args.kernels}-seed{args.seed}"
+    init = None
+    if args.init == "base":
+        init = base_model_path(s)
+    elif args.init != "none":
+        init = args.init
+    net_cfg = PIUNetConfig(scale=s, features=args.features, blocks=args.blocks)
+    if init:
+        net_cfg = load_model(init, s)[0].config
+    best, last, curve_file = (os.path.join(run, n) for n in ("best.pt", "best.pt.last", "curve.jsonl"))
+    print(f"{len(stacks)} stacks from {len(counts)} places {counts}; network {net_cfg}; init {init}", flush=True)
+
+    mon = _Stoppable()
+    t_end = time.time() + args.hours * 3600
+    bf16 = bf16_supported(torch.device("cpu"))
+    while time.time() < t_end and not mon.stop:
+        resume = last if os.path.exists(last) else None
+        done = torch.load(last, weights_only=True)["state"]["step"] if resume else 0
+        cfg = TrainConfig(scale=s, frames=args.frames, patch=args.patch, batch=args.batch, steps=done + args.segment,
+                          lr=args.lr, val_fraction=0.2, val_every=args.segment, val_samples=64, seed=args.seed, bf16=bf16)
+        cpu0 = time.process_time()
+        try:
+            res = train_self_supervised(stacks, bank, cfg, best, digest, net_cfg, resume=resume,
+                                        init=None if resume else init, monitor=mon)
+        except Cancelled:
+            print("stopped; the checkpoint is saved", flush=True)
+            break
+        cpu = time.process_time() - cpu0
+        prev = [json.loads(line) for line in open(curve_file)] if os.path.exists(curve_file) else []
+        cpu_total = (prev[-1]["cpu_s"] if prev else 0.0) + cpu
+        step, train_loss, val = res["history"][-1]
+        point = {"step": step, "cpu_s": round(cpu_total, 1), "train": round(train_loss, 5), "val": round(val, 5),
+                 "best": val <= res["best_val"], "threads": args.threads, "segment_wall_s": res["seconds"],
+                 "date": time.strftime("%Y-%m-%d %H:%M")}
+        with open(curve_file, "a") as f:
+            f.write(json.dumps(point) + "\n")
+        shutil.copyfile(last, os.path.join(run, f"step{step}.pt"))
+        print(json.dumps(point), flush=True)
+
+
+if __name__ == "__main__":
+    main()
