@@ -104,7 +104,7 @@ def _sr_args(c: argparse.ArgumentParser, default_method: str) -> None:
     _number(c, "--tile", P.TILE, "PIUNet tile size in input pixels")
     c.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
     c.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
-    _number(c, "--reference", P.REFERENCE, "0-based reference frame (automatic: the clearest)")
+    _number(c, "--reference", P.REFERENCE, "0-based reference frame (automatic: the clearest; of equally clear ones, the most typical)")
     _number(c, "--iterations", P.IBP_ITERATIONS, "IBP iterations (automatic: chosen per stack by held-out validation)")
     _number(c, "--psf-sigma", P.PSF_SIGMA, "IBP Gaussian sigma in output pixels")
     c.add_argument("--kernel-bank", default=None,
@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--report", default=None, help="HTML report of the run (loss curves, settings, kernel bank)")
     t.add_argument("--output", required=True, help="model file (.pt); <output>.last is the resumable checkpoint")
 
-    ch = sub.add_parser("chain", help="the whole method: estimate kernels, fine-tune the base model, super-resolve (PIUNet + TTF)")
+    ch = sub.add_parser("chain", help="the whole method: estimate kernels, fine-tune the base model, super-resolve "
+                                             "(PIUNet + TTF or IBP, whichever validates best)")
     _stack_args(ch)
     ch.add_argument("--scale", type=int, default=3)
     _number(ch, "--steps", P.CHAIN_STEPS, "fine-tuning steps")

@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--kinds", default="static,realdates,realsensor")
     ap.add_argument("--model", default="base", help="'base' (the shipped model of each scale), 'none', or a file (x3)")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--learned-only", action="store_true",
+                    help="score the learned path alone, without validation (a pretraining checkpoint's curve point)")
     args = ap.parse_args()
     rows = []
     for kind in args.kinds.split(","):
@@ -74,17 +76,24 @@ def main() -> None:
             means = torch.stack([f[v].mean() if v.any() else f.mean() for f, v in zip(lr, valid)])
             weights = agreement_weights(lr, valid, 0, shifts, float(means[0]))[0] if lr.shape[0] > 1 else None
             iters = choose_ibp_iterations(lr, valid, s, shifts, psf, means, weights)[0]
-            model = base_model_path(s) if args.model == "base" else None if args.model == "none" else args.model
+            model = None if args.model == "none" else base_model_path(s) if args.model == "base" else \
+                args.model if torch.load(args.model, weights_only=True)["scale"] == s else base_model_path(s)
             net = load_model(model, s)[0] if model else None
             flow = load_fkp(default_fkp_path(s), s) if net is not None else None
             setup = Setup(s, 0, shifts, psf, iters, True, None, net, flow, TTFConfig())
             truth = {}
             texture = {}
             for m, run in runners(setup).items():
+                if args.learned_only and not m.startswith("piunet"):
+                    continue
                 sr = run(lr, valid)
                 truth[m] = cpsnr(sr.numpy(), st.hr.numpy(), max_shift=3, data_range=st.data_range,
                                  fit_gain=st.fit_gain).cpsnr
                 texture[m] = flat_texture_ratio(sr.numpy(), st.hr.numpy(), s)
+            if args.learned_only:
+                rows.append({"kind": kind, "stack": name, "truth": truth, "texture": texture})
+                print(kind, name, truth, texture, flush=True)
+                continue
             win = central_window(tuple(lr.shape[-2:]))
             val = choose_method(setup, lr[:, win[0], win[1]], valid[:, win[0], win[1]], psf,
                                 None if weights is None else weights[:, win[0], win[1]])
@@ -98,11 +107,25 @@ def main() -> None:
             print(kind, name, f"frames {row['frames_used']}/{row['frames']}", {m: round(v, 2) for m, v in truth.items()}, "->", chosen,
                   {m: round(d["gain_db"], 2) if d["gain_db"] is not None else None
                    for m, d in row["validation"]["methods"].items()}, f"{row['seconds']} s", flush=True)
-    report(rows)
+    if args.learned_only:
+        for kind in dict.fromkeys(r["kind"] for r in rows):
+            rs = [r for r in rows if r["kind"] == kind and r["truth"]]
+            if rs:
+                m = next(iter(rs[0]["truth"]))
+                print(f"{kind}: {m} {statistics.mean(r['truth'][m] for r in rs):.3f} dB, texture "
+                      f"{statistics.mean(r['texture'][m] for r in rs):.2f} ({len(rs)} stacks)")
+    else:
+        report(rows)
     save(f"auto{args.tag}", {"args": vars(args), "rows": rows})
 
 
+def group(r: dict) -> str:
+    """The table's rows: each kind, the real-sensor one split by data set (Deimos-2 x3, Romania x2)."""
+    return r["kind"] if r["kind"] != "realsensor" else "realsensor " + r["stack"].split("_")[0]
+
+
 def report(rows: list[dict]) -> None:
+    rows = [{**r, "kind": group(r)} for r in rows]
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     methods = list(dict.fromkeys(m for r in rows for m in r["truth"]))
     print("\n| kind | " + " | ".join(methods) + " | auto | auto - best | picks best | worst vs 2nd best |")

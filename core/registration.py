@@ -26,6 +26,7 @@ Large rasters are registered on their most valid central window (shifts are glob
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -264,3 +265,33 @@ def register_source(source, stats, ref_index: int, window: tuple[slice, slice] |
     stack is never needed."""
     rows, cols = window or best_window(stats, source.height, source.width, MAX_WINDOW)
     return register_stack(*read_window(source, rows, cols), ref_index, monitor=monitor)
+
+
+REFERENCE_TIE = 0.01  # images whose clear share is within this of the clearest one tie for the reference
+
+
+def typical_reference(clear: Sequence[float], frames: torch.Tensor, valid: torch.Tensor) -> tuple[int, list[float]]:
+    """The reference image when none is given: the clearest, and among images equally clear (no masks, or
+    masks that leave several images whole) the one the others agree with most. An outlier date (snow, a
+    flood, another season) as the reference makes every other date look like other land and leaves it out.
+
+    Agreement: the correlation of each tied image with the per-pixel median of all the images, each image
+    standardised on its valid pixels of ``frames`` ``(T, h, w)`` (a window of the stack). Returns the index
+    and the tied images' correlations (empty when there was no tie)."""
+    clear = [float(c) for c in clear]
+    top = max(clear)
+    tied = [t for t, c in enumerate(clear) if c >= top - REFERENCE_TIE]
+    if len(tied) < 2:
+        return tied[0], []
+    f = frames.double()
+    n = valid.sum(dim=(1, 2)).clamp(min=1)
+    mean = (f * valid).sum(dim=(1, 2)) / n
+    std = (((f - mean[:, None, None]) ** 2 * valid).sum(dim=(1, 2)) / n).sqrt().clamp(min=1e-12)
+    z = torch.where(valid, (f - mean[:, None, None]) / std[:, None, None], torch.full_like(f, float("nan")))
+    median = torch.nanmedian(z, dim=0).values
+    corr = []
+    for t in tied:
+        m = valid[t] & torch.isfinite(median)
+        corr.append(float((z[t][m] * (median[m] - median[m].mean())).mean() / median[m].std().clamp(min=1e-12))
+                    if int(m.sum()) > 1 else float("-inf"))
+    return tied[max(range(len(tied)), key=corr.__getitem__)], corr

@@ -24,7 +24,7 @@ from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
 from .atomic_files import atomic_outputs
 from .outputs import RASTER_EXTENSIONS, GeoTiffWriter, check_output_path, output_nodata
 from .progress import Monitor, ensure_monitor
-from .registration import MAX_WINDOW, register_source
+from .registration import MAX_WINDOW, register_source, typical_reference
 from .stack_io import FMASK_INVALID_VALUES, NOTHING_VALID, ImageSource, StackError, StackReader
 from .windows import StackStats, Subset, best_window, read_window, stack_stats
 
@@ -72,7 +72,8 @@ def run_superresolve(
     (None: the benchmarked defaults of :class:`ttf.TTFConfig`; larger ones over-fit); ``ttf_fit``: what
     the finetuned output must explain, one of :data:`choices.TTF_FITS` (None: every frame of the stack);
     ``kernel_output`` receives the TTF kernel (of the centre tile when per tile) as a layer). ``reference``: 0-based frame whose
-    grid the classic methods align to (None: the clearest). ``psf_sigma``: isotropic
+    grid the classic methods align to (None: the clearest, and of equally clear ones the one the others agree with
+    most: :func:`registration.typical_reference`). ``psf_sigma``: isotropic
     PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`); ``iterations``: IBP's, None (the
     default) chosen per stack by held-out validation (:func:`baselines.choose_ibp_iterations`); ``kernel_bank``: IBP
     uses each image's kernel from this bank (the Estimate kernels output, same images) instead. Numeric settings left
@@ -218,13 +219,20 @@ def _select_frames(reader: StackReader, stats: StackStats, run: _Run, reference:
     """Register every frame to the reference and keep those whose registration quality passes."""
     if min(reader.width, reader.height) < MIN_LR_SIZE:
         raise StackError(f"images of {reader.width}x{reader.height} pixels are too small (at least {MIN_LR_SIZE}x{MIN_LR_SIZE})")
-    ref = int(np.argmax(stats.clear_fraction)) if reference is None else int(reference)
+    window = best_window(stats, reader.height, reader.width, MAX_WINDOW)
+    if reference is None:
+        ref, corr = typical_reference(stats.clear_fraction, *read_window(reader, *window))
+        if corr:
+            mon.info(f"reference: {reader.names[ref]}, of {len(corr)} images equally clear the one the others agree "
+                     f"with most (correlation with the images' median {max(corr):.3f}; the least typical "
+                     f"{min(corr):.3f})")
+    else:
+        ref = int(reference)
     if not 0 <= ref < reader.count:
         raise StackError(f"reference frame {ref} does not exist (the stack has {reader.count} images, numbered from 0)")
     kernels = _bank_kernels(run.kernel_bank, run.scale, reader.names) if run.kernel_bank else None
     mon.progress(0.05, f"opened {reader.count} images of {reader.width}x{reader.height} px")
     mon.check()
-    window = best_window(stats, reader.height, reader.width, MAX_WINDOW)
     used = torch.ones(reader.count, dtype=torch.bool)
     reg = shifts = None
     if run.register:
@@ -236,6 +244,10 @@ def _select_frames(reader: StackReader, stats: StackStats, run: _Run, reference:
             mon.info(f"{name}: shift ({d[0]:+.2f}, {d[1]:+.2f}) LR px, registration quality {q:.2f}"
                      + ("" if u else f" < {run.min_quality:g}: left out (other land or light, or not alignable)"))
     keep = [int(i) for i in torch.nonzero(used)[:, 0]]
+    if reg is not None and len(keep) == 1 and reader.count > 1:
+        mon.info(f"WARNING: every image but the reference {reader.names[ref]} was left out (none registers to it with "
+                 f"quality {run.min_quality:g}): the result comes from that one image. If the reference is an outlier "
+                 "date, give another one (reference), or keep all images (minimum registration quality 0)")
     return _Selected(Subset(reader, keep), stats.subset(keep), int(used[:ref].sum()), reader.names[ref], shifts,
                      None if kernels is None else kernels[used], reg, used, window)
 

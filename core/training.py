@@ -148,6 +148,8 @@ def train_piunet(
     if payload is not None:
         if "optimizer" in payload:
             opt.load_state_dict(payload["optimizer"])
+            for group in opt.param_groups:  # the config's rate: a resumed run may continue at a lowered one
+                group["lr"] = config.lr
         st = payload["state"]
         state = TrainState(st["step"], st["best_val"], [tuple(h) for h in st["history"]])
         if "rng" in payload:

@@ -11,7 +11,8 @@ a run killed at any time (SIGTERM / SIGINT save the checkpoint first) or continu
 up where it stopped. After every segment the script appends a line to ``curve.jsonl`` (step, CPU seconds of
 training so far, validation loss on a fixed set of 64 patches from every place's held-out rows) and keeps a
 snapshot of the weights (``step<N>.pt``) for the benchmarks. ``best.pt`` is the step with the best
-validation loss so far. The learning rate is constant (no schedule to restore).
+validation loss so far. The learning rate drops on a plateau of the validation loss (:func:`scheduled_lr`);
+its state is the curve and ``settings.json``, in the run directory.
 
 Usage (1 torch thread while other work runs on the machine, 2 when it has the machine to itself):
     PYTHONPATH=.build/pkg .venv/bin/python scripts/pretrain_base_model.py --scale 3 --hours 2.5 --threads 1
@@ -37,7 +38,7 @@ from pretrain_corpus import corpus  # noqa: E402
 from stacksr.core.convention import default_kernel_size  # noqa: E402
 from stacksr.core.degradation import gaussian_kernels, random_gaussian_params  # noqa: E402
 from stacksr.core.model_files import base_model_path, load_model  # noqa: E402
-from stacksr.core.piunet import PIUNetConfig  # noqa: E402
+from stacksr.core.piunet import PIUNet, PIUNetConfig  # noqa: E402
 from stacksr.core.progress import Cancelled, Monitor  # noqa: E402
 from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised  # noqa: E402
 
@@ -58,6 +59,73 @@ class _Stoppable(Monitor):
         return self.stop
 
 
+PATIENCE = 4  # segments without a new best validation loss before the learning rate drops
+LR_DROP, LR_MIN = 0.3, 1e-5
+
+
+def scheduled_lr(curve_file: str, lr: float, settings_file: str) -> float:
+    """Reduce-on-plateau, kept in the run directory: the rate drops by :data:`LR_DROP` when the last
+    :data:`PATIENCE` curve points (all at the current rate) brought no new best validation loss."""
+    points = [json.loads(line) for line in open(curve_file)] if os.path.exists(curve_file) else []
+    recent = points[-PATIENCE:]
+    if len(recent) < PATIENCE or any(p.get("lr", lr) != lr for p in recent) or any(p["best"] for p in recent):
+        return lr
+    new = max(lr * LR_DROP, LR_MIN)
+    if new != lr:
+        settings = json.load(open(settings_file))
+        settings["lr"] = new
+        json.dump(settings, open(settings_file, "w"), indent=1)
+        print(f"no new best in {PATIENCE} segments: learning rate {lr:g} -> {new:g}", flush=True)
+    return new
+
+
+def transplant(path: str, scale: int, output: str) -> str:
+    """A model file at ``scale`` made from a model of another scale: every weight but the upsampler's first
+    convolution, which is scale-specific (one output channel per feature and sub-pixel phase); each of its
+    phases starts from the source's centre phase, so the new model begins as the source network followed by a
+    nearest-neighbour upsampling of its features (the way ICNR initialises a pixel shuffle)."""
+    from stacksr.core.model_files import save_model
+    from stacksr.core.training import TrainState
+
+    src, payload = load_model(path)
+    cfg = PIUNetConfig(**{**src.config.to_dict(), "scale": scale})
+    net = PIUNet(cfg)
+    state = src.state_dict()
+    s0, C = src.config.scale, src.config.features
+    centre = (s0 // 2) * s0 + s0 // 2
+    for key in ("upsample.0.weight", "upsample.0.bias"):
+        w = state[key].reshape(C, s0 * s0, *state[key].shape[1:])[:, centre]
+        state[key] = w[:, None].expand(C, scale * scale, *w.shape[1:]).reshape(C * scale * scale, *w.shape[1:]).clone()
+    net.load_state_dict(state)
+    save_model(output, net, TrainConfig(scale=scale), payload.get("kernel_bank", ""), TrainState(),
+               extra={"transplanted_from": os.path.basename(path), "source_scale": s0})
+    return output
+
+
+def ship(run: str, args, counts: dict, output: str) -> None:
+    """The run's best checkpoint as a base model file: weights and settings only (no optimiser or random states),
+    and in its ``extra`` entry what it was trained on, how, and for how long (models/README.md says the same)."""
+    payload = torch.load(os.path.join(run, "best.pt"), map_location="cpu", weights_only=True)
+    points = [json.loads(line) for line in open(os.path.join(run, "curve.jsonl"))]
+    best = min(points, key=lambda p: p["val"])
+    init = json.load(open(os.path.join(run, "settings.json")))["init"]
+    payload["extra"] = {
+        "self_supervised": True,
+        "data": "scripts/pretrain_corpus.py: the real series of shared/data/real_series (Sentinel-2 L2A Romania 10 m "
+                "and 20 m, west half only; MODIS Sinop and Italy; Landsat Pucallpa; NAIP North Dakota; the four "
+                "_marginal series) and shared/data/landsat7_timeseries (bands 3, 4, 5), every band, stacks of "
+                f"{args.frames} consecutive dates, each place weighing the same: {counts}. LR frames as targets, "
+                "no HR image; nothing of landsat8_pan, sentinel2_timeseries, sensor_pairs or the east half of Romania",
+        "kernel_bank": f"{args.kernels} random anisotropic Gaussians of the plausible range at x{args.scale} (seed {args.seed})",
+        "command": f"python scripts/pretrain_base_model.py --scale {args.scale} (resumed until the step below)",
+        "init": init, "seed": args.seed, "steps": payload["state"]["step"], "cpu_seconds": best["cpu_s"],
+        "best_val": best["val"], "curve": points,
+    }
+    payload["extra"]["curve"] = [{k: p[k] for k in ("step", "cpu_s", "val", "lr") if k in p} for p in points]
+    torch.save(payload, output)
+    print(f"wrote {output}: step {payload['state']['step']}, validation {best['val']}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=int, default=3)
@@ -74,6 +142,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--kernels", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ship", default=None, metavar="MODEL",
+                    help="train nothing: write the run's best checkpoint here as a shipped base model, documented")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run = args.run_dir or os.path.join(ROOT, "pretrain_runs", f"x{args.scale}")
@@ -88,6 +158,9 @@ def main() -> None:
 
     s = args.scale
     stacks, counts = corpus(args.frames, args.patch * s, 0.2)
+    if args.ship:
+        ship(run, args, counts, args.ship)
+        return
     g = torch.Generator().manual_seed(args.seed)
     bank = gaussian_kernels(*random_gaussian_params(args.kernels, s, g), default_kernel_size(s), s)
     digest = f"generic-gaussian-{args.kernels}-seed{args.seed}"
@@ -98,6 +171,9 @@ def main() -> None:
         init = args.init
     net_cfg = PIUNetConfig(scale=s, features=args.features, blocks=args.blocks)
     if init:
+        init_scale = torch.load(init, map_location="cpu", weights_only=True)["scale"]
+        if init_scale != s:  # another scale's model: its trunk, and its centre phase for every sub-pixel phase
+            init = transplant(init, s, os.path.join(run, f"init_from_x{init_scale}.pt"))
         net_cfg = load_model(init, s)[0].config
     best, last, curve_file = (os.path.join(run, n) for n in ("best.pt", "best.pt.last", "curve.jsonl"))
     print(f"{len(stacks)} stacks from {len(counts)} places {counts}; network {net_cfg}; init {init}", flush=True)
@@ -106,9 +182,11 @@ def main() -> None:
     t_end = time.time() + args.hours * 3600
     bf16 = bf16_supported(torch.device("cpu"))
     while time.time() < t_end and not mon.stop:
+        args.lr = scheduled_lr(curve_file, args.lr, settings_file)
         resume = last if os.path.exists(last) else None
         done = torch.load(last, weights_only=True)["state"]["step"] if resume else 0
-        cfg = TrainConfig(scale=s, frames=args.frames, patch=args.patch, batch=args.batch, steps=done + args.segment,
+        target = (done // args.segment + 1) * args.segment  # curve points on multiples of the segment, even after a stop
+        cfg = TrainConfig(scale=s, frames=args.frames, patch=args.patch, batch=args.batch, steps=target,
                           lr=args.lr, val_fraction=0.2, val_every=args.segment, val_samples=64, seed=args.seed, bf16=bf16)
         cpu0 = time.process_time()
         try:
@@ -120,14 +198,17 @@ def main() -> None:
         cpu = time.process_time() - cpu0
         prev = [json.loads(line) for line in open(curve_file)] if os.path.exists(curve_file) else []
         cpu_total = (prev[-1]["cpu_s"] if prev else 0.0) + cpu
-        step, train_loss, val = res["history"][-1]
-        point = {"step": step, "cpu_s": round(cpu_total, 1), "train": round(train_loss, 5), "val": round(val, 5),
-                 "best": val <= res["best_val"], "threads": args.threads, "segment_wall_s": res["seconds"],
-                 "date": time.strftime("%Y-%m-%d %H:%M")}
-        with open(curve_file, "a") as f:
-            f.write(json.dumps(point) + "\n")
-        shutil.copyfile(last, os.path.join(run, f"step{step}.pt"))
-        print(json.dumps(point), flush=True)
+        best_before = min((p["val"] for p in prev), default=float("inf"))
+        new = [h for h in res["history"] if h[0] > (prev[-1]["step"] if prev else 0)]  # every validation of the segment
+        for k, (step, train_loss, val) in enumerate(new):
+            point = {"step": step, "cpu_s": round(cpu_total, 1), "train": round(train_loss, 5), "val": round(val, 5),
+                     "best": val < best_before, "lr": args.lr, "threads": args.threads,
+                     "segment_wall_s": res["seconds"], "date": time.strftime("%Y-%m-%d %H:%M")}
+            best_before = min(best_before, val)
+            with open(curve_file, "a") as f:
+                f.write(json.dumps(point) + "\n")
+            print(json.dumps(point), flush=True)
+        shutil.copyfile(last, os.path.join(run, f"step{res['steps']}.pt"))
 
 
 if __name__ == "__main__":

@@ -119,3 +119,26 @@ def test_auto_without_a_base_model_for_the_scale_chooses_among_the_classic_metho
     summary = run_superresolve(sources_from_inputs(sample_images[:4]), str(tmp_path / "sr.tif"), scale)
     expected = {"bicubic-ref", "bicubic", "ibp"} | ({"piunet+ttf"} if base_model_path(scale) else set())
     assert set(summary["validation"]["methods"]) == expected
+
+
+def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_equally_clear(sample_images, tmp_path):
+    """No masks: every date is equally clear. The first date shows other land (a real date turned upside down);
+    taking it as the reference would leave every other date out as other land."""
+    from stacksr.core.registration import typical_reference
+    from stacksr.core.sr_job import run_superresolve
+    from stacksr.core.stack_io import read_raster, sources_from_inputs
+
+    arr, _, _, _ = read_raster(sample_images[1])
+    ds = gdal.Open(sample_images[1])
+    outlier = str(tmp_path / "outlier.tif")
+    gdal.GetDriverByName("GTiff").CreateCopy(outlier, ds)
+    ds = None
+    out_ds = gdal.Open(outlier, gdal.GA_Update)
+    out_ds.GetRasterBand(1).WriteArray(np.ascontiguousarray(arr[::-1]))
+    out_ds = None
+    paths = [outlier] + sample_images[2:7]
+    frames = torch.stack([torch.from_numpy(read_raster(p)[0].astype(np.float32)) for p in paths])
+    ref, corr = typical_reference([1.0] * len(paths), frames, torch.ones_like(frames, dtype=torch.bool))
+    assert ref != 0 and corr[0] == min(corr)
+    summary = run_superresolve(sources_from_inputs(paths), str(tmp_path / "sr.tif"), 3, method="bicubic")
+    assert summary["reference"] != "outlier.tif" and summary["images_used"] == len(paths) - 1

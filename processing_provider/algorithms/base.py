@@ -149,7 +149,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
     def add_reference_parameter(self, legacy=None) -> None:
         """The reference date: its 0-based index in the stack, empty for the clearest image; the dialog
         offers the images picked as input by name. Optional: models saved before it existed keep validating."""
-        reference = self.number(self.REFERENCE, "Reference date: the date the result shows (empty: the clearest image)", P.REFERENCE, legacy=legacy)
+        reference = self.number(self.REFERENCE, "Reference date: the date the result shows (empty: the clearest image, of equally clear ones the most typical)", P.REFERENCE, legacy=legacy)
         reference.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.ReferenceChoiceWrapper"}})
         self.add(reference, optional=True)
 

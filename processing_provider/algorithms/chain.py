@@ -22,15 +22,18 @@ class SuperResolveChain(StackSRAlgorithm):
         return "0 - Super-resolve a time series (estimate kernels, fine-tune, super-resolve)"
 
     def shortDescription(self):  # noqa: N802 - the toolbox's tooltip
-        return "The whole method in one click: kernels, self-supervised fine-tuning of the base model, PIUNet + TTF."
+        return ("The whole method in one click: kernels, self-supervised fine-tuning of the base model, then PIUNet + "
+                "TTF or IBP, whichever validates best on the series.")
 
     def shortHelpString(self):  # noqa: N802
         return (
             "Runs the three steps of the method on one time series, with their defaults: 1 - estimates the blur "
             "kernel of every image (joint DIP-FKP), 2 - fine-tunes the base model shipped with the plugin "
             "self-supervised on the series with those kernels (no high-resolution image needed), 3 - super-resolves "
-            "the series with PIUNet and test-time finetuning. Images whose registration quality is too low are left "
-            "out (see the log).\n\n"
+            "the series with the method that predicts held-out pixels of the series best: PIUNet with test-time "
+            "finetuning (the fine-tuned model), or IBP with the estimated kernels or the default PSF (as the "
+            "Super-resolve algorithm's Automatic method; the log, the report and the raster's metadata say which and "
+            "how well it validated). Images whose registration quality is too low are left out (see the log).\n\n"
             "The kernel bank and the model are kept in the work folder (a temporary one by default), to be reused "
             "with the single-step algorithms. On 2 CPU cores a series of 8 images of 61 x 61 px takes about 1.5 "
             "minutes at the default 300 fine-tuning steps."
