@@ -165,8 +165,9 @@ def sources_from_inputs(
 ) -> list[ImageSource]:
     """Build the image list from T rasters *or* one multiband raster and a band list.
 
-    ``masks``: one mask raster per image, or a single multiband mask whose band ``t``
-    belongs to image ``t``. Refused: a raster of several bands in ``paths`` (each is one date;
+    ``masks``: one mask raster per image, or a single multiband mask: with a multiband image, the mask's band
+    ``b`` belongs to the image's band ``b`` (it must have as many bands as the image, whichever bands are used);
+    with several rasters, its band ``t`` belongs to image ``t`` (one band per image). Refused: a raster of several bands in ``paths`` (each is one date;
     its other bands would be lost silently), and rasters without georeferencing unless
     ``allow_ungeoreferenced`` (the outputs' georeferencing would be invented).
     """
@@ -198,6 +199,21 @@ def sources_from_inputs(
     if len(masks) == len(images):
         return [ImageSource(p, b, m, 1) for (p, b), m in zip(images, masks)]
     if len(masks) == 1:
+        ds = _open(masks[0], "mask")
+        mask_bands = ds.RasterCount
+        del ds
+        name = os.path.basename(masks[0])
+        if multiband:
+            # by band number: the mask's band b is the image's band b, whichever bands are used (pairing the
+            # selected bands in order with the mask's first bands dropped clear dates as cloud)
+            if mask_bands != count:
+                raise StackError(f"the mask '{name}' has {mask_bands} bands and the multiband raster {count}: a "
+                                 "multiband mask pairs with the image by band number, so give a mask with one band "
+                                 "per band of the image (or one single-band mask raster per date used)")
+            return [ImageSource(p, b, masks[0], b) for p, b in images]
+        if mask_bands != len(images):
+            raise StackError(f"the mask '{name}' has {mask_bands} bands for {len(images)} images: a multiband mask "
+                             "pairs its band t with image t, so give one band per image (or one mask raster per image)")
         return [ImageSource(p, b, masks[0], t + 1) for t, (p, b) in enumerate(images)]
     raise StackError(f"{len(masks)} mask rasters given for {len(images)} images; give one per image or one multiband mask")
 

@@ -200,3 +200,19 @@ def test_reading_a_stack_allocates_little_beyond_the_stack_itself():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1.3 * (stack.data.nbytes + stack.valid.nbytes)
+
+
+def test_a_multiband_mask_pairs_with_a_band_subset_by_band_number(sample_images, sample_masks, tmp_path):
+    """Image bands 2 and 3 take the mask's bands 2 and 3 (not 1 and 2: a clear date was dropped as cloud)."""
+    mb = _multiband(sample_images, tmp_path / "mb.tif")
+    mm = _multiband(sample_masks, tmp_path / "mm.tif")
+    subset = read_stack(sources_from_inputs(multiband=mb, bands=[1, 2], masks=[mm]))
+    single = read_stack(sources_from_inputs(sample_images[:2], masks=sample_masks[:2]))
+    assert np.array_equal(subset.valid, single.valid) and not subset.valid[0].all()  # band 1 is the SLC-off date
+    later = read_stack(sources_from_inputs(multiband=mb, bands=[2, 3], masks=[mm]))
+    assert np.array_equal(later.valid, read_stack(sources_from_inputs(sample_images[1:3], masks=sample_masks[1:3])).valid)
+    short = _multiband(sample_masks[:2], tmp_path / "short.tif")
+    with pytest.raises(StackError, match="pairs with the image by band number"):
+        sources_from_inputs(multiband=mb, bands=[2, 3], masks=[short])
+    with pytest.raises(StackError, match="has 8 bands for 3 images"):
+        sources_from_inputs(sample_images[:3], masks=[mm])
