@@ -90,8 +90,14 @@ def main() -> None:
                 truth[m] = cpsnr(sr.numpy(), st.hr.numpy(), max_shift=3, data_range=st.data_range,
                                  fit_gain=st.fit_gain).cpsnr
                 texture[m] = flat_texture_ratio(sr.numpy(), st.hr.numpy(), s)
+            untuned = None
+            if net is not None:  # the learned path without TTF: what TTF gains or loses on each stack
+                from stacksr.core.inference import predict
+
+                untuned = cpsnr(predict(net, lr, valid, reference=0)[0].numpy(), st.hr.numpy(), max_shift=3,
+                                data_range=st.data_range, fit_gain=st.fit_gain).cpsnr
             if args.learned_only:
-                rows.append({"kind": kind, "stack": name, "truth": truth, "texture": texture})
+                rows.append({"kind": kind, "stack": name, "truth": truth, "texture": texture, "untuned": untuned})
                 print(kind, name, truth, texture, flush=True)
                 continue
             win = central_window(tuple(lr.shape[-2:]))
@@ -101,7 +107,7 @@ def main() -> None:
             chosen = "ibp" if chosen == "ibp-bank" else chosen
             row = {"kind": kind, "stack": name, "frames_used": int(lr.shape[0]), "frames": int(st.lr.shape[0]),
                    "scale": s, "truth": truth, "texture": texture, "validation": val.to_dict(), "chosen": chosen,
-                   "lowest_heldout_error": val.best.method if val.frames_scored else None,
+                   "lowest_heldout_error": val.best.method if val.frames_scored else None, "untuned": untuned,
                    "auto": truth[chosen], "seconds": round(time.perf_counter() - t0, 1)}
             rows.append(row)
             print(kind, name, f"frames {row['frames_used']}/{row['frames']}", {m: round(v, 2) for m, v in truth.items()}, "->", chosen,
@@ -112,8 +118,10 @@ def main() -> None:
             rs = [r for r in rows if r["kind"] == kind and r["truth"]]
             if rs:
                 m = next(iter(rs[0]["truth"]))
+                gains = [r["truth"][m] - r["untuned"] for r in rs if r.get("untuned") is not None]
                 print(f"{kind}: {m} {statistics.mean(r['truth'][m] for r in rs):.3f} dB, texture "
-                      f"{statistics.mean(r['texture'][m] for r in rs):.2f} ({len(rs)} stacks)")
+                      f"{statistics.mean(r['texture'][m] for r in rs):.2f} ({len(rs)} stacks); TTF gain mean "
+                      f"{statistics.mean(gains):+.3f}, worst {min(gains):+.3f} dB")
     else:
         report(rows)
     save(f"auto{args.tag}", {"args": vars(args), "rows": rows})
@@ -149,6 +157,10 @@ def report(rows: list[dict]) -> None:
                 true.append(r["truth"][m] - base)
     print(f"\nvalidated gain vs true gain over the reference date alone: Spearman {spearman(pred, true):.2f} "
           f"({len(pred)} method-stack pairs)")
+    for kind in kinds:
+        gains = [r["truth"]["piunet+ttf"] - r["untuned"] for r in rows if r["kind"] == kind and r.get("untuned") is not None]
+        if gains:
+            print(f"TTF gain over the untuned network, {kind}: mean {statistics.mean(gains):+.3f}, worst {min(gains):+.3f} dB")
     print("texture in the truth's flattest areas (output / truth), mean by kind:")
     for kind in kinds:
         rs = [r for r in rows if r["kind"] == kind]

@@ -119,3 +119,22 @@ def pick(result: ValidationResult | None) -> str:
         if 20 * math.log10(classic.rmse / s.rmse) >= LEARNED_MARGIN_DB and better >= LEARNED_FRAME_SHARE:
             return s.method
     return classic.method
+
+
+def reason(result: ValidationResult | None, chosen: str) -> str:
+    """Why ``auto`` took ``chosen`` (:func:`pick`), in words for the log and the report."""
+    if result is None or not result.frames_scored:
+        return "only the reference image is used: nothing to validate, and IBP deconvolves it"
+    learned = [s for s in result.scores if s.method.startswith("piunet")]
+    if chosen.startswith("piunet"):
+        ibp_rmse = min(s.rmse for s in result.scores if s.method in PREFERRED)
+        s = result.score(chosen)
+        return (f"it predicts the held-out pixels {20 * math.log10(ibp_rmse / s.rmse):.2f} dB better than IBP "
+                f"(at least {LEARNED_MARGIN_DB:g} dB needed)")
+    text = "IBP" + (" with the estimated kernels" if chosen == "ibp-bank" else "") + ", the best classic method"
+    if learned:
+        ibp = result.score(chosen)
+        best = min(learned, key=lambda x: x.rmse)
+        text += (f"; {best.method} validated {20 * math.log10(ibp.rmse / best.rmse):+.2f} dB against it, less than the "
+                 f"{LEARNED_MARGIN_DB:g} dB (on two thirds of the images) that would make it the choice")
+    return text

@@ -340,17 +340,18 @@ def _validate(sel: _Selected, run: _Run, frames: torch.Tensor, valid: torch.Tens
 
 def _apply_choice(run: _Run, sel: _Selected, validation: "ValidationResult | None", mon: Monitor) -> None:
     """``auto``: the method the validation ranks first (IBP with the kernel bank counts as IBP)."""
-    from .method_choice import pick
+    from .method_choice import pick, reason
 
     chosen = pick(validation)
+    why = f"auto chose {chosen}: {reason(validation, chosen)}"
+    mon.info(why)
+    if validation is not None:
+        validation.notes.append(why)
     if chosen == "ibp-bank":
         chosen = "ibp"
     elif chosen == "ibp":
         sel.kernels = None  # IBP with the default PSF did better than with the estimated kernels
     run.method = chosen
-    why = "only the reference image is used" if validation is None else \
-        f"the lowest held-out error of {len(validation.scores)} methods"
-    mon.info(f"method: {chosen} ({why})")
 
 
 def _classic(sel: _Selected, run: _Run, sink, mon: Monitor, agreement: tuple[int, torch.Tensor] | None) -> None:

@@ -70,7 +70,7 @@ class ValidationResult:
         return {"chosen": chosen or self.best.method, "frames_scored": self.frames_scored,
                 "heldout_pixels": self.pixels, "window_input_px": list(self.window),
                 "holdout": f"{HOLDOUT_SHARE:g} of the {HOLDOUT_BLOCK}-px blocks of every non-reference frame",
-                "methods": {s.method: s.to_dict() for s in self.scores}}
+                "methods": {s.method: s.to_dict() for s in self.scores}, "notes": list(self.notes)}
 
 
 def _round(v: float, digits: int = 6) -> float | None:

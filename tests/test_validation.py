@@ -88,6 +88,7 @@ def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation
     methods = summary["validation"]["methods"]
     assert set(methods) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf"}  # the base model competes at x3
     assert summary["validation"]["chosen"] == summary["method"]
+    assert any(n.startswith(f"auto chose {summary['method']}: ") for n in summary["validation"]["notes"])
     ds = gdal.Open(out)
     meta = json.loads(ds.GetMetadataItem("STACKSR_VALIDATION"))
     assert ds.GetMetadataItem("STACKSR_METHOD") == summary["method"] and meta == json.loads(json.dumps(summary["validation"]))
@@ -111,7 +112,7 @@ def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_ma
 
 
 @pytest.mark.parametrize("scale", [2, 4])
-def test_auto_without_a_base_model_for_the_scale_chooses_among_the_classic_methods(sample_images, tmp_path, scale):
+def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_ships(sample_images, tmp_path, scale):
     from stacksr.core.model_files import base_model_path
     from stacksr.core.sr_job import run_superresolve
     from stacksr.core.stack_io import sources_from_inputs
