@@ -11,7 +11,8 @@ from typing import Sequence
 from . import params as P
 from .heap import heap_reuse
 from .kernel_job import run_estimate_kernels
-from .outputs import RASTER_EXTENSIONS, check_output_path
+from .job_support import input_paths
+from .outputs import RASTER_EXTENSIONS, plan_outputs
 from .progress import Monitor, ensure_monitor
 from .sr_job import run_superresolve
 from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError
@@ -38,8 +39,12 @@ def run_chain(
     steps, seed = P.CHAIN_STEPS.check(steps), P.SEED.check(seed)
     if not os.path.isdir(work_folder):
         raise StackError(f"work folder '{work_folder}' does not exist")
-    check_output_path(output, [s.path for s in sources], RASTER_EXTENSIONS)
     bank, model = os.path.join(work_folder, "kernels.npz"), os.path.join(work_folder, "piunet.pt")
+    # every file of the three steps, before the first: a collision found at step 3 came after minutes of work
+    plan_outputs([("super-resolved raster", output, RASTER_EXTENSIONS),
+                  ("uncertainty raster", uncertainty_output, RASTER_EXTENSIONS), ("report", report_html, None),
+                  ("kernel bank", bank, None), ("model", model, None), ("checkpoint", model + ".last", None)],
+                 input_paths(sources))
     mon.info("1/3 estimating the kernels")
     run_estimate_kernels(sources, bank, scale, device=device, seed=seed, invalid_mask_values=invalid_mask_values,
                          monitor=mon.sub(0.0, 0.25))

@@ -13,7 +13,7 @@ from .choices import KERNEL_MODE_DEFAULT, KERNEL_MODES
 from .convention import default_kernel_size
 from .heap import heap_reuse
 from .job_support import input_paths, scale_and_device
-from .outputs import check_output_path
+from .outputs import plan_outputs
 from .progress import Monitor, ensure_monitor
 from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, read_stack
 
@@ -51,11 +51,12 @@ def run_estimate_kernels(
         raise StackError(f"mode must be one of {KERNEL_MODES}, got '{mode}'")
     size = kernel_size or default_kernel_size(scale)
     inputs = input_paths(sources)
-    for out in (bank_path, report_html):
-        if out:
-            check_output_path(out, inputs)
+    plan_outputs([("kernel bank", bank_path, None), ("report", report_html, None),
+                  ("report's mosaic", os.path.splitext(report_html)[0] + ".png" if report_html else None, None)], inputs)
     if layers_folder and os.path.exists(layers_folder) and not os.path.isdir(layers_folder):
         raise StackError(f"the kernel layers folder '{layers_folder}' is a file; give a folder")
+    if layers_folder and not os.path.isdir(os.path.dirname(os.path.abspath(layers_folder))):
+        raise StackError(f"the kernel layers folder '{layers_folder}' cannot be made: its parent folder does not exist")
     flow = load_fkp(prior_path or default_fkp_path(scale), scale, size, dev)
     config = default_config(mode)
     if iterations is not None:

@@ -40,6 +40,27 @@ def same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+def _same_target(a: str, b: str) -> bool:
+    """Whether writing ``a`` would write ``b``: the same path, the same file through a symbolic link (resolved,
+    existing or not) or a hard link."""
+    return os.path.abspath(a) == os.path.abspath(b) or os.path.realpath(a) == os.path.realpath(b) or same_file(a, b)
+
+
+def plan_outputs(outputs: Sequence[tuple[str, str | None, Sequence[str] | None]], inputs: Iterable[str]) -> None:
+    """Before any work, every file a job will write, as ``(what, path, extensions)`` (None paths are not written;
+    derived files such as a model's ``.last`` checkpoint are listed by the job): each passes
+    :func:`check_output_path`, and no two are the same file (one would destroy the other: a report written over
+    the model, exit 0). The one place the CLI, QGIS and the chain refuse colliding outputs."""
+    inputs = [p for p in inputs if p]
+    given = [(what, path, ext) for what, path, ext in outputs if path]
+    for what, path, ext in given:
+        check_output_path(path, inputs, ext)
+    for i, (what_a, a, _) in enumerate(given):
+        for what_b, b, _ in given[i + 1:]:
+            if _same_target(a, b):
+                raise StackError(f"the {what_a} and the {what_b} would be the same file '{b}'; give each its own name")
+
+
 def check_output_path(path: str, inputs: Iterable[str], extensions: Sequence[str] | None = None) -> None:
     """Before any work: refuse to overwrite an input, a folder in the file's place, an extension
     other than ``extensions`` (e.g. :data:`RASTER_EXTENSIONS`; a .png would get GeoTIFF bytes) and an
@@ -53,7 +74,7 @@ def check_output_path(path: str, inputs: Iterable[str], extensions: Sequence[str
     if os.path.lexists(path) and not os.path.isfile(path):
         raise StackError(f"the output '{path}' exists and is not a regular file, so it cannot be replaced")
     for p in inputs:
-        if p and (same_file(path, p) or os.path.abspath(path) == os.path.abspath(p)):
+        if p and _same_target(path, p):
             raise StackError(f"the output '{path}' is one of the inputs; choose another file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):

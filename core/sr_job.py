@@ -22,7 +22,7 @@ from .heap import heap_reuse
 from .job_reports import sr_report, ttf_summary, validation_rows
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
 from .atomic_files import atomic_outputs
-from .outputs import RASTER_EXTENSIONS, GeoTiffWriter, check_output_path, output_nodata
+from .outputs import RASTER_EXTENSIONS, GeoTiffWriter, output_nodata, plan_outputs
 from .progress import Monitor, ensure_monitor
 from .registration import MAX_WINDOW, register_source, typical_reference
 from .stack_io import FMASK_INVALID_VALUES, NOTHING_VALID, ImageSource, StackError, StackReader
@@ -195,13 +195,9 @@ def _check_outputs(run: _Run, sources, output, uncertainty_output, kernel_output
         if run.model_path is None:
             raise StackError(f"method '{run.method}' needs a trained model file (no base model is shipped for x{run.scale})")
     inputs = input_paths(sources) + [p for p in (run.model_path, run.kernel_bank) if p]
-    for out in (output, uncertainty_output, kernel_output):
-        if out:
-            check_output_path(out, inputs, RASTER_EXTENSIONS)
-    if report_html:
-        check_output_path(report_html, inputs)
-    if uncertainty_output and os.path.abspath(uncertainty_output) == os.path.abspath(output):
-        raise StackError("the uncertainty output must differ from the SR output")
+    plan_outputs([("super-resolved raster", output, RASTER_EXTENSIONS),
+                  ("uncertainty raster", uncertainty_output, RASTER_EXTENSIONS),
+                  ("TTF kernel layer", kernel_output, RASTER_EXTENSIONS), ("report", report_html, None)], inputs)
 
 
 def _load_networks(run: _Run):

@@ -11,7 +11,7 @@ from . import params as P
 from .heap import heap_reuse
 from .job_reports import training_report
 from .job_support import input_paths, scale_and_device
-from .outputs import check_output_path
+from .outputs import check_output_path, plan_outputs
 from .progress import Monitor, ensure_monitor
 from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, check_same_grid, read_raster, read_stack
 
@@ -67,9 +67,8 @@ def run_train_self_supervised(
         load_model(init, scale=scale)
     inputs = [p for srcs in stacks_sources for p in input_paths(srcs)] + ([bank_path] if bank_path else []) \
         + ([init] if init else [])
-    for out in (output, report_html):
-        if out:
-            check_output_path(out, inputs)
+    plan_outputs([("model", output, None), ("checkpoint", output + ".last" if output else None, None),
+                  ("report", report_html, None)], inputs)
     stacks, names = [], []
     for srcs in stacks_sources:
         st = read_stack(srcs, invalid_mask_values)

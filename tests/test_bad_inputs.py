@@ -352,3 +352,37 @@ def test_qgis_number_parameters_take_core_ranges(processing):
     assert (steps.defaultValue(), steps.minimum(), steps.maximum()) == (P.STEPS.default, P.STEPS.minimum, P.STEPS.maximum)
     tile = QgsApplication.processingRegistry().algorithmById("stacksr:superresolve").parameterDefinition("TILE")
     assert (tile.defaultValue(), tile.minimum()) == (P.TILE.default, 0)
+
+
+def test_two_outputs_of_one_job_that_are_the_same_file_are_refused_before_any_work(sample_images, sample_bank, tmp_path):
+    """A report written over the model (or the bank, or the raster), directly or through a link, destroyed the main
+    result and exited 0; a model written over the checkpoint it was initialised from, likewise."""
+    import os
+
+    from stacksr.core.errors import StackSRError
+    from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_self_supervised
+    from stacksr.core.stack_io import sources_from_inputs
+
+    src = sources_from_inputs(sample_images[:3])
+    same = str(tmp_path / "same.out")
+    with pytest.raises(StackSRError, match="the model and the report would be the same file"):
+        run_train_self_supervised([src], sample_bank, same, 3, steps=1, report_html=same)
+    with pytest.raises(StackSRError, match="the kernel bank and the report would be the same file"):
+        run_estimate_kernels(src, same, 3, report_html=same)
+    link = str(tmp_path / "link.html")
+    open(tmp_path / "sr.tif", "wb").close()  # a previous result, and a link to it
+    os.symlink(str(tmp_path / "sr.tif"), link)
+    with pytest.raises(StackSRError, match="the super-resolved raster and the report would be the same file"):
+        run_superresolve(src, str(tmp_path / "sr.tif"), 3, method="bicubic", report_html=link)
+    with pytest.raises(StackSRError, match="the super-resolved raster and the uncertainty raster"):
+        run_superresolve(src, str(tmp_path / "a.tif"), 3, method="piunet", uncertainty_output=str(tmp_path / "a.tif"))
+    # fine-tuning a checkpoint into the model whose checkpoint it is would overwrite the input
+    import shutil
+
+    from stacksr.core.model_files import base_model_path
+
+    init = str(tmp_path / "ft.pt.last")
+    shutil.copyfile(base_model_path(3), init)
+    with pytest.raises(StackSRError, match="the output '.*ft.pt.last' is one of the inputs"):
+        run_train_self_supervised([src], sample_bank, str(tmp_path / "ft.pt"), 3, steps=1, init_model=init)
+    assert sorted(os.listdir(tmp_path)) == ["ft.pt.last", "link.html", "sr.tif"] and os.path.getsize(tmp_path / "sr.tif") == 0
