@@ -100,6 +100,8 @@ def run_superresolve(
     net, flow = _load_networks(run)
     with StackReader(sources, invalid_mask_values) as reader:  # windows are read as the work needs them
         stats = stack_stats(reader)
+        for line in reader.implausible_warnings():
+            mon.info(line)
         if not stats.counts.any():
             raise StackError(NOTHING_VALID)
         sel = _select_frames(reader, stats, run, reference, mon)

@@ -127,10 +127,15 @@ def _read_band(ds: gdal.Dataset, band: int, name: str) -> tuple[np.ndarray, floa
     return _read_window(ds, band, name, 0, 0, ds.RasterXSize, ds.RasterYSize), b.GetNoDataValue(), b.DataType
 
 
+IMPLAUSIBLE = 1e20  # no sensor records values this large in any unit; float32's lowest (-3.4e38) is a usual undeclared fill
+
+
 def _valid_pixels(a: np.ndarray, nodata: float | None) -> np.ndarray:
     ok = np.isfinite(a)
     if nodata is not None and np.isfinite(nodata):
         ok &= a != nodata
+    if a.dtype.kind == "f":  # a couple of +-1e30 pixels put every PIUNet + TTF pixel above 1e5 and wrote +-inf
+        ok &= np.abs(a) < IMPLAUSIBLE
     return ok
 
 
@@ -242,6 +247,7 @@ class StackReader:
         self.nodata: float | None = None
         self.source_dtype = "float32"
         self._nodata: list[float | None] = []
+        self.implausible: dict[int, float] = {}  # image -> a value beyond IMPLAUSIBLE found in it (read as invalid)
         try:
             for src in self.sources:
                 ds = self._dataset(src.path, "raster")
@@ -293,6 +299,10 @@ class StackReader:
             src = self.sources[t]
             arr = _read_window(self._dataset(src.path, "raster"), src.band, src.name, c0, r0, w, h)
             ok = _valid_pixels(arr, self._nodata[t])
+            if arr.dtype.kind == "f" and t not in self.implausible:
+                wild = np.isfinite(arr) & (np.abs(arr) >= IMPLAUSIBLE)
+                if wild.any():
+                    self.implausible[t] = float(arr[wild].flat[0])
             if src.mask_path:
                 marr = _read_window(self._dataset(src.mask_path, "mask raster"), src.mask_band,
                                     os.path.basename(src.mask_path), c0, r0, w, h)
@@ -306,6 +316,12 @@ class StackReader:
                 ds.FlushCache()
             self._read_bytes = 0
         return data, valid
+
+    def implausible_warnings(self) -> list[str]:
+        """One line per image where values no sensor produces were read (and treated as invalid)."""
+        return [f"WARNING: '{self.names[t]}' holds values no sensor produces (e.g. {v:g}); they are treated as invalid. "
+                f"If they mark missing data, declare it as the file's nodata value (e.g. gdal_edit.py -a_nodata {v:g})"
+                for t, v in sorted(self.implausible.items())]
 
     def close(self) -> None:
         self._datasets.clear()

@@ -386,3 +386,42 @@ def test_two_outputs_of_one_job_that_are_the_same_file_are_refused_before_any_wo
     with pytest.raises(StackSRError, match="the output '.*ft.pt.last' is one of the inputs"):
         run_train_self_supervised([src], sample_bank, str(tmp_path / "ft.pt"), 3, steps=1, init_model=init)
     assert sorted(os.listdir(tmp_path)) == ["ft.pt.last", "link.html", "sr.tif"] and os.path.getsize(tmp_path / "sr.tif") == 0
+
+
+def test_a_few_values_no_sensor_produces_are_invalid_with_a_warning_and_never_wreck_the_raster(sample_images, tmp_path):
+    """Two +-1e30 pixels per date and an undeclared float32 fill (-3.4028235e38, the usual one) made every PIUNet + TTF
+    pixel exceed 1e5 and wrote +-inf. They are read as invalid, the log names the file and the value, and the
+    result stays in the range of the data."""
+    from osgeo import gdal
+
+    from stacksr.core.progress import Monitor
+    from stacksr.core.sr_job import run_superresolve
+    from stacksr.core.stack_io import read_raster, sources_from_inputs
+
+    paths = []
+    for i, p in enumerate(sample_images[1:5]):
+        arr = read_raster(p)[0]
+        arr = arr.astype(np.float32)
+        arr[5 + i, 7] = 1e30
+        arr[40, 20 + i] = -1e30
+        if i == 0:
+            arr[50:, :10] = -3.4028235e38
+        dst = str(tmp_path / f"f{i}.tif")
+        ds = gdal.Translate(dst, p, outputType=gdal.GDT_Float32, noData="none")
+        ds.GetRasterBand(1).WriteArray(arr)
+        ds = None
+        paths.append(dst)
+
+    class Log(Monitor):
+        lines: list = []
+
+        def info(self, message):
+            self.lines.append(message)
+
+    log = Log()
+    out = str(tmp_path / "sr.tif")
+    run_superresolve(sources_from_inputs(paths), out, 3, method="piunet+ttf", ttf_iterations=3, monitor=log)
+    sr = read_raster(out)[0]
+    assert np.isfinite(sr).all() and np.abs(sr).max() < 2e4  # reflectances x 1e4 stay reflectances
+    warned = [line for line in log.lines if "values no sensor produces" in line]
+    assert len(warned) == 4 and "'f0.tif'" in warned[0] and "-a_nodata" in warned[0]
