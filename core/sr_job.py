@@ -228,6 +228,9 @@ def _select_frames(reader: StackReader, stats: StackStats, run: _Run, reference:
         ref = int(reference)
     if not 0 <= ref < reader.count:
         raise StackError(f"reference frame {ref} does not exist (the stack has {reader.count} images, numbered from 0)")
+    if stats.counts[ref] == 0:  # it would leave every good date out as other land and write a raster of nodata
+        raise StackError(f"the reference image '{reader.names[ref]}' has no valid pixel (all nodata, masked or "
+                         "implausible); choose another reference, or leave it empty for the clearest image")
     kernels = _bank_kernels(run.kernel_bank, run.scale, reader.names) if run.kernel_bank else None
     mon.progress(0.05, f"opened {reader.count} images of {reader.width}x{reader.height} px")
     mon.check()
@@ -238,7 +241,12 @@ def _select_frames(reader: StackReader, stats: StackStats, run: _Run, reference:
         used = reg.kept(run.min_quality)
         used[ref] = True
         shifts = reg.shifts[used]
-        for name, d, q, u in zip(reader.names, reg.shifts.tolist(), reg.quality.tolist(), used.tolist()):
+        empty = stats.counts == 0
+        used &= torch.from_numpy(~empty)
+        for t, (name, d, q, u) in enumerate(zip(reader.names, reg.shifts.tolist(), reg.quality.tolist(), used.tolist())):
+            if empty[t]:
+                mon.info(f"{name}: no valid pixel (all nodata or masked): left out")
+                continue
             mon.info(f"{name}: shift ({d[0]:+.2f}, {d[1]:+.2f}) LR px, registration quality {q:.2f}"
                      + ("" if u else f" < {run.min_quality:g}: left out (other land or light, or not alignable)"))
     keep = [int(i) for i in torch.nonzero(used)[:, 0]]

@@ -425,3 +425,32 @@ def test_a_few_values_no_sensor_produces_are_invalid_with_a_warning_and_never_wr
     assert np.isfinite(sr).all() and np.abs(sr).max() < 2e4  # reflectances x 1e4 stay reflectances
     warned = [line for line in log.lines if "values no sensor produces" in line]
     assert len(warned) == 4 and "'f0.tif'" in warned[0] and "-a_nodata" in warned[0]
+
+
+def test_a_reference_without_valid_pixels_is_refused_and_an_empty_date_is_reported_as_empty(sample_images, tmp_path):
+    from osgeo import gdal
+
+    from stacksr.core.errors import StackSRError
+    from stacksr.core.progress import Monitor
+    from stacksr.core.sr_job import run_superresolve
+    from stacksr.core.stack_io import sources_from_inputs
+
+    empty = str(tmp_path / "empty.tif")
+    ds = gdal.Translate(empty, sample_images[2])
+    band = ds.GetRasterBand(1)
+    band.Fill(-9999)  # the files' declared nodata
+    ds = None
+    paths = sample_images[3:6] + [empty]
+    with pytest.raises(StackSRError, match="the reference image 'empty.tif' has no valid pixel"):
+        run_superresolve(sources_from_inputs(paths), str(tmp_path / "sr.tif"), 3, method="bicubic", reference=3)
+    assert not (tmp_path / "sr.tif").exists()
+
+    class Log(Monitor):
+        lines: list = []
+
+        def info(self, message):
+            self.lines.append(message)
+
+    log = Log()
+    summary = run_superresolve(sources_from_inputs(paths), str(tmp_path / "sr.tif"), 3, method="bicubic", monitor=log)
+    assert summary["images_used"] == 3 and "empty.tif: no valid pixel (all nodata or masked): left out" in log.lines
