@@ -139,6 +139,13 @@ def _valid_pixels(a: np.ndarray, nodata: float | None) -> np.ndarray:
     return ok
 
 
+def _same_existing(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def parse_int_list(text: str | Iterable[int] | None) -> list[int]:
     """Parse '1,3,5-7' (or an iterable of ints) into [1, 3, 5, 6, 7]."""
     if text is None:
@@ -195,9 +202,17 @@ def sources_from_inputs(
         count = ds.RasterCount
         del ds
         bands = list(bands) if bands else list(range(1, count + 1))
+        wrong = [int(b) for b in bands if not 1 <= int(b) <= count]
+        if wrong:
+            raise StackError(f"band {wrong[0]} does not exist: '{os.path.basename(multiband)}' has bands 1 to {count}")
         images = [(multiband, int(b)) for b in bands]
     else:
         images = [(p, 1) for p in paths]
+    for i, (p, b) in enumerate(images):  # one date given twice would weigh twice and pass for a perfect registration
+        for q, c in images[:i]:
+            if b == c and (os.path.realpath(p) == os.path.realpath(q) or _same_existing(p, q)):
+                raise StackError(f"'{os.path.basename(p)}'" + (f" band {b}" if multiband else "")
+                                 + " is given twice; give each date once")
     masks = [m for m in (masks or []) if m]
     if not masks:
         return [ImageSource(p, b) for p, b in images]

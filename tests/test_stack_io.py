@@ -216,3 +216,19 @@ def test_a_multiband_mask_pairs_with_a_band_subset_by_band_number(sample_images,
         sources_from_inputs(multiband=mb, bands=[2, 3], masks=[short])
     with pytest.raises(StackError, match="has 8 bands for 3 images"):
         sources_from_inputs(sample_images[:3], masks=[mm])
+
+
+def test_a_date_given_twice_and_a_band_that_does_not_exist_are_refused_by_name(sample_images, tmp_path):
+    import os
+
+    with pytest.raises(StackError, match="is given twice"):
+        sources_from_inputs([sample_images[0], sample_images[1], sample_images[0]])
+    link = str(tmp_path / "same.tif")
+    os.symlink(sample_images[1], link)  # the same file under another name
+    with pytest.raises(StackError, match="'same.tif' is given twice"):
+        sources_from_inputs([sample_images[1], link])
+    mb = _multiband(sample_images[:5], tmp_path / "mb.tif")
+    with pytest.raises(StackError, match="'mb.tif' band 2 is given twice"):
+        sources_from_inputs(multiband=mb, bands=[1, 2, 2])
+    with pytest.raises(StackError, match="band 9 does not exist: 'mb.tif' has bands 1 to 5"):
+        sources_from_inputs(multiband=mb, bands=[1, 9])
