@@ -18,6 +18,22 @@ def test_qgis_process_lists_stacksr_algorithms():
     assert "stacksr:superresolveclassic" in res.stdout and "stacksr:score" in res.stdout
 
 
+def test_qgis_process_ignores_another_python_first_on_path(tmp_path):
+    """pyenv or conda first on PATH, with their PYTHONHOME / PYTHONPATH: QGIS embeds Debian's Python and must not
+    take their home or compiled modules (it segfaulted)."""
+    import os
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text("#!/bin/sh\nexit 3\n")
+    (fake / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PYTHONHOME": str(tmp_path / "conda"),
+           "PYTHONPATH": str(tmp_path / "conda" / "lib" / "python3.12" / "site-packages")}
+    res = subprocess.run([QGIS_PROCESS, "list"], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "stacksr:superresolve" in res.stdout
+
+
 def test_qgis_process_runs_ibp_on_real_landsat_and_output_is_georeferenced(sample_images, sample_masks, tmp_path):
     out = tmp_path / "qp_ibp.tif"
     args = ["run", "stacksr:superresolveclassic", "--json"]
