@@ -205,7 +205,7 @@ def train_piunet(
             mon.progress(state.step / config.steps, progress_line(state, config.steps, train_loss,
                                                                   time.perf_counter() - t0, state.step - first_step))
     except Cancelled:
-        if dist_info.is_main:
+        if dist_info.is_main and state.step > first_step:  # a checkpoint of no step would only replace an older one
             save_model(last, net, config, bank_digest, state, opt, gen)
         raise
     return {"output": output, "checkpoint": last, "steps": state.step, "best_val": state.best_val,

@@ -202,11 +202,34 @@ def test_cancelled_training_leaves_a_resumable_checkpoint(qgis_app, sample_image
     alg = QgsApplication.processingRegistry().createAlgorithmById("stacksr:trainselfsupervised")
     out = str(tmp_path / "m.pt")
     params = {"LAYERS": sample_images, "KERNEL_BANK": sample_bank, "STEPS": 50, "BATCH": 2, "OUTPUT_MODEL": out}
-    context, feedback = QgsProcessingContext(), CancelAfterTwoSteps()
+    class Messages(CancelAfterTwoSteps):
+        errors: list = []
+
+        def reportError(self, error, fatalError=False):  # noqa: N802
+            self.errors.append(error)
+            super().reportError(error, fatalError)
+
+    context, feedback = QgsProcessingContext(), Messages()
     assert alg.prepare(params, context, feedback)
     assert alg.runPrepared(params, context, feedback) == {}
     _, payload = load_model(out + ".last")
     assert 2 <= payload["state"]["step"] < 50 and "optimizer" in payload
+    # one message, the true one: the checkpoint exists and says how to continue (not also "no output was written")
+    assert feedback.errors == [f"Cancelled: the checkpoint {out}.last was written; to continue, give it as "
+                               "'Resume training from checkpoint'"]
+
+    class CancelAtOnce(Messages):
+        errors: list = []
+
+        def isCanceled(self):  # noqa: N802 - before the first step: nothing is written
+            return True
+
+    out2 = str(tmp_path / "m2.pt")
+    params2 = {**params, "OUTPUT_MODEL": out2}
+    feedback = CancelAtOnce()
+    assert alg.prepare(params2, context, feedback)
+    assert alg.runPrepared(params2, context, feedback) == {}
+    assert not os.path.exists(out2 + ".last") and feedback.errors == ["Cancelled: no output was written."]
 
 
 def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing, sample_images, sample_masks,

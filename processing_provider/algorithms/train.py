@@ -1,4 +1,7 @@
 """Algorithm: train PIUNet self-supervised on the user's LR time series."""
+import os
+import time
+
 from qgis.core import (
     QgsProcessingOutputNumber, QgsProcessingParameterBoolean,
     QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
@@ -74,6 +77,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
 
         output = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
+        started = time.time()
         try:
             res = run_train_self_supervised(
                 [self.stack_sources(parameters, context)],
@@ -90,8 +94,12 @@ class TrainSelfSupervised(StackSRAlgorithm):
                 from_base=self.parameterAsBoolean(parameters, self.FROM_BASE, context),
                 init_model=self.parameterAsFile(parameters, self.INIT_MODEL, context) or None)
         except Cancelled:
-            feedback.pushInfo(f"Training cancelled; resume from the checkpoint {output}.last")
-            raise
+            last = f"{output}.last"
+            if os.path.exists(last) and os.path.getmtime(last) >= started - 1:  # this run's checkpoint, not an old one
+                feedback.reportError(f"Cancelled: the checkpoint {last} was written; to continue, give it as "
+                                     "'Resume training from checkpoint'")
+                return {}
+            raise  # nothing of this run was written, and the base says so
         feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}")
         results = {self.OUTPUT_MODEL: output, self.BEST_VAL: res["best_val"], self.STEPS_DONE: res["steps"]}
         if report:
