@@ -15,10 +15,15 @@ RESULTS_GROUP = "StackSR"  # results go here, never into whichever group happens
 KERNEL_IMAGE, KERNEL_BANK = "stacksr/kernel_image", "stacksr/kernel_bank"
 
 
-def move_into_group(layer, context, *path: str) -> None:
+RUN, RANK = "stacksr/run", "stacksr/rank"
+
+
+def move_into_group(layer, context, *path: str, run: str = "", rank: int | None = None) -> None:
     """Move ``layer``'s node into the group at ``path`` (top-level group, then subgroups; each created
     first in its parent if missing). A name the group already shows gets a number (' (2)', ...): reruns
-    with the same settings stay apart."""
+    with the same settings stay apart. With a ``rank``, the layer goes on top of the group, above every earlier
+    run (a rerun's result must be what the map shows), and below the layers of its own run (``run``) of a lower
+    rank (the TTF kernel, then the result, then its uncertainty, which would otherwise cover the result)."""
     project = context.project()
     if project is None:
         return
@@ -35,9 +40,23 @@ def move_into_group(layer, context, *path: str) -> None:
     while layer.name() in taken:
         layer.setName(f"{base} ({number})")
         number += 1
-    if node.parent() is not group:
-        group.addChildNode(node.clone())
-        node.parent().removeChildNode(node)
+    if rank is None:
+        if node.parent() is not group:
+            group.addChildNode(node.clone())
+            node.parent().removeChildNode(node)
+        return
+    layer.setCustomProperty(RUN, run)
+    layer.setCustomProperty(RANK, int(rank))
+    index = 0
+    for child in group.children():
+        other = child.layer() if child.nodeType() == child.NodeType.NodeLayer else None
+        if other is None or other is layer or other.customProperty(RUN) != run or int(other.customProperty(RANK, 99)) > rank:
+            break
+        index += 1
+    clone = node.clone()
+    parent = node.parent()
+    group.insertChildNode(index, clone)
+    parent.removeChildNode(node)
 
 
 def pseudocolor(layer: QgsRasterLayer, ramp_name: str = "Viridis", nearest: bool = True,
@@ -80,31 +99,36 @@ def gray_stretch(layer: QgsRasterLayer) -> None:
 class _KeptAlive(QgsProcessingLayerPostProcessorInterface):
     _alive: list = []
 
+    rank: int | None = None  # the place among a run's results (move_into_group); None: appended
+    run: str = ""
+
     @classmethod
-    def create(cls):
+    def create(cls, run_stamp: str = ""):
         """A new post-processor per layer: LayerDetails takes ownership of (and deletes) it, and
-        Processing calls it after the algorithm object is gone, so Python keeps a reference."""
+        Processing calls it after the algorithm object is gone, so Python keeps a reference.
+        ``run_stamp``: what the layers of one run share (their order among themselves)."""
         styler = cls()
+        styler.stamp = run_stamp
         cls._alive.append(styler)
         return styler
 
 
 class SRLayerStyler(_KeptAlive):
-    """Super-resolved image: grey, 2-98 % stretch, in the results group."""
+    """Super-resolved image: grey, 2-98 % stretch, on top of the results group (under its TTF kernel)."""
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
             gray_stretch(layer)
-            move_into_group(layer, context, RESULTS_GROUP)
+            move_into_group(layer, context, RESULTS_GROUP, run=self.stamp, rank=1)
 
 
 class UncertaintyLayerStyler(_KeptAlive):
-    """Uncertainty (standard deviation): Magma pseudocolor, smooth resampling, in the results group."""
+    """Uncertainty (standard deviation): Magma pseudocolor, smooth resampling, under its run's result."""
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
             pseudocolor(layer, "Magma", nearest=False)
-            move_into_group(layer, context, RESULTS_GROUP)
+            move_into_group(layer, context, RESULTS_GROUP, run=self.stamp, rank=2)
 
 
 class KernelLayerStyler(_KeptAlive):
@@ -120,8 +144,8 @@ class KernelLayerStyler(_KeptAlive):
     bank: str = ""
 
     @classmethod
-    def create(cls, peak: float | None = None, run: str = "", image: str = "", bank: str = ""):
-        styler = super().create()
+    def create(cls, peak: float | None = None, run: str = "", image: str = "", bank: str = "", run_stamp: str = ""):
+        styler = super().create(run_stamp)
         styler.peak, styler.run, styler.image, styler.bank = peak, run, image, bank
         return styler
 
@@ -132,13 +156,16 @@ class KernelLayerStyler(_KeptAlive):
         if self.image:
             layer.setCustomProperty(KERNEL_IMAGE, self.image)
             layer.setCustomProperty(KERNEL_BANK, os.path.abspath(self.bank))
-        move_into_group(layer, context, *self.home, *((self.run,) if self.run else ()))
+        move_into_group(layer, context, *self.home, *((self.run,) if self.run else ()),
+                        **({"run": self.stamp, "rank": self.rank} if self.rank is not None else {}))
 
 
 class TTFKernelLayerStyler(KernelLayerStyler):
-    """The TTF kernel of a super-resolution run: a result, so it goes with the run's other results."""
+    """The TTF kernel of a super-resolution run: a result, so it goes with the run's other results, on top (its
+    footprint is small: under the result it would be hidden)."""
 
     home = (RESULTS_GROUP,)
+    rank = 0
 
 
 def result_title(summary: dict) -> str:

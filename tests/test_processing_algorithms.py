@@ -393,3 +393,20 @@ def test_parameters_and_cli_speak_of_input_and_output_pixels_only(qgis_app):
         texts.append(subprocess.run([sys.executable, "-m", "stacksr", command, "--help"], capture_output=True,
                                     text=True, check=True).stdout)
     assert [t for t in texts if other.search(t)] == []
+
+
+def test_a_rerun_lands_on_top_with_its_kernel_above_its_result_above_its_uncertainty(processing, sample_images, tmp_path):
+    """New results are what the map shows: each run's layers on top of the StackSR group, the TTF kernel (a small
+    footprint) above the result, the uncertainty under it (it covered the result)."""
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    project.clear()
+    for run in (1, 2):
+        processing.runAndLoadResults("stacksr:superresolve", {
+            "LAYERS": sample_images[1:5], "METHOD": 0, "TTF_ITERATIONS": 2, "OUTPUT": str(tmp_path / f"sr{run}.tif"),
+            "OUTPUT_UNCERTAINTY": str(tmp_path / f"std{run}.tif"), "OUTPUT_KERNEL": str(tmp_path / f"k{run}.tif")})
+    group = project.layerTreeRoot().findGroup("StackSR")
+    sources = [os.path.basename(n.layer().source()) for n in group.findLayers()]
+    assert sources == ["k2.tif", "sr2.tif", "std2.tif", "k1.tif", "sr1.tif", "std1.tif"], sources
+    project.clear()

@@ -132,12 +132,13 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
                              "(0-1; 0 keeps every image)", P.REGISTRATION_QUALITY), advanced=True, optional=True)
 
     @staticmethod
-    def load_as(context, path: str | None, name: str, styler) -> None:
-        """When ``path`` is loaded after the run: give it ``name`` and ``styler`` (a layer_styles post-processor)."""
+    def load_as(context, path: str | None, name: str, styler, run_stamp: str = "") -> None:
+        """When ``path`` is loaded after the run: give it ``name`` and ``styler`` (a layer_styles post-processor);
+        the layers loaded with one ``run_stamp`` keep their order among themselves."""
         if path and context.willLoadLayerOnCompletion(path):
             details = context.layerToLoadOnCompletionDetails(path)
             details.name = name
-            details.setPostProcessor(styler.create())
+            details.setPostProcessor(styler.create(run_stamp=run_stamp))
 
     def add_scale_parameter(self) -> None:
         """An integer (scripts and saved models pass 2, 3 or 4); the dialog shows the choices x2 / x3 / x4."""

@@ -1,5 +1,6 @@
 """Algorithm: the whole method in one click (estimate kernels -> fine-tune -> super-resolve)."""
 import os
+import uuid
 
 from qgis.core import (
     QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination, QgsProcessingParameterRasterDestination,
@@ -68,8 +69,9 @@ class SuperResolveChain(StackSRAlgorithm):
             seed=self.parameterAsInt(parameters, self.SEED, context), uncertainty_output=unc, report_html=report,
             invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
         title = result_title(summary)
-        self.load_as(context, output, title, SRLayerStyler)
-        self.load_as(context, summary["uncertainty"], f"{title} uncertainty", UncertaintyLayerStyler)
+        stamp = f"{output}#{uuid.uuid4().hex}"  # one run's layers, told apart from a rerun's
+        self.load_as(context, output, title, SRLayerStyler, run_stamp=stamp)
+        self.load_as(context, summary["uncertainty"], f"{title} uncertainty", UncertaintyLayerStyler, run_stamp=stamp)
         results = {self.OUTPUT: output, self.WORK_FOLDER: folder}
         if summary["uncertainty"]:
             results[self.OUTPUT_UNCERTAINTY] = summary["uncertainty"]

@@ -1,4 +1,6 @@
 """Algorithm: classic multi-frame super-resolution (mean of bicubic / IBP)."""
+import uuid
+
 from qgis.core import (
     QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
     QgsProcessingParameterFile, QgsProcessingParameterRasterDestination,
@@ -86,5 +88,6 @@ class ClassicSuperResolve(StackSRAlgorithm):
         )
         feedback.pushInfo(f"Reference frame: {summary['reference']}; {summary['images_used']} of {summary['images']} "
                           f"images used; {summary['seconds']} s")
-        self.load_as(context, output, result_title(summary), SRLayerStyler)
+        stamp = f"{output}#{uuid.uuid4().hex}"  # one run's layers, told apart from a rerun's
+        self.load_as(context, output, result_title(summary), SRLayerStyler, run_stamp=stamp)
         return {self.OUTPUT: output}

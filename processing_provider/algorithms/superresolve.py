@@ -1,4 +1,6 @@
 """Algorithm: super-resolve a stack with a trained PIUNet (or a classic method, to compare)."""
+import uuid
+
 from qgis.core import (
     QgsProcessingOutputString, QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination,
@@ -120,9 +122,10 @@ class SuperResolveStack(StackSRAlgorithm):
         title = result_title(summary)
         names = {self.OUTPUT: title, self.OUTPUT_UNCERTAINTY: f"{title} uncertainty",
                  self.OUTPUT_KERNEL: f"{title} TTF kernel"}
+        stamp = f"{output}#{uuid.uuid4().hex}"  # one run's layers, told apart from a rerun's
         for name, path in ((self.OUTPUT, output), (self.OUTPUT_UNCERTAINTY, summary["uncertainty"]),
                            (self.OUTPUT_KERNEL, summary["kernel"])):
-            self.load_as(context, path, names[name], stylers[name])
+            self.load_as(context, path, names[name], stylers[name], run_stamp=stamp)
         results = {self.OUTPUT: output, self.METHOD_USED: summary["method"], self.QUALITY: quality_line(summary)}
         if summary["report"]:
             results[self.OUTPUT_REPORT] = summary["report"]
