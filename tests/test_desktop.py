@@ -93,7 +93,7 @@ def _run_desktop(tmp_path, with_torch: bool, run_params: dict | None = None) -> 
                STACKSR_TEST_VIEWER=str(tmp_path / "viewer.png"))
     if run_params:
         env["STACKSR_TEST_RUN"] = json.dumps(run_params)
-        env["STACKSR_TEST_SR"] = json.dumps({"LAYERS": run_params["LAYERS"][:3], "SCALE": 3, "TTF_ITERATIONS": 3,
+        env["STACKSR_TEST_SR"] = json.dumps({"LAYERS": run_params["LAYERS"][:3], "SCALE": 3, "METHOD": 0, "TTF_ITERATIONS": 3,
                                              "OUTPUT": str(tmp_path / "sr.tif"),
                                              "OUTPUT_UNCERTAINTY": str(tmp_path / "sr_std.tif"),
                                              "OUTPUT_KERNEL": str(tmp_path / "sr_kernel.tif")})
@@ -134,7 +134,9 @@ def test_desktop_qgis_shows_menu_kernel_layers_viewer_and_map(tmp_path, sample_i
     # the chain's result in the StackSR group, named after date, method and scale; none went into "Kernels"
     names = seen["stacksr_group"]
     assert len(names) == 4 and len(set(names)) == 4, names  # SR, uncertainty and TTF kernel; then the chain's SR
-    assert sum(n.endswith("piunet+ttf x3") for n in names) == 1 and any(n.endswith("piunet+ttf x3 (2)") for n in names)
+    # the chain's method is auto's choice (PIUNet + TTF or IBP): its name says which, numbered if it repeats one
+    assert sum(n.endswith("piunet+ttf x3") for n in names) == 1
+    assert any(n.endswith(("piunet+ttf x3 (2)", "ibp x3")) for n in names), names
     assert any(n.endswith("uncertainty") for n in names) and any(n.endswith("TTF kernel") for n in names)
     assert seen["kernels_group_after_chain"] == 4
 
