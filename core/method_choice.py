@@ -39,6 +39,7 @@ class Setup:
     net: object = None
     flow: object = None
     ttf: object = None  # ttf.TTFConfig
+    monitor: object = None  # progress.Monitor: every candidate honours cancel (TTF and IBP run long on a big window)
 
 
 def runners(setup: Setup) -> dict[str, Runner]:
@@ -51,13 +52,15 @@ def runners(setup: Setup) -> dict[str, Runner]:
         mean = float(frames[ref][valid[ref]].mean()) if valid[ref].any() else float(frames[valid].mean())
         return agreement_weights(frames, valid, ref, shifts, mean)[0]
 
+    mon = setup.monitor
     out: dict[str, Runner] = {
         REFERENCE_BASELINE: lambda f, v: reference_bicubic(f, v, ref, s),
         "bicubic": lambda f, v: mean_bicubic(f, v, s, shifts),
-        "ibp": lambda f, v: ibp(f, v, s, shifts, setup.psf, setup.ibp_iterations, weights=weights_of(f, v)),
+        "ibp": lambda f, v: ibp(f, v, s, shifts, setup.psf, setup.ibp_iterations, monitor=mon, weights=weights_of(f, v)),
     }
     if setup.bank is not None:
-        out["ibp-bank"] = lambda f, v: ibp(f, v, s, shifts, setup.bank, setup.ibp_iterations, weights=weights_of(f, v))
+        out["ibp-bank"] = lambda f, v: ibp(f, v, s, shifts, setup.bank, setup.ibp_iterations, monitor=mon,
+                                           weights=weights_of(f, v))
     if setup.net is not None:
         from .inference import predict
         from .ttf import test_time_finetune
@@ -65,8 +68,8 @@ def runners(setup: Setup) -> dict[str, Runner]:
         def learned(f, v):
             net = setup.net
             if setup.flow is not None:
-                net = test_time_finetune(net, setup.flow, f, v, ref, setup.ttf)[0]
-            return predict(net, f, v, reference=ref)[0]
+                net = test_time_finetune(net, setup.flow, f, v, ref, setup.ttf, monitor=mon)[0]
+            return predict(net, f, v, reference=ref, monitor=mon)[0]
 
         out["piunet+ttf" if setup.flow is not None else "piunet"] = learned
     return out

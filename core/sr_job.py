@@ -332,7 +332,8 @@ def _validate(sel: _Selected, run: _Run, frames: torch.Tensor, valid: torch.Tens
     if auto and run.psf_sigma is not None:
         psf = gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)
     setup = Setup(run.scale, sel.ref, sel.shifts, psf, run.iterations or IBP_CANDIDATES[-1], sel.shifts is not None,
-                  sel.kernels if auto else None, net if (auto or run.learned) else None, flow, run.ttf)
+                  sel.kernels if auto else None, net if (auto or run.learned) else None, flow, run.ttf,
+                  _Quiet(mon))
     only = None if auto else (run.method,)
     mon.progress(0.15, "validating " + ("every method" if auto else run.method) + " on held-out pixels")
     result = choose_method(setup, f, v, sel.kernels if sel.kernels is not None else psf, w, only, check=mon.check)
@@ -342,6 +343,17 @@ def _validate(sel: _Selected, run: _Run, frames: torch.Tensor, valid: torch.Tens
     for note in result.notes:
         mon.info("validation: " + note)
     return result
+
+
+class _Quiet(Monitor):
+    """The job's cancel for the validation's runs, without their progress (each would restart the bar)."""
+
+    def __init__(self, job: Monitor):
+        super().__init__()
+        self.job = job
+
+    def is_cancelled(self) -> bool:
+        return self.job.is_cancelled()
 
 
 def _apply_choice(run: _Run, sel: _Selected, validation: "ValidationResult | None", mon: Monitor) -> None:

@@ -198,7 +198,7 @@ class _CancelAfter(Monitor):
         return self.asked is not None
 
 
-@pytest.mark.parametrize("job", ["kernel estimation", "TTF", "tiled prediction"])
+@pytest.mark.parametrize("job", ["kernel estimation", "TTF", "validation", "tiled prediction"])
 def test_cancel_stops_long_work_within_two_seconds(job, sample_images, tmp_path_factory, tiny_model):
     mon = _CancelAfter(0.5)
     tmp_path = tmp_path_factory.mktemp("out")
@@ -210,6 +210,9 @@ def test_cancel_stops_long_work_within_two_seconds(job, sample_images, tmp_path_
         elif job == "TTF":
             run_superresolve(_sources(sample_images), str(out) + ".tif", 3, method="piunet+ttf", model_path=tiny_model,
                              ttf_iterations=10000, monitor=mon)
+        elif job == "validation":  # auto runs every candidate (TTF among them) before the chosen one
+            run_superresolve(_sources(sample_images), str(out) + ".tif", 3, method="auto", model_path=tiny_model,
+                             ttf_iterations=10000, iterations=1000, monitor=mon)
         else:  # the sample mirrored to 244 x 244 px: 64 tiles of the smallest size
             big = tmp_path_factory.mktemp("big")
             paths = []
