@@ -26,7 +26,7 @@ Large rasters are registered on their most valid central window (shifts are glob
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -270,19 +270,21 @@ def register_source(source, stats, ref_index: int, window: tuple[slice, slice] |
 REFERENCE_TIE = 0.01  # images whose clear share is within this of the clearest one tie for the reference
 
 
-def typical_reference(clear: Sequence[float], frames: torch.Tensor, valid: torch.Tensor) -> tuple[int, list[float]]:
+def typical_reference(clear: Sequence[float], read: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+                      ) -> tuple[int, list[float]]:
     """The reference image when none is given: the clearest, and among images equally clear (no masks, or
     masks that leave several images whole) the one the others agree with most. An outlier date (snow, a
     flood, another season) as the reference makes every other date look like other land and leaves it out.
 
     Agreement: the correlation of each tied image with the per-pixel median of all the images, each image
-    standardised on its valid pixels of ``frames`` ``(T, h, w)`` (a window of the stack). Returns the index
-    and the tied images' correlations (empty when there was no tie)."""
+    standardised on its valid pixels of the window ``read()`` returns (``(T, h, w)`` frames and validity; read
+    only when there is a tie). Returns the index and the tied images' correlations (empty when there was no tie)."""
     clear = [float(c) for c in clear]
     top = max(clear)
     tied = [t for t, c in enumerate(clear) if c >= top - REFERENCE_TIE]
     if len(tied) < 2:
         return tied[0], []
+    frames, valid = read()
     f = frames.double()
     n = valid.sum(dim=(1, 2)).clamp(min=1)
     mean = (f * valid).sum(dim=(1, 2)) / n

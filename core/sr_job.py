@@ -190,11 +190,9 @@ def _check_outputs(run: _Run, sources, output, uncertainty_output, kernel_output
         raise StackError("a kernel bank is used by the IBP method only")
     if run.kernel_bank and run.psf_sigma is not None:
         raise StackError("give either a PSF sigma or a kernel bank for IBP, not both")
-    if run.method == "auto" and not run.model_path:
+    if (run.learned or run.method == "auto") and not run.model_path:
         run.model_path = base_model_path(run.scale)  # None: auto chooses among the classic methods
-    if run.learned and not run.model_path:
-        run.model_path = base_model_path(run.scale)
-        if run.model_path is None:
+        if run.model_path is None and run.learned:
             raise StackError(f"method '{run.method}' needs a trained model file (no base model is shipped for x{run.scale})")
     inputs = input_paths(sources) + [p for p in (run.model_path, run.kernel_bank) if p]
     plan_outputs([("super-resolved raster", output, RASTER_EXTENSIONS),
@@ -219,7 +217,7 @@ def _select_frames(reader: StackReader, stats: StackStats, run: _Run, reference:
         raise StackError(f"images of {reader.width}x{reader.height} pixels are too small (at least {MIN_LR_SIZE}x{MIN_LR_SIZE})")
     window = best_window(stats, reader.height, reader.width, MAX_WINDOW)
     if reference is None:
-        ref, corr = typical_reference(stats.clear_fraction, *read_window(reader, *window))
+        ref, corr = typical_reference(stats.clear_fraction, lambda: read_window(reader, *window))
         if corr:
             mon.info(f"reference: {reader.names[ref]}, of {len(corr)} images equally clear the one the others agree "
                      f"with most (correlation with the images' median {max(corr):.3f}; the least typical "

@@ -139,7 +139,7 @@ def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_
     out_ds = None
     paths = [outlier] + sample_images[2:7]
     frames = torch.stack([torch.from_numpy(read_raster(p)[0].astype(np.float32)) for p in paths])
-    ref, corr = typical_reference([1.0] * len(paths), frames, torch.ones_like(frames, dtype=torch.bool))
+    ref, corr = typical_reference([1.0] * len(paths), lambda: (frames, torch.ones_like(frames, dtype=torch.bool)))
     assert ref != 0 and corr[0] == min(corr)
     summary = run_superresolve(sources_from_inputs(paths), str(tmp_path / "sr.tif"), 3, method="bicubic")
     assert summary["reference"] != "outlier.tif" and summary["images_used"] == len(paths) - 1
