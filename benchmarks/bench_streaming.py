@@ -27,8 +27,9 @@ from common import L8_PAN, ROOT, save
 TILE_SRC, ORIGIN = 1200, 8  # source tile of the pan band (and where it starts), repeated over the mosaic
 
 
-def build_dates(folder: str, size: int, count: int = 9) -> list[str]:
-    """``count`` VRTs of ``size`` x ``size`` px (see the module docstring)."""
+def build_dates(folder: str, size: int, count: int = 9, subpixel: bool = False) -> list[str]:
+    """``count`` VRTs of ``size`` x ``size`` px (see the module docstring); ``subpixel``: date t reads the band
+    moved by (t // 3 / 3, t % 3 / 3) px instead, resampled by GDAL's cubic (sub-pixel shifts, as real dates have)."""
     src = gdal.Open(L8_PAN)
     gt, srs = src.GetGeoTransform(), src.GetProjection()
     band = src.GetRasterBand(1)
@@ -37,17 +38,20 @@ def build_dates(folder: str, size: int, count: int = 9) -> list[str]:
     paths = []
     for t in range(count):
         dy, dx = t // 3, t % 3
+        if subpixel:
+            dy, dx = dy / 3, dx / 3
+        kind = 'SimpleSource resampling="cubic"' if subpixel else "SimpleSource"
         parts = []
         for r in range(0, size, TILE_SRC):
             for c in range(0, size, TILE_SRC):
                 h, w = min(TILE_SRC, size - r), min(TILE_SRC, size - c)
-                parts.append(f'<SimpleSource><SourceFilename relativeToVRT="0">{L8_PAN}</SourceFilename>'
+                parts.append(f'<{kind}><SourceFilename relativeToVRT="0">{L8_PAN}</SourceFilename>'
                              f'<SourceBand>1</SourceBand><SrcRect xOff="{ORIGIN + dx}" yOff="{ORIGIN + dy}" xSize="{w}" '
                              f'ySize="{h}"/><DstRect xOff="{c}" yOff="{r}" xSize="{w}" ySize="{h}"/></SimpleSource>')
         xml = (f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>{srs.replace("<", "&lt;")}</SRS>'
                f'<GeoTransform>{", ".join(repr(v) for v in gt)}</GeoTransform>'
                f'<VRTRasterBand dataType="{dtype}" band="1">{"".join(parts)}</VRTRasterBand></VRTDataset>')
-        path = os.path.join(folder, f"date{t}_{size}.vrt")
+        path = os.path.join(folder, f"date{t}_{size}{'_sub' if subpixel else ''}.vrt")
         with open(path, "w") as f:
             f.write(xml)
         paths.append(path)

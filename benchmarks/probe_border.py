@@ -8,7 +8,11 @@
    lie in the interior of the whole run. The PSNR of those pixels in the whole run minus theirs in
    the cropped run is what being at the border costs, content held fixed.
 
-    cd benchmarks && ../.venv/bin/python probe_border.py [--iterations N]
+3. ``--against-mean-bicubic`` (issue 30, item 6): IBP as the job runs it (robust fusion, its validated count)
+   and the registered mean of bicubic of the same frames; for each, the outer ``--band`` px against the rest;
+   IBP's excess = its gap minus mean-bicubic's (the line: 0.3 dB at most).
+
+    cd benchmarks && ../.venv/bin/python probe_border.py [--iterations N] [--against-mean-bicubic [--band 6]]
 """
 import statistics
 
@@ -16,7 +20,8 @@ import numpy as np
 import torch
 
 from common import both_benchmarks, kept_frames, save
-from stacksr.core.baselines import choose_ibp_iterations, ibp
+from stacksr.core.agreement import agreement_weights
+from stacksr.core.baselines import choose_ibp_iterations, ibp, mean_bicubic
 from stacksr.core.degradation import upsample_bicubic
 from stacksr.core.metrics import border_and_interior_psnr
 from stacksr.core.stack_ops import temporal_fill
@@ -44,11 +49,41 @@ def paired(whole: torch.Tensor, cropped: torch.Tensor, hr: torch.Tensor, data_ra
     return out[0], out[1]
 
 
+def against_mean_bicubic(band: int) -> None:
+    summary = {}
+    for bench, (stacks, data_range) in both_benchmarks().items():
+        rows = []
+        for name, hr, lr, valid in stacks:
+            f, v, s = kept_frames(lr, valid)
+            means = torch.stack([x[m].mean() if m.any() else x.mean() for x, m in zip(f, v)])
+            w = agreement_weights(f, v, 0, s, float(means[0]))[0] if f.shape[0] > 1 else None
+            n = choose_ibp_iterations(f, v, 3, s, None, means, w)[0]
+            row = {"stack": name, "iterations": n}
+            for label, sr in (("ibp", ibp(f, v, 3, s, iterations=n, frame_means=means, weights=w)),
+                              ("mean_bicubic", mean_bicubic(f, v, 3, s, means))):
+                border, interior = border_and_interior_psnr(sr.numpy(), hr.numpy(), band, data_range)
+                row[label] = {"border": border, "interior": interior, "gap": interior - border}
+            row["excess"] = row["ibp"]["gap"] - row["mean_bicubic"]["gap"]
+            rows.append(row)
+            print(bench, name, n, f"ibp gap {row['ibp']['gap']:.2f}, mean-bicubic gap {row['mean_bicubic']['gap']:.2f}, "
+                  f"excess {row['excess']:+.2f}", flush=True)
+        summary[bench] = {"mean_ibp_gap": statistics.mean(r["ibp"]["gap"] for r in rows),
+                          "mean_mean_bicubic_gap": statistics.mean(r["mean_bicubic"]["gap"] for r in rows),
+                          "mean_excess": statistics.mean(r["excess"] for r in rows),
+                          "worst_excess": max(r["excess"] for r in rows), "stacks": rows}
+        print(bench, {k: round(x, 2) for k, x in summary[bench].items() if k != "stacks"}, flush=True)
+    save(f"border_vs_mean_bicubic_{band}px", {"band": band, **summary})
+
+
 def main() -> None:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--iterations", type=int, default=None, help="a fixed IBP count (default: chosen per stack, as the job)")
+    ap.add_argument("--against-mean-bicubic", action="store_true")
+    ap.add_argument("--band", type=int, default=6)
     args = ap.parse_args()
+    if args.against_mean_bicubic:
+        return against_mean_bicubic(args.band)
     benches = both_benchmarks()
     summary = {}
     for bench, (stacks, data_range) in benches.items():

@@ -16,6 +16,7 @@ from .agreement import agreement_weights, halo as agreement_halo
 from .degradation import blur_downsample, gaussian_kernels, shift_images, upsample_bicubic
 from .progress import Monitor, ensure_monitor
 from .shapes import check_shape
+from .shift_blur import ShiftBlur, margin_px
 from .stack_ops import temporal_fill
 from .windows import IBP_HALO, StackStats, run_tiles
 
@@ -146,8 +147,8 @@ def choose_ibp_iterations(
 def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, init, frame_means, weights=None,
                   last_prediction=False):
     """IBP (:func:`ibp`) as it goes: yields ``(k, x, A x)`` after ``k`` = 0 .. ``iterations`` iterations,
-    ``x`` cropped to the raster and its prediction of the frames ``A x`` to the LR raster (None after
-    the last iteration unless ``last_prediction``)."""
+    ``x`` cropped to the raster (after the last iteration only, else None) and its prediction of the frames
+    ``A x`` to the LR raster (None after the last iteration unless ``last_prediction``)."""
     T = frames.shape[-3]
     if kernels is None:
         kernels = default_psf(scale)
@@ -160,26 +161,13 @@ def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, 
     # were all pushed onto its outermost pixels (bright and dark lines along the borders, 3.4 dB
     # worse there than inside on the real-date benchmark). The margin's pixels are free unknowns,
     # seen only by the data; the raster is cropped out at the end.
-    reach = kernels.shape[-1] // 2 + (0.0 if hr_shifts is None else float(hr_shifts.abs().max())) + 2
-    margin = math.ceil(reach / scale)
+    margin = margin_px(kernels.shape[-1], hr_shifts, scale)
     M = margin * scale
     m = valid.to(frames.dtype)
     m = F.pad(m if weights is None else m * weights.to(frames.dtype), (margin,) * 4)
     y = F.pad(temporal_fill(frames, valid, frame_means), (margin,) * 4)
-
-    def forward(x: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:  # (..., H, W) -> (..., T, h, w)
-        stack = x.unsqueeze(-3).expand(*x.shape[:-2], T, *x.shape[-2:])
-        if hr_shifts is not None:
-            stack = _shift_stacks(stack, hr_shifts.expand(*stack.shape[:-2], 2), mode)
-        flat = stack.reshape(-1, T, *stack.shape[-2:]).transpose(0, 1)  # (T, B, H, W): one kernel per frame
-        out = blur_downsample(flat, kernels, scale).transpose(0, 1)
-        return out.reshape(*stack.shape[:-2], *out.shape[-2:])
-
-    def adjoint(x: torch.Tensor, v: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
-        with torch.enable_grad():
-            xr = x.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(forward(xr, mode), xr, grad_outputs=v)
-        return g
+    lr_size = tuple(y.shape[-2:])
+    op = ShiftBlur(kernels, scale, hr_shifts, lr_size)
 
     x = mean_bicubic(frames, valid, scale, shifts, frame_means) if init is None else init.to(frames.dtype)
     lead, (H, W) = x.shape[:-2], x.shape[-2:]
@@ -189,19 +177,28 @@ def _ibp_iterates(frames, valid, scale, shifts, kernels, iterations, step, mon, 
     # does not, and the iteration diverged to NaN. The floor |A|^T m / 1.3 bounds the step's gain
     # (Gershgorin: rows of |A| sum to at most 1.25^2) and stays below A^T m where pixels are well
     # seen, replicated borders included (ratio ~0.8 there), so IBP converges as fast as before.
-    norm = torch.maximum(adjoint(x, m), adjoint(x, m, "bicubic-magnitude") / 1.3)
+    hr_size = tuple(x.shape[-2:])
+    gain = ShiftBlur(kernels, scale, hr_shifts, lr_size, "bicubic-magnitude") if hr_shifts is not None else op
+    norm = torch.maximum(op.adjoint(m, hr_size), gain.adjoint(m, hr_size) / 1.3)
+    # The iterations stay on the frames' common grid (zero weight off each frame) and keep the estimate as the
+    # operator's phases (:meth:`ShiftBlur.phases`): no HR-size reshuffling per iteration. Pixels the phases pad
+    # with are read by no weighted LR pixel, so their update is 0 and they stay 0.
+    m, y = op.flat(op.to_grid(m)), op.flat(op.to_grid(y))
     # a fixed floor, not one relative to the window's clear share: a tile must divide by what the whole raster
     # does (the raster's corner pixels, seen by a sliver of one frame, differed by 5 DN in tiles)
-    norm = norm.clamp(min=1e-3)
+    norm = op.phases(norm).clamp(min=1e-3)
+    p = op.phases(x)
     h, w = frames.shape[-2:]
     for k in range(iterations + 1):
         mon.check()
         # the last estimate's prediction is needed only by callers that score it, not by the update
-        pred = forward(x) if k < iterations or last_prediction else None
-        yield k, x[..., M:M + H, M:M + W], None if pred is None else pred[..., margin:margin + h, margin:margin + w]
+        pred = op.forward_phases(p) if k < iterations or last_prediction else None
+        x = op.image(p, lead, hr_size)[..., M:M + H, M:M + W] if k == iterations else None
+        yield k, x, None if pred is None else \
+            op.from_grid(pred.reshape(*lead, T, *op.full_size))[..., margin:margin + h, margin:margin + w]
         if k == iterations:
             return
-        x = x + step * adjoint(x, m * (y - pred)) / norm
+        p = p + step * op.adjoint_phases(m * (y - pred)) / norm
 
 
 def classic_halo(method: str, shifts: torch.Tensor | None) -> int:

@@ -193,6 +193,33 @@ def upsample_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     return y.reshape(*lead, h * scale, w * scale)
 
 
+FEW_IMAGES, LARGE_IMAGE = 32, 4096  # below / above these, whole-plane slices beat a gather of every pixel
+
+
+def _shift_axis(x: torch.Tensor, d: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
+    """:func:`shift_images` along one axis for a few large images: each image's 4 taps are slices of the image
+    (edges replicated by padding), with weights from the shift's fraction ``frac(-d)`` (the gather path takes it
+    from each pixel's float position, equal to float rounding)."""
+    length = x.shape[dim]
+    e = torch.floor(-d.detach())
+    t = -d - e
+    w = _cubic_weights(t) if mode == "bicubic" else _cubic_weights(t).abs() if mode == "bicubic-magnitude" \
+        else _linear_weights(t)
+    e = e.long().tolist()
+    P = max(abs(v) for v in e) + 2
+    last = dim == x.dim() - 1
+    x4 = x if x.dim() == 4 else x.unsqueeze(1)
+    xp = F.pad(x4, (P, P, 0, 0) if last else (0, 0, P, P), mode="replicate")
+    xp = xp if x.dim() == 4 else xp.squeeze(1)
+    out = []
+    for i, ei in enumerate(e):
+        acc = 0
+        for k in range(4):
+            acc = acc + xp[i].narrow(dim - 1, P + ei + k - 1, length) * w[i, k]
+        out.append(acc)
+    return torch.stack(out)
+
+
 def shift_images(x: torch.Tensor, shifts: torch.Tensor | Sequence[float], mode: str = "bicubic") -> torch.Tensor:
     """Translate images by sub-pixel amounts: ``out[p] = x[p - d]``.
 
@@ -204,6 +231,8 @@ def shift_images(x: torch.Tensor, shifts: torch.Tensor | Sequence[float], mode: 
     """
     n, H, W = x.shape[0], x.shape[-2], x.shape[-1]
     d = torch.as_tensor(shifts, dtype=x.dtype, device=x.device).reshape(-1, 2).expand(n, 2)
+    if n <= FEW_IMAGES and H * W >= LARGE_IMAGE:
+        return _shift_axis(_shift_axis(x, d[:, 0], x.dim() - 2, mode), d[:, 1], x.dim() - 1, mode)
     src_y = torch.arange(H, dtype=x.dtype, device=x.device)[None] - d[:, :1]
     src_x = torch.arange(W, dtype=x.dtype, device=x.device)[None] - d[:, 1:]
     return _resample_axis(_resample_axis(x, src_y, x.dim() - 2, mode), src_x, x.dim() - 1, mode)

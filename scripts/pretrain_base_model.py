@@ -170,12 +170,14 @@ def main() -> None:
     elif args.init != "none":
         init = args.init
     net_cfg = PIUNetConfig(scale=s, features=args.features, blocks=args.blocks)
-    if init:
+    best, last, curve_file = (os.path.join(run, n) for n in ("best.pt", "best.pt.last", "curve.jsonl"))
+    if os.path.exists(last):  # resuming: the network is the checkpoint's; the init file may be long gone
+        net_cfg, init = load_model(last, s)[0].config, f"resumed from {last}"
+    elif init:
         init_scale = torch.load(init, map_location="cpu", weights_only=True)["scale"]
         if init_scale != s:  # another scale's model: its trunk, and its centre phase for every sub-pixel phase
             init = transplant(init, s, os.path.join(run, f"init_from_x{init_scale}.pt"))
         net_cfg = load_model(init, s)[0].config
-    best, last, curve_file = (os.path.join(run, n) for n in ("best.pt", "best.pt.last", "curve.jsonl"))
     print(f"{len(stacks)} stacks from {len(counts)} places {counts}; network {net_cfg}; init {init}", flush=True)
 
     mon = _Stoppable()
