@@ -1,0 +1,56 @@
+"""How much TTF raises the learned path's validated score: the untuned network and the network after TTF,
+validated as `auto` validates (core/validation.py), next to IBP's, on every stack of the three kinds. Sizes
+the screening that lets `auto` skip the learned candidate's TTF when it cannot win (issue 30).
+
+    cd benchmarks && ../.venv/bin/python probe_screen.py
+"""
+import json
+import math
+import time
+
+import torch
+
+from bench_auto import load_kind
+from common import kept_frames, save
+from stacksr.core.agreement import agreement_weights
+from stacksr.core.baselines import choose_ibp_iterations, default_psf
+from stacksr.core.fkp import default_fkp_path, load_fkp
+from stacksr.core.method_choice import Setup, runners
+from stacksr.core.model_files import base_model_path, load_model
+from stacksr.core.ttf import TTFConfig
+from stacksr.core.validation import REFERENCE_BASELINE, validate
+
+
+def main() -> None:
+    rows = []
+    for kind in ("static", "realdates", "realsensor"):
+        for name, st in load_kind(kind):
+            s = st.scale
+            lr, valid, shifts = kept_frames(st.lr, st.valid)
+            if lr.shape[0] < 2:
+                continue
+            psf = default_psf(s)
+            means = torch.stack([f[v].mean() if v.any() else f.mean() for f, v in zip(lr, valid)])
+            weights = agreement_weights(lr, valid, 0, shifts, float(means[0]))[0]
+            iters = choose_ibp_iterations(lr, valid, s, shifts, psf, means, weights)[0]
+            net = load_model(base_model_path(s), s)[0]
+            flow = load_fkp(default_fkp_path(s), s)
+            tuned = runners(Setup(s, 0, shifts, psf, iters, True, None, net, flow, TTFConfig()))
+            untuned = runners(Setup(s, 0, shifts, psf, iters, True, None, net, None, None))
+            cands = {REFERENCE_BASELINE: tuned[REFERENCE_BASELINE], "ibp": tuned["ibp"], "piunet": untuned["piunet"],
+                     "piunet+ttf": tuned["piunet+ttf"]}
+            res = validate(cands, lr, valid, 0, s, shifts, psf, weights)
+            db = {m: 20 * math.log10(res.score("ibp").rmse / res.score(m).rmse) for m in ("piunet", "piunet+ttf")}
+            rows.append({"kind": kind, "stack": name, "untuned_vs_ibp_db": db["piunet"],
+                         "ttf_vs_ibp_db": db["piunet+ttf"], "ttf_raise_db": db["piunet+ttf"] - db["piunet"],
+                         "seconds": {m: res.score(m).seconds for m in cands}})
+            print(json.dumps(rows[-1]), flush=True)
+    raises = [r["ttf_raise_db"] for r in rows]
+    summary = {"max_raise_db": max(raises), "mean_raise_db": sum(raises) / len(raises), "rows": rows,
+               "date": time.strftime("%Y-%m-%d")}
+    print({k: v for k, v in summary.items() if k != "rows"})
+    save("screen_ttf_raise", summary)
+
+
+if __name__ == "__main__":
+    main()
