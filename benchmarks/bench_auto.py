@@ -94,8 +94,10 @@ def main() -> None:
             if net is not None:  # the learned path without TTF: what TTF gains or loses on each stack
                 from stacksr.core.inference import predict
 
-                untuned = cpsnr(predict(net, lr, valid, reference=0)[0].numpy(), st.hr.numpy(), max_shift=3,
-                                data_range=st.data_range, fit_gain=st.fit_gain).cpsnr
+                plain = predict(net, lr, valid, reference=0)[0].numpy()
+                untuned = cpsnr(plain, st.hr.numpy(), max_shift=3, data_range=st.data_range, fit_gain=st.fit_gain).cpsnr
+                if not args.learned_only:  # auto's candidate too (validated before TTF)
+                    truth["piunet"], texture["piunet"] = untuned, flat_texture_ratio(plain, st.hr.numpy(), s)
             if args.learned_only:
                 rows.append({"kind": kind, "stack": name, "truth": truth, "texture": texture, "untuned": untuned})
                 print(kind, name, truth, texture, flush=True)

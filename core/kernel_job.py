@@ -64,6 +64,8 @@ def run_estimate_kernels(
     if crop is not None:
         config = replace(config, crop=int(crop))
     stack = read_stack(sources, invalid_mask_values)
+    for line in stack.warnings:
+        mon.info(line)
     min_side = min(stack.grid.width, stack.grid.height)
     if min_side * scale < size:
         raise StackError(f"images of {stack.grid.width}x{stack.grid.height} px are smaller than the {size}x{size} kernel at x{scale}")

@@ -99,8 +99,8 @@ def run_superresolve(
     procs, run.device = distributed.init_from_env(run.device)  # under torchrun: this process's share and device
     net, flow = _load_networks(run)
     with StackReader(sources, invalid_mask_values) as reader:  # windows are read as the work needs them
-        stats = stack_stats(reader)
-        for line in reader.implausible_warnings():
+        stats = stack_stats(reader, mon.sub(0.05, 0.08))
+        for line in reader.warnings():
             mon.info(line)
         if not stats.counts.any():
             raise StackError(NOTHING_VALID)

@@ -64,6 +64,7 @@ class RasterStack:
     nodata: float | None
     source_dtype: str  # numpy dtype name of the first image
     sources: list[ImageSource] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # StackReader.warnings() of the read, for the job's log
 
     @property
     def count(self) -> int:
@@ -241,6 +242,9 @@ def sources_from_inputs(
 CACHE_RELEASE_BYTES = 64 << 20  # bytes read after which the blocks GDAL cached for the reader are freed
 
 
+MASK_VALUES_SHOWN = 8  # values of a mask that matched nothing, named in its warning
+
+
 class StackReader:
     """A stack opened for reading window by window: the grids and bands are checked when it is
     opened, pixels are read only when asked for, so a job holds the windows it works on rather than
@@ -263,6 +267,8 @@ class StackReader:
         self.source_dtype = "float32"
         self._nodata: list[float | None] = []
         self.implausible: dict[int, float] = {}  # image -> a value beyond IMPLAUSIBLE found in it (read as invalid)
+        # image -> (whether its mask matched an invalid value anywhere read, a few of the mask's values seen)
+        self.mask_seen: dict[int, tuple[bool, set]] = {}
         try:
             for src in self.sources:
                 ds = self._dataset(src.path, "raster")
@@ -321,7 +327,13 @@ class StackReader:
             if src.mask_path:
                 marr = _read_window(self._dataset(src.mask_path, "mask raster"), src.mask_band,
                                     os.path.basename(src.mask_path), c0, r0, w, h)
-                ok &= ~np.isin(marr.astype(np.float64), self._bad)
+                hit = np.isin(marr.astype(np.float64), self._bad)
+                ok &= ~hit
+                matched, values = self.mask_seen.get(t, (False, set()))
+                if not matched:
+                    if len(values) < MASK_VALUES_SHOWN:
+                        values |= set(np.unique(marr).tolist())
+                    self.mask_seen[t] = (bool(hit.any()), values)
             np.copyto(data[k], arr, casting="unsafe")  # as float32 (exact for 8/16-bit integers)
             data[k][~ok] = 0.0
             valid[k] = ok
@@ -337,6 +349,20 @@ class StackReader:
         return [f"WARNING: '{self.names[t]}' holds values no sensor produces (e.g. {v:g}); they are treated as invalid. "
                 f"If they mark missing data, declare it as the file's nodata value (e.g. gdal_edit.py -a_nodata {v:g})"
                 for t, v in sorted(self.implausible.items())]
+
+    def mask_warnings(self) -> list[str]:
+        """One line per mask that marked nothing invalid in what was read (after a whole pass: anywhere): its values
+        are probably not the mask values given."""
+        bad = ", ".join(f"{v:g}" for v in self._bad)
+        return [f"WARNING: the mask of '{self.names[t]}' ({os.path.basename(self.sources[t].mask_path)}) marks no pixel "
+                f"invalid: none of its values ({', '.join(f'{v:g}' for v in sorted(values)[:MASK_VALUES_SHOWN])}) is "
+                f"one of the mask values that mark invalid pixels ({bad}). If its codes differ (not Fmask), give "
+                f"them (CLI --mask-invalid-values, QGIS 'Mask values that mark invalid pixels')"
+                for t, (matched, values) in sorted(self.mask_seen.items()) if not matched]
+
+    def warnings(self) -> list[str]:
+        """Everything a user should hear about what was read so far (a job logs it after its whole pass)."""
+        return self.implausible_warnings() + self.mask_warnings()
 
     def close(self) -> None:
         self._datasets.clear()
@@ -378,7 +404,8 @@ def read_stack(sources: Sequence[ImageSource], invalid_mask_values: Sequence[int
     """Read and validate a whole stack; raises :class:`StackError` with a message naming the bad input."""
     with StackReader(sources, invalid_mask_values, min_images) as reader:
         data, valid = reader.read()
-        stack = RasterStack(data, valid, reader.names, reader.grid, reader.nodata, reader.source_dtype, list(sources))
+        stack = RasterStack(data, valid, reader.names, reader.grid, reader.nodata, reader.source_dtype, list(sources),
+                            reader.warnings())
     if not stack.valid.any():
         raise StackError(NOTHING_VALID)
     return stack

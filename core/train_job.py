@@ -72,6 +72,8 @@ def run_train_self_supervised(
     stacks, names = [], []
     for srcs in stacks_sources:
         st = read_stack(srcs, invalid_mask_values)
+        for line in st.warnings:
+            mon.info(line)
         stacks.append(StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0]))
         names += st.names
     if not patch:  # automatic (None; 0 in saved models and scripts of earlier versions)
@@ -130,6 +132,8 @@ def run_train_supervised(
     scale, dev, why = scale_and_device(scale, device)
     check_output_path(output, input_paths(sources) + [hr_path])
     st = read_stack(sources, invalid_mask_values)
+    for line in st.warnings:
+        mon.info(line)
     hr, hr_ok, hr_grid, _ = read_raster(hr_path)
     check_same_grid(hr_grid, st.grid.scaled(scale), hr_path, f"the stack refined x{scale}")
     if not patch:  # automatic (None; 0 in saved models and scripts of earlier versions)

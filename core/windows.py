@@ -107,13 +107,17 @@ class StackStats:
         return StackStats(self.sums[idx], self.squares[idx], self.counts[idx], self.clear_fraction[idx], self.coverage)
 
 
-def stack_stats(source) -> StackStats:
+def stack_stats(source, monitor: Monitor | None = None) -> StackStats:
     """One pass over ``source`` in blocks of :data:`STATS_BLOCK` rows, accumulated in float64 (the
-    same numbers whatever the tiling that follows)."""
+    same numbers whatever the tiling that follows); ``monitor``: its cancel is honoured between blocks (the pass
+    reads every pixel of the stack once: minutes on a large raster)."""
+    mon = ensure_monitor(monitor)
     T, H, W = source.count, source.height, source.width
     sums, sq, counts = np.zeros(T), np.zeros(T), np.zeros(T)
     coverage = np.zeros((math.ceil(H / COVERAGE_CELL), math.ceil(W / COVERAGE_CELL)))
     for r in range(0, H, STATS_BLOCK):
+        mon.check()
+        mon.progress(r / H, f"statistics: rows {r}-{min(r + STATS_BLOCK, H) - 1} of {H}")
         data, valid = read_window(source, slice(r, min(r + STATS_BLOCK, H)))
         v = valid.numpy()
         for t in range(T):

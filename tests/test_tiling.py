@@ -237,3 +237,26 @@ def test_tiled_robust_fusion_equals_untiled_on_a_real_stack_larger_than_its_halo
             out.append(sink.arrays[0])
         gap[agreement is None] = float((out[1] - out[0]).abs().max())
     assert gap[True] < 2e-4 * float(frames.std()) and gap[False] <= 1.5 * gap[True]
+
+
+def test_the_statistics_pass_honours_cancel_between_blocks():
+    """The one pass over every pixel of the stack (minutes on a large raster) stops when the job is cancelled."""
+    from stacksr.core.progress import Cancelled, Monitor
+    from stacksr.core.windows import STATS_BLOCK, TensorStack, stack_stats
+
+    class CancelAfterOneBlock(Monitor):
+        def __init__(self):
+            super().__init__()
+            self.blocks = 0
+
+        def progress(self, fraction, message=""):
+            self.blocks += 1
+
+        def is_cancelled(self):
+            return self.blocks > 1
+
+    frames = torch.ones(2, 3 * STATS_BLOCK, 8)
+    mon = CancelAfterOneBlock()
+    with pytest.raises(Cancelled):
+        stack_stats(TensorStack(frames, torch.ones_like(frames, dtype=torch.bool)), mon)
+    assert mon.blocks == 2
