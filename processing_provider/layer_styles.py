@@ -33,8 +33,14 @@ def move_into_group(layer, context, *path: str, run: str = "", rank: int | None 
         return
     group = root
     for name in path:
-        group = next((g for g in group.children() if g.nodeType() == g.NodeType.NodeGroup and g.name() == name),
-                     None) or group.insertGroup(0, name)
+        groups = [g for g in group.children() if g.nodeType() == g.NodeType.NodeGroup]
+        found = next((g for g in groups if g.name() == name), None)
+        if found is None:
+            # kernels are inputs' footprints, not results: their group never goes above the results' group
+            results = next((i for i, c in enumerate(group.children()) if group is root and name == KERNELS_GROUP
+                            and c.nodeType() == c.NodeType.NodeGroup and c.name() == RESULTS_GROUP), -1)
+            found = group.insertGroup(results + 1, name)
+        group = found
     taken = {n.layer().name() for n in group.findLayers() if n.layer() is not None and n.layer() is not layer}
     base, number = layer.name(), 2
     while layer.name() in taken:
@@ -158,6 +164,11 @@ class KernelLayerStyler(_KeptAlive):
             layer.setCustomProperty(KERNEL_BANK, os.path.abspath(self.bank))
         move_into_group(layer, context, *self.home, *((self.run,) if self.run else ()),
                         **({"run": self.stamp, "rank": self.rank} if self.rank is not None else {}))
+        if self.rank is None and context.project() is not None:
+            # a run's kernels share one footprint: only its first image's shows, the others are a click away
+            node = context.project().layerTreeRoot().findLayer(layer.id())
+            if node is not None and node.parent().children()[0] is not node:
+                node.setItemVisibilityChecked(False)
 
 
 class TTFKernelLayerStyler(KernelLayerStyler):

@@ -124,6 +124,7 @@ def test_estimate_kernels_loads_styled_kernel_layers_in_a_group(qgis_app, sample
 
     project = QgsProject.instance()
     project.clear()
+    project.layerTreeRoot().insertGroup(0, "StackSR")  # results of an earlier run: kernels must not cover them
     params = {"LAYERS": sample_images[:4], "MASKS": sample_masks[:4], "SCALE": 3, "MODE": 1, "ITERATIONS": 40,
               "OUTPUT_BANK": str(tmp_path / "bank.npz"), "OUTPUT_LAYERS": str(tmp_path / "kernels"),
               "OUTPUT_REPORT": str(tmp_path / "kernels.html")}
@@ -133,6 +134,9 @@ def test_estimate_kernels_loads_styled_kernel_layers_in_a_group(qgis_app, sample
     assert len(res["KERNEL_LAYERS"]) == 4 and os.path.exists(res["OUTPUT_REPORT"])
     group = project.layerTreeRoot().findGroup("Kernels")
     assert group is not None and len(group.findLayers()) == 4
+    # one footprint, four kernels: only the first shows (the others would hide it and each other)
+    assert [n.itemVisibilityChecked() for n in group.findLayers()] == [True, False, False, False]
+    assert [g.name() for g in project.layerTreeRoot().children()][:2] == ["StackSR", "Kernels"]
     for node in group.findLayers():
         layer = node.layer()
         assert layer.isValid() and isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
