@@ -25,8 +25,13 @@ def test_kernel_viewer_shows_every_kernel_with_its_image_and_fit_and_screenshots
     from stacksr.ui.kernel_viewer import KernelViewerDock
 
     dock = KernelViewerDock()
+    titled = KernelViewerDock()
+    titled.load_bank(real_bank, "kernels of 04:51:07 - 8 images, x3, joint")  # a run's title, not 'OUTPUT_BANK.npz'
+    assert titled.summary.text().startswith("<b>kernels of 04:51:07 - 8 images, x3, joint</b>")
+    titled.close()
     dock.resize(720, 560)
     dock.load_bank(real_bank)
+    assert dock.summary.text().startswith(f"<b>{os.path.basename(real_bank)}</b>")
     dock.show()
     qgis_app.processEvents()
     bank = KernelBank.load(real_bank)

@@ -82,8 +82,10 @@ class KernelViewerDock(QDockWidget):
         if path:
             self.load_bank(path)
 
-    def load_bank(self, path: str) -> None:
-        """Show the bank at ``path``; an unreadable file shows its error instead of raising."""
+    def load_bank(self, path: str, title: str = "") -> None:
+        """Show the bank at ``path`` under ``title`` (default: the file's name; a run's bank is often a temporary
+        file named after the parameter, so the algorithm passes its run's title); an unreadable file shows its
+        error instead of raising."""
         try:
             bank = KernelBank.load(path)
         except KernelBankError as exc:
@@ -91,7 +93,7 @@ class KernelViewerDock(QDockWidget):
             self.bank, self.bank_path = None, ""
             self.summary.setText(f"<b>Cannot show kernels:</b> {exc}")
             return
-        self.set_bank(bank, os.path.basename(path))
+        self.set_bank(bank, title or os.path.basename(path))
         self.bank_path = os.path.abspath(path)
 
     def set_bank(self, bank: KernelBank, title: str = "") -> None:

@@ -83,7 +83,8 @@ class EstimateKernels(StackSRAlgorithm):
         plugin = plugins.get("stacksr") if iface is not None else None
         if plugin is not None and getattr(self, "_bank", None):
             plugin.show_kernel_viewer()
-            plugin.viewer.load_bank(self._bank)
+            run = getattr(self, "_run", "")
+            plugin.viewer.load_bank(self._bank, f"kernels of {run}" if run else "")
         return {}
 
     def run_job(self, parameters, context, feedback, monitor):
@@ -114,7 +115,7 @@ class EstimateKernels(StackSRAlgorithm):
             details.layerTypeHint = QgsProcessingUtils.LayerHint.Raster
             details.setPostProcessor(KernelLayerStyler.create(summary["peak"], run, image, bank))
             context.addLayerToLoadOnCompletion(path, details)
-        self._bank = bank  # for postProcessAlgorithm: the viewer opens on it in the desktop
+        self._bank, self._run = bank, run  # for postProcessAlgorithm: the viewer opens on it in the desktop
         results = {self.OUTPUT_BANK: bank, self.KERNEL_LAYERS: summary["layers"], self.SECONDS: summary["seconds"]}
         if folder:
             results[self.OUTPUT_LAYERS] = folder
