@@ -12,7 +12,7 @@ SR_METHOD_LABELS = {  # the Super-resolve algorithm's methods
     "ibp": "IBP (classic)",
     "bicubic": "Mean of bicubic (classic)",
     # appended, not inserted: saved models and scripts refer to the methods by position
-    "auto": "Automatic: the best of these for this stack, by held-out validation",
+    "auto": "Automatic (the best for this stack, by validation)",
     "bicubic-ref": "Bicubic of the reference date alone (classic)",
 }
 SR_METHODS = tuple(SR_METHOD_LABELS)
@@ -33,7 +33,7 @@ DEVICES = ("auto", "cpu", "cuda")  # auto: the GPU when there is one
 DEVICE_DEFAULT = "auto"
 
 TTF_FIT_LABELS = {  # what test-time finetuning makes the output explain (ttf.TTFConfig.fit)
-    "stack": "every frame (each moved by its registration, with its own kernel)",
+    "stack": "every frame, each with its registration and kernel",
     "reference": "the reference frame only (as published)",
 }
 TTF_FITS = tuple(TTF_FIT_LABELS)

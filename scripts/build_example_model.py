@@ -24,15 +24,18 @@ def build():
                                       "PIUNet + test-time finetuning super-resolution of the same stack."})
     params = [
         QgsProcessingParameterMultipleLayers("stack", "Time series (one raster per date)", QgsProcessing.TypeRaster),
-        QgsProcessingParameterMultipleLayers("masks", "Cloud/quality masks (optional, same order)",
+        QgsProcessingParameterMultipleLayers("masks", "Cloud/quality masks (same order)",
                                              QgsProcessing.TypeRaster, optional=True),
-        QgsProcessingParameterNumber("kernel_iterations", "Kernel estimation iterations (empty: the mode's default)",
+        # labels short enough for QGIS's default dialog width; the details go to the help (the widget's tooltip)
+        QgsProcessingParameterNumber("kernel_iterations", "Kernel estimation iterations",
                                      QgsProcessingParameterNumber.Type.Integer, None, optional=True, minValue=1),
         QgsProcessingParameterNumber("train_steps", "Training steps", QgsProcessingParameterNumber.Type.Integer,
                                      500, minValue=1),
         QgsProcessingParameterNumber("ttf_iterations", "TTF iterations", QgsProcessingParameterNumber.Type.Integer,
                                      50, minValue=1),
     ]
+    params[1].setHelp("One mask raster per image, in the images' order (optional)")
+    params[2].setHelp("Empty: the kernel estimation mode's default")
     for i, p in enumerate(params):
         mp = QgsProcessingModelParameter(p.name())
         mp.setPosition(mp.position().__class__(120, 80 + 70 * i))

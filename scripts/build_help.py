@@ -32,7 +32,7 @@ def page(alg) -> str:
         if p.type() == "enum" and default is not None:
             default = p.options()[int(default)]
         advanced = bool(p.flags() & p.Flag.FlagAdvanced)
-        rows.append(f"<tr><td><code>{p.name()}</code></td><td>{html.escape(p.description())}</td>"
+        rows.append(f"<tr><td><code>{p.name()}</code></td><td>{html.escape(p.help() or p.description())}</td>"
                     f"<td>{html.escape('' if default in (None, '') else str(default))}</td>"
                     f"<td>{'advanced' if advanced else ''}{' optional' if p.flags() & p.Flag.FlagOptional else ''}</td></tr>")
     outputs = "".join(f"<li><code>{o.name()}</code>: {html.escape(o.description())}</li>" for o in alg.outputDefinitions())

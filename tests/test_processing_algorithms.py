@@ -394,7 +394,7 @@ def test_parameters_and_cli_speak_of_input_and_output_pixels_only(qgis_app):
 
     other = re.compile(r"\b(LR|HR|CR|coarse|low-resolution|high-resolution) (pixel|px)", re.IGNORECASE)
     provider = QgsApplication.processingRegistry().providerById("stacksr")
-    texts = [p.description() for alg in provider.algorithms() for p in alg.parameterDefinitions()]
+    texts = [p.description() + " " + p.help() for alg in provider.algorithms() for p in alg.parameterDefinitions()]
     assert any("input pixels" in t for t in texts) and any("output pixels" in t for t in texts)
     for command in ("sr", "classic", "kernels", "train", "chain"):
         texts.append(subprocess.run([sys.executable, "-m", "stacksr", command, "--help"], capture_output=True,

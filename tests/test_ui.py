@@ -166,7 +166,7 @@ def test_dialog_offers_the_reference_date_among_the_input_images(qgis_app, alg_i
         dialog, wrappers, context = _dialog_wrappers(alg_id)
         ref = wrappers["REFERENCE"]
         combo = ref.widget
-        assert ref.parameterValue() is None and combo.currentText().startswith("The clearest")
+        assert ref.parameterValue() is None and combo.currentText().startswith("Automatic: the clearest")
         wrappers["LAYERS"].setParameterValue([lyr.id() for lyr in layers], context)
         assert [combo.itemText(i) for i in range(1, combo.count())] == [lyr.name() for lyr in layers]
         combo.setCurrentIndex(2)
@@ -175,3 +175,20 @@ def test_dialog_offers_the_reference_date_among_the_input_images(qgis_app, alg_i
         assert combo.count() == 3
     finally:
         QgsProject.instance().removeMapLayers([lyr.id() for lyr in layers])
+
+
+def test_every_dialog_is_no_wider_than_qgis_own_dialogs_need(qgis_app, processing):
+    """At QGIS's default dialog size the labels and combos set the panel's width: long ones pushed the layer pickers'
+    buttons behind a scrollbar. Every StackSR dialog (the graphical model's too) now needs no more width than GDAL's
+    Warp (reproject), a core dialog that fits."""
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtWidgets import QWidget
+
+    def widest(alg_id: str) -> int:
+        dialog, _, _ = _dialog_wrappers(alg_id)
+        return max(w.minimumSizeHint().width() for w in dialog.mainWidget().findChildren(QWidget))
+
+    line = widest("gdal:warpreproject")
+    ids = [a.id() for a in QgsApplication.processingRegistry().providerById("stacksr").algorithms()]
+    too_wide = {a: widest(a) for a in ids if widest(a) > line}
+    assert len(ids) >= 6 and too_wide == {}, (line, too_wide)

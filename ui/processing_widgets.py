@@ -16,7 +16,7 @@ from qgis.PyQt.QtWidgets import QComboBox, QLineEdit
 
 from ..core.convention import SUPPORTED_SCALES
 
-CLEAREST = "The clearest image (automatic; of equally clear ones, the most typical)"
+CLEAREST = "Automatic: the clearest (ties: the most typical)"
 
 
 def _static(value):

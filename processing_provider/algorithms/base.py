@@ -27,6 +27,9 @@ WIDGETS = __package__.rsplit(".", 2)[0] + ".ui.processing_widgets"
 GROUP, GROUP_ID = "Super-resolution", "superresolution"  # the toolbox group of every StackSR algorithm and model
 
 
+LABEL_MAX = 48  # characters of a parameter's label in the dialog (QGIS's default width shows about this many)
+
+
 def icon_of(name: str) -> QIcon:
     """``icons/<name>.svg`` (each step of the workflow has its own); empty name: the plugin's icon."""
     return QIcon(os.path.join(PLUGIN_DIR, "icons", f"{name}.svg") if name else os.path.join(PLUGIN_DIR, "icon.svg"))
@@ -86,6 +89,16 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         for p in (values, unlocated):
             self.add(p, advanced=True)
 
+    def addParameter(self, param, createOutput=True):  # noqa: N802 - every parameter passes here
+        """A description longer than :data:`LABEL_MAX` characters made the dialog wider than QGIS opens it (its
+        pickers' buttons behind a scrollbar): the dialog shows the part before its first parenthesis, the whole
+        text becomes the parameter's help (the widget's tooltip)."""
+        text = param.description()
+        if len(text) > LABEL_MAX and " (" in text and not param.help():
+            param.setHelp(text)
+            param.setDescription(text[:text.index(" (")].rstrip(" :,"))
+        return super().addParameter(param, createOutput)
+
     def add(self, param: QgsProcessingParameterDefinition, advanced: bool = False, optional: bool = False):
         """Add ``param`` (under the dialog's Advanced parameters when ``advanced``; ``optional``: also
         for parameters whose constructor has no such argument). Returns it."""
@@ -128,8 +141,8 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
 
     def add_registration_quality_parameter(self) -> None:
         """Advanced and optional (graphical models saved before it existed keep validating)."""
-        self.add(self.number(self.MIN_REGISTRATION_QUALITY, "Leave out images whose registration quality is below "
-                             "(0-1; 0 keeps every image)", P.REGISTRATION_QUALITY), advanced=True, optional=True)
+        self.add(self.number(self.MIN_REGISTRATION_QUALITY, "Minimum registration quality (0-1: images below it are "
+                             "left out; 0 keeps every image)", P.REGISTRATION_QUALITY), advanced=True, optional=True)
 
     @staticmethod
     def load_as(context, path: str | None, name: str, styler, run_stamp: str = "") -> None:
