@@ -88,6 +88,8 @@ def test_auto_takes_the_learned_path_only_when_it_validates_clearly_better_than_
     assert pick(_result(**{"ibp": 1.0, "piunet+ttf": margin * 0.98, "bicubic-ref": 1.2})) == "piunet+ttf"
     assert pick(_result(**{"ibp": 1.0, "ibp-bank": 0.9, "bicubic": 0.95})) == "ibp-bank"
     assert pick(None) == "ibp"  # one image: IBP deconvolves it, nothing to validate
+    # the untuned network only screens the TTF: when PIUNet + TTF was validated, it is the learned path
+    assert pick(_result(**{"ibp": 1.0, "piunet": margin * 0.9, "piunet+ttf": 0.99})) == "ibp"
 
 
 def test_quality_line_names_the_method_its_error_and_gain():
