@@ -192,3 +192,26 @@ def test_every_dialog_is_no_wider_than_qgis_own_dialogs_need(qgis_app, processin
     ids = [a.id() for a in QgsApplication.processingRegistry().providerById("stacksr").algorithms()]
     too_wide = {a: widest(a) for a in ids if widest(a) > line}
     assert len(ids) >= 6 and too_wide == {}, (line, too_wide)
+
+
+def test_the_reference_list_of_a_multiband_raster_offers_only_the_bands_picked(qgis_app, sample_images, tmp_path):
+    """A band subset (here bands 2 and 4 of 4): the list shows those two bands by name, and picking the second entry
+    gives index 1 of the stack the job reads (band 4), not band 2."""
+    from osgeo import gdal
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    path = str(tmp_path / "dates.vrt")
+    gdal.BuildVRT(path, sample_images[:4], separate=True)
+    layer = QgsRasterLayer(path, "dates")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        dialog, wrappers, context = _dialog_wrappers("stacksr:superresolve")
+        wrappers["MULTIBAND"].setParameterValue(layer.id(), context)
+        combo = wrappers["REFERENCE"].widget
+        assert combo.count() == 5  # the clearest, then every band
+        wrappers["BANDS"].setParameterValue([2, 4], context)
+        assert [combo.itemText(i).split(":")[0] for i in range(1, combo.count())] == ["Band 2", "Band 4"]
+        combo.setCurrentIndex(2)
+        assert wrappers["REFERENCE"].parameterValue() == 1
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())

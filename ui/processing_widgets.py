@@ -82,7 +82,7 @@ class ReferenceChoiceWrapper(WidgetWrapper, _NumberFallback):
     """The reference date picked among the images chosen as input (or the bands of the multiband
     raster); the value is the 0-based index in the stack, ``None`` for the clearest image."""
 
-    LAYERS, MULTIBAND = "LAYERS", "MULTIBAND"
+    LAYERS, MULTIBAND, BANDS = "LAYERS", "MULTIBAND", "BANDS"
 
     def createWidget(self):  # noqa: N802
         self._pending = None
@@ -97,7 +97,7 @@ class ReferenceChoiceWrapper(WidgetWrapper, _NumberFallback):
         if not isinstance(self.widget, QComboBox):
             return
         self._inputs = {w.parameterDefinition().name(): w for w in wrappers
-                        if w.parameterDefinition().name() in (self.LAYERS, self.MULTIBAND)}
+                        if w.parameterDefinition().name() in (self.LAYERS, self.MULTIBAND, self.BANDS)}
         for w in self._inputs.values():
             w.widgetValueHasChanged.connect(lambda *_: self.refill())
         self.refill()
@@ -112,7 +112,11 @@ class ReferenceChoiceWrapper(WidgetWrapper, _NumberFallback):
             if layer is None and value:
                 layer = QgsRasterLayer(str(value), "multiband")
             if layer is not None and layer.isValid():
-                names = [f"Band {b}: {layer.bandName(b)}" for b in range(1, layer.bandCount() + 1)]
+                # the stack is the bands picked, in their order: the reference is an index into them
+                picked = self._inputs[self.BANDS].parameterValue() if self.BANDS in self._inputs else None
+                picked = [int(b) for b in (picked if isinstance(picked, (list, tuple)) else [picked] if picked else [])]
+                bands = [b for b in picked if 1 <= b <= layer.bandCount()] or range(1, layer.bandCount() + 1)
+                names = [f"Band {b}: {layer.bandName(b)}" for b in bands]
         return names
 
     def refill(self) -> None:
