@@ -41,6 +41,8 @@ def load_kind(kind: str) -> list[tuple[str, SensorStack]]:
                 for n, st in l8_stacks(399)]
     if kind == "realdates":
         return [(n, SensorStack(st.hr, st.lr, st.valid, 3, S2_DATA_RANGE, False)) for n, st in s2_stacks()]
+    if kind == "selection":  # not a benchmark: other Romania dates, for choosing among checkpoints
+        return romania_x2_stacks(selection=True)
     return deimos_stacks() + romania_x2_stacks()
 
 

@@ -211,12 +211,14 @@ def deimos_stacks() -> list[tuple[str, SensorStack]]:
     return out
 
 
-def romania_x2_stacks(count: int = 5, frames: int = 7) -> list[tuple[str, SensorStack]]:
+def romania_x2_stacks(count: int = 5, frames: int = 7, selection: bool = False) -> list[tuple[str, SensorStack]]:
     """Real x2 from one processing chain: the Sentinel-2 L2A 20 m B3 / B4 of the truth date and its nearest
     usable dates within 60 days (LR, 50 x 25 px) against the same truth date's 10 m band (100 x 50 px), on the
     east half of the Romania area (held out of pretraining, scripts/pretrain_corpus.py). Truth dates: fully
     usable at 10 m and 20 m (SCL 4, 5, 6, 7, 11), ``count`` of them spread over the series; LR pixels whose
-    SCL is not usable are invalid."""
+    SCL is not usable are invalid. ``selection``: ``count`` other truth dates, spread over those the benchmark
+    does not use, for choosing among pretraining checkpoints without looking at the benchmark (their LR dates
+    may include a benchmark truth's neighbours)."""
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     from pretrain_corpus import ROMANIA_HOLDOUT_COLUMN_10M as C10, SCL_USABLE
 
@@ -231,7 +233,12 @@ def romania_x2_stacks(count: int = 5, frames: int = 7) -> list[tuple[str, Sensor
     truths = [t for t in range(len(dates)) if ok10[t].all() and ok20[t].all()
               and sum(1 for u in range(len(dates)) if u != t and clear20[u] >= 0.5
                       and abs((dates[u] - dates[t]).days) <= ROMANIA_WINDOW_DAYS) >= 3]
-    pick = list(dict.fromkeys(truths[round(i * (len(truths) - 1) / max(count - 1, 1))] for i in range(min(count, len(truths)))))
+    def spread(pool: list[int], n: int) -> list[int]:
+        return list(dict.fromkeys(pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(min(n, len(pool)))))
+
+    pick = spread(truths, 5 if selection else count)  # the benchmark's truth dates
+    if selection:
+        pick = spread([t for t in truths if t not in pick], count)
     out = []
     for t in pick:
         near = sorted((u for u in range(len(dates)) if u != t and clear20[u] >= 0.5

@@ -102,12 +102,16 @@ def transplant(path: str, scale: int, output: str) -> str:
     return output
 
 
-def ship(run: str, args, counts: dict, output: str) -> None:
-    """The run's best checkpoint as a base model file: weights and settings only (no optimiser or random states),
-    and in its ``extra`` entry what it was trained on, how, and for how long (models/README.md says the same)."""
-    payload = torch.load(os.path.join(run, "best.pt"), map_location="cpu", weights_only=True)
+def ship(run: str, args, counts: dict, output: str, step: int | None = None, chosen_by: str = "") -> None:
+    """The run's best checkpoint (or the snapshot of ``step``, chosen by ``chosen_by``) as a base model file: weights
+    and settings only (no optimiser or random states), and in its ``extra`` entry what it was trained on, how, and
+    for how long (models/README.md says the same)."""
+    source = os.path.join(run, "best.pt" if step is None else f"step{step}.pt")
+    payload = torch.load(source, map_location="cpu", weights_only=True)
+    for key in ("optimizer", "rng"):  # a snapshot is a resumable checkpoint; a shipped model needs none of this
+        payload.pop(key, None)
     points = [json.loads(line) for line in open(os.path.join(run, "curve.jsonl"))]
-    best = min(points, key=lambda p: p["val"])
+    best = min(points, key=lambda p: p["val"]) if step is None else next(p for p in points if p["step"] == step)
     init = json.load(open(os.path.join(run, "settings.json")))["init"]
     payload["extra"] = {
         "self_supervised": True,
@@ -120,6 +124,7 @@ def ship(run: str, args, counts: dict, output: str) -> None:
         "command": f"python scripts/pretrain_base_model.py --scale {args.scale} (resumed until the step below)",
         "init": init, "seed": args.seed, "steps": payload["state"]["step"], "cpu_seconds": best["cpu_s"],
         "best_val": best["val"], "curve": points,
+        "chosen_by": chosen_by or "the lowest validation loss of the curve",
     }
     payload["extra"]["curve"] = [{k: p[k] for k in ("step", "cpu_s", "val", "lr") if k in p} for p in points]
     torch.save(payload, output)
@@ -144,6 +149,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ship", default=None, metavar="MODEL",
                     help="train nothing: write the run's best checkpoint here as a shipped base model, documented")
+    ap.add_argument("--ship-step", type=int, default=None,
+                    help="with --ship: that step's snapshot instead of the lowest validation loss")
+    ap.add_argument("--chosen-by", default="", help="with --ship-step: how the step was chosen (recorded in the file)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run = args.run_dir or os.path.join(ROOT, "pretrain_runs", f"x{args.scale}")
@@ -159,7 +167,7 @@ def main() -> None:
     s = args.scale
     stacks, counts = corpus(args.frames, args.patch * s, 0.2)
     if args.ship:
-        ship(run, args, counts, args.ship)
+        ship(run, args, counts, args.ship, args.ship_step, args.chosen_by)
         return
     g = torch.Generator().manual_seed(args.seed)
     bank = gaussian_kernels(*random_gaussian_params(args.kernels, s, g), default_kernel_size(s), s)
