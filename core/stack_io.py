@@ -10,6 +10,7 @@ is in use, so every band is read while its dataset variable is alive.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -77,8 +78,13 @@ class RasterStack:
         return int(np.argmax(self.clear_fraction()))
 
 
+# /vsizip/..., NETCDF:"f.nc":var, HDF5:..., GPKG:... (two letters at least: "C:" is a Windows drive)
+GDAL_NAME = re.compile(r"^(/vsi[a-z0-9_]+/|[A-Za-z0-9_]{2,}:)")
+
+
 def _open(path: str, what: str) -> gdal.Dataset:
-    if not path or not os.path.exists(path):
+    """``path``: a file, or a name GDAL opens that is not a plain file (a /vsi path, a driver's subdataset name)."""
+    if not path or not (os.path.exists(path) or GDAL_NAME.match(path)):
         raise StackError(f"{what} '{path}' does not exist")
     try:
         ds = gdal.Open(path, gdal.GA_ReadOnly)

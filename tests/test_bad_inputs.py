@@ -478,3 +478,25 @@ def test_masks_that_mark_nothing_with_the_values_given_are_named_in_a_warning(sa
     run_superresolve(sources_from_inputs(sample_images[:3], masks=sample_masks[:3]), str(tmp_path / "sr2.tif"), 3,
                      method="bicubic", monitor=log)  # the Fmask codes: at least one date has cloud or shadow
     assert len([line for line in log.lines if "marks no pixel invalid" in line]) < 3
+
+
+def test_inputs_named_the_gdal_way_are_opened_and_a_bad_one_is_refused_clearly(sample_images, tmp_path):
+    """A /vsizip/ path (and any name GDAL opens that is not a plain file: subdatasets, /vsicurl/) was refused as
+    'does not exist'; it is now read as GDAL reads it, and a GDAL name that does not open says so."""
+    import zipfile
+
+    from stacksr.core.errors import StackSRError
+    from stacksr.core.sr_job import run_superresolve
+    from stacksr.core.stack_io import sources_from_inputs
+
+    archive = str(tmp_path / "dates.zip")
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sample_images[:3]:
+            z.write(p, os.path.basename(p))
+    names = [f"/vsizip/{archive}/{os.path.basename(p)}" for p in sample_images[:3]]
+    summary = run_superresolve(sources_from_inputs(names), str(tmp_path / "sr.tif"), 2, method="bicubic")
+    assert summary["images_used"] == 3 and os.path.exists(tmp_path / "sr.tif")
+    with pytest.raises(StackSRError, match="cannot be read as a raster"):
+        run_superresolve(sources_from_inputs([f"/vsizip/{archive}/missing.tif", names[1]]), str(tmp_path / "x.tif"), 2,
+                         method="bicubic")
+    assert not os.path.exists(tmp_path / "x.tif")
