@@ -15,8 +15,10 @@ from datetime import datetime
 import numpy as np
 import torch
 
-from pretrain_corpus import ROMANIA_HOLDOUT_COLUMN_10M as C10, SCL_USABLE
-from stacksr.core.sampling import StackData, SupervisedSampler
+from pretrain_corpus import ROMANIA_HOLDOUT_COLUMN_10M as C10, SCL_USABLE, corpus
+from stacksr.core.convention import default_kernel_size
+from stacksr.core.degradation import gaussian_kernels, random_gaussian_params
+from stacksr.core.sampling import SelfSupervisedSampler, StackData, SupervisedSampler
 from stacksr.core.training import TrainConfig, train_piunet
 
 ROMANIA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
@@ -51,6 +53,31 @@ def west_pairs(frames: int) -> tuple[list[StackData], list[torch.Tensor]]:
     return stacks, targets
 
 
+class MixedSampler:
+    """Each training batch: a ``share`` of real pairs (LR -> HR), the rest the pretraining corpus's self-supervised
+    samples (CR -> LR), so the network keeps what it learned of many places and sensors; validation on the pairs'
+    held-out rows only (the quality that decides)."""
+
+    def __init__(self, pairs: SupervisedSampler, corpus_sampler: SelfSupervisedSampler, share: float):
+        self.pairs, self.corpus, self.share = pairs, corpus_sampler, share
+        self._net_config = None
+
+    @property
+    def net_config(self):
+        return self._net_config
+
+    @net_config.setter
+    def net_config(self, value):
+        self._net_config = self.pairs.net_config = self.corpus.net_config = value
+
+    def sample(self, batch: int, generator: torch.Generator, train: bool = True):
+        if not train:
+            return self.pairs.sample(batch, generator, train=False)
+        n = max(1, round(batch * self.share))
+        a, b = self.pairs.sample(n, generator), self.corpus.sample(batch - n, generator)
+        return torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]]), torch.cat([a[2], b[2]]), None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--init", required=True)
@@ -60,15 +87,43 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=12, help="LR px")
     ap.add_argument("--frames", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ship", default=None, metavar="MODEL",
+                    help="train nothing: write --output (trained before) here as the shipped x2 base model, documented")
+    ap.add_argument("--chosen-by", default="", help="with --ship: why this model (recorded in the file)")
+    ap.add_argument("--corpus-share", type=float, default=0.0,
+                    help="share of each batch drawn from the self-supervised pretraining corpus (0: pairs only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.ship:
+        payload = torch.load(args.output, map_location="cpu", weights_only=True)
+        for key in ("optimizer", "rng"):
+            payload.pop(key, None)
+        base = torch.load(args.init, map_location="cpu", weights_only=True).get("extra", {})
+        payload["extra"] = {
+            **base, "self_supervised": False, "started_from": base,
+            "fine_tuning": f"scripts/finetune_real_pairs.py --init {args.init} --steps {args.steps} --frames "
+                           f"{args.frames} --patch {args.patch} --corpus-share {args.corpus_share} --lr {args.lr}: "
+                           "supervised L1 on 74 real Sentinel-2 L2A 20 m -> 10 m pairs (B3, B4) of Romania's west "
+                           "half (the east half is the x2 benchmark and its selection set), each batch shared with "
+                           "the self-supervised pretraining corpus; the best step on the pairs' held-out rows",
+            "chosen_by": args.chosen_by,
+        }
+        payload["extra"]["started_from"] = {k: v for k, v in base.items() if k != "curve"}  # the curve: once
+        torch.save(payload, args.ship)
+        print(f"wrote {args.ship}", flush=True)
+        return
     stacks, targets = west_pairs(args.frames)
     print(f"{len(stacks)} real pairs (west half)", flush=True)
     cfg = TrainConfig(scale=2, frames=args.frames, patch=args.patch, batch=16, steps=args.steps, lr=args.lr,
                       val_fraction=0.2, val_every=max(args.steps // 5, 1), val_samples=64, seed=0)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    res = train_piunet(SupervisedSampler(stacks, targets, cfg), cfg, args.output, "real-pairs-romania-west",
-                       init=args.init)
+    sampler = SupervisedSampler(stacks, targets, cfg)
+    if args.corpus_share > 0:
+        g = torch.Generator().manual_seed(0)
+        bank = gaussian_kernels(*random_gaussian_params(512, 2, g), default_kernel_size(2), 2)
+        sampler = MixedSampler(sampler, SelfSupervisedSampler(corpus(args.frames, args.patch * 2, 0.2)[0], bank, cfg),
+                               1 - args.corpus_share)
+    res = train_piunet(sampler, cfg, args.output, "real-pairs-romania-west", init=args.init)
     print({k: res[k] for k in ("steps", "seconds")}, [tuple(round(v, 4) for v in h) for h in res["history"]], flush=True)
 
 
