@@ -87,6 +87,7 @@ def test_ttf_fitting_the_stack_with_all_weight_on_the_reference_is_ttf_on_the_re
     assert torch.allclose(k_ref, k_stack, atol=1e-5)
 
 
+@pytest.mark.slow  # 7 s: in `make test`, not in `make test-fast`
 def test_ttf_fitting_the_stack_beats_ttf_on_the_reference_alone_on_a_real_image(l8_hr, l8_stack, flow):
     """Frames cut from one real image (known kernels and shifts): what the other frames know lifts
     the base model's TTF result above TTF on the reference alone, which barely moves it."""

@@ -204,6 +204,7 @@ def test_streaming_job_writes_the_same_raster_in_tiles_as_whole(sample_images, s
     assert np.abs(a[va] - b[vb]).max() < tol
 
 
+@pytest.mark.slow  # 12 s: in `make test`, not in `make test-fast`
 def test_tiled_robust_fusion_equals_untiled_on_a_real_stack_larger_than_its_halo(l8_stack):
     """IBP weighted by agreement with the reference (the job's IBP) in 64-px tiles of a 240-px stack. A
     pixel's weight depends on the frames within agreement.halo only (exactly); the tiles compute the
