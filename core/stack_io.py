@@ -357,14 +357,19 @@ class StackReader:
                 for t, v in sorted(self.implausible.items())]
 
     def mask_warnings(self) -> list[str]:
-        """One line per mask that marked nothing invalid in what was read (after a whole pass: anywhere): its values
-        are probably not the mask values given."""
+        """One line when no mask marked anything invalid in what was read (after a whole pass: anywhere) although
+        the masks hold several values: their codes are probably not the mask values given. A mask that marks
+        nothing while others do is a clear date, and masks holding one value only are all clear."""
+        if not self.mask_seen or any(matched for matched, _ in self.mask_seen.values()):
+            return []
+        values = sorted(set().union(*(v for _, v in self.mask_seen.values())))
+        if len(values) < 2:
+            return []
         bad = ", ".join(f"{v:g}" for v in self._bad)
-        return [f"WARNING: the mask of '{self.names[t]}' ({os.path.basename(self.sources[t].mask_path)}) marks no pixel "
-                f"invalid: none of its values ({', '.join(f'{v:g}' for v in sorted(values)[:MASK_VALUES_SHOWN])}) is "
-                f"one of the mask values that mark invalid pixels ({bad}). If its codes differ (not Fmask), give "
-                f"them (CLI --mask-invalid-values, QGIS 'Mask values that mark invalid pixels')"
-                for t, (matched, values) in sorted(self.mask_seen.items()) if not matched]
+        held = ", ".join(f"{v:g}" for v in values[:MASK_VALUES_SHOWN]) + (", ..." if len(values) > MASK_VALUES_SHOWN else "")
+        return [f"WARNING: no mask marks any pixel invalid: none of their values ({held}) is one of the mask values "
+                f"that mark invalid pixels ({bad}). If their codes differ (not Fmask), give them (CLI "
+                f"--mask-invalid-values, QGIS 'Mask values that mark invalid pixels')"]
 
     def warnings(self) -> list[str]:
         """Everything a user should hear about what was read so far (a job logs it after its whole pass)."""
