@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .convention import default_kernel_size
 from .agreement import agreement_weights, halo as agreement_halo
-from .degradation import blur_downsample, gaussian_kernels, shift_images, upsample_bicubic
+from .degradation import gaussian_kernels, shift_images, upsample_bicubic
 from .progress import Monitor, ensure_monitor
 from .shapes import check_shape
 from .shift_blur import ShiftBlur, margin_px

@@ -150,6 +150,16 @@ def _linear_weights(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([zero, 1 - t, t, zero], dim=-1)
 
 
+def tap_weights(t: torch.Tensor, mode: str) -> torch.Tensor:
+    """The 4 weights ``(..., 4)`` of taps -1, 0, 1, 2 at fraction ``t`` for an interpolation ``mode``: "bicubic",
+    "bicubic-magnitude" (the absolute weights: they bound the operator's gain, IBP's step size) or "bilinear"."""
+    if mode == "bicubic":
+        return _cubic_weights(t)
+    if mode == "bicubic-magnitude":
+        return _cubic_weights(t).abs()
+    return _linear_weights(t)
+
+
 def _resample_axis(x: torch.Tensor, src: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
     """Sample ``x`` along ``dim`` at fractional positions ``src`` (edges replicated).
 
@@ -157,13 +167,7 @@ def _resample_axis(x: torch.Tensor, src: torch.Tensor, dim: int, mode: str) -> t
     """
     length = x.shape[dim]
     base = torch.floor(src)
-    t = src - base
-    if mode == "bicubic":
-        w = _cubic_weights(t)
-    elif mode == "bicubic-magnitude":  # |weights|: bounds the operator's gain (IBP's step size)
-        w = _cubic_weights(t).abs()
-    else:
-        w = _linear_weights(t)
+    w = tap_weights(src - base, mode)
     idx = base.long()
     out = 0
     for k in range(4):
@@ -202,9 +206,7 @@ def _shift_axis(x: torch.Tensor, d: torch.Tensor, dim: int, mode: str) -> torch.
     from each pixel's float position, equal to float rounding)."""
     length = x.shape[dim]
     e = torch.floor(-d.detach())
-    t = -d - e
-    w = _cubic_weights(t) if mode == "bicubic" else _cubic_weights(t).abs() if mode == "bicubic-magnitude" \
-        else _linear_weights(t)
+    w = tap_weights(-d - e, mode)
     e = e.long().tolist()
     P = max(abs(v) for v in e) + 2
     last = dim == x.dim() - 1

@@ -2,10 +2,11 @@
 convolution per stack, and its exact adjoint as the transposed convolution.
 
 A cubic sub-pixel shift is itself a 4-tap separable filter, so shifting and then blurring with a ``K x K`` kernel is
-one ``(K + 3) x (K + 3)`` kernel per frame; the frames' integer offsets place their kernels in one common kernel, and
-all ``T`` frames come out of a single ``conv2d`` with ``T`` output channels and stride ``s``. Nothing of HR size is
-made ``T`` times, and the adjoint sums the frames inside ``conv_transpose2d``: IBP without autograd, in a fraction
-of the memory and time of shifting ``T`` HR copies (BENCHMARKS.md, "IBP at scale").
+one ``(K + 3) x (K + 3)`` kernel per frame; the frames' offsets (within one LR pixel) place their kernels in one
+common kernel, and all ``T`` frames come out of one strided convolution with ``T`` output channels, computed as a
+dense convolution of the image's ``s^2`` phases; the adjoint is the dense convolution that gives the phases back and
+sums the frames. Nothing of HR size is made ``T`` times: IBP without autograd, in a fraction of the memory and time
+of shifting ``T`` HR copies (BENCHMARKS.md, "IBP at scale").
 
 The result equals ``blur_downsample(shift_images(x, d), k, s)`` exactly for every LR pixel whose footprint lies
 inside ``x`` (the two differ only in how the image is continued beyond its edges: zeros here, replicated and
@@ -18,22 +19,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .degradation import _cubic_weights, _linear_weights
+from .degradation import tap_weights
 
 
 def _taps(d: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The 4 interpolation weights ``(..., 4)`` and integer offsets ``(...)`` of :func:`degradation.shift_images` by
     ``d``: ``out[p] = sum_c w_c x[p + e + c - 1]``."""
-    src = -d
-    e = torch.floor(src)
-    t = src - e
-    if mode == "bicubic":
-        w = _cubic_weights(t)
-    elif mode == "bicubic-magnitude":
-        w = _cubic_weights(t).abs()
-    else:
-        w = _linear_weights(t)
-    return w, e.long()
+    e = torch.floor(-d)
+    return tap_weights(-d - e, mode), e.long()
 
 
 class ShiftBlur:
@@ -52,7 +45,7 @@ class ShiftBlur:
         self.batched = hr_shifts is not None and hr_shifts.dim() == 3
         self.offsets = None  # per stack and frame, the LR rows and columns its outputs lie down the common grid
         if hr_shifts is None:
-            self.weight, self.full_size, lo = kernels[:, None], lr_size, (0, 0)
+            weight, self.full_size, lo = kernels[:, None], lr_size, (0, 0)
         else:
             d = hr_shifts.to(kernels.dtype).reshape(-1, T, 2)  # (B, T, 2)
             (wy, ey), (wx, ex) = _taps(d[..., 0], mode), _taps(d[..., 1], mode)
@@ -68,7 +61,7 @@ class ShiftBlur:
                     for c in range(4):
                         for c2 in range(4):
                             weight[b, t, y0 + c:y0 + c + K, x0 + c2:x0 + c2 + K] += wy[b, t, c] * wx[b, t, c2] * kernels[t]
-            self.weight = weight.reshape(-1, 1, *size)  # (B*T or T, 1, ky, kx)
+            weight = weight.reshape(-1, 1, *size)  # (B*T or T, 1, ky, kx)
             q0 = (int(qy.min()), int(qx.min()))
             self.offsets = [[(int(qy[b, t]) - q0[0], int(qx[b, t]) - q0[1]) for t in range(T)] for b in range(d.shape[0])]
             self.full_size = (lr_size[0] + int(qy.max()) - q0[0], lr_size[1] + int(qx.max()) - q0[1])
@@ -78,10 +71,10 @@ class ShiftBlur:
         # Polyphase: the strided convolution of the HR image is a plain convolution of its s^2 phases (pixel_unshuffle)
         # with the kernel's phases, and the adjoint one of the frames giving the s^2 phases (pixel_shuffle), so both
         # are dense convolutions at LR size (several times faster than conv_transpose2d's scatter on CPU).
-        ky, kx = self.weight.shape[-2:]
+        ky, kx = weight.shape[-2:]
         self.taps = (-(-ky // scale), -(-kx // scale))  # LR taps of a phase
-        B = self.weight.shape[0] // T
-        w = F.pad(self.weight[:, 0], (0, self.taps[1] * scale - kx, 0, self.taps[0] * scale - ky))
+        B = weight.shape[0] // T
+        w = F.pad(weight[:, 0], (0, self.taps[1] * scale - kx, 0, self.taps[0] * scale - ky))
         w = w.reshape(B, T, self.taps[0], scale, self.taps[1], scale).permute(0, 1, 3, 5, 2, 4)
         w = w.reshape(B, T, scale * scale, *self.taps)  # [b, t, phase a*s+b2, m, n] = kernel[s*m + a, s*n + b2]
         self.phases_in = w.reshape(B * T, scale * scale, *self.taps)

@@ -248,7 +248,7 @@ def sources_from_inputs(
 CACHE_RELEASE_BYTES = 64 << 20  # bytes read after which the blocks GDAL cached for the reader are freed
 
 
-MASK_VALUES_SHOWN = 8  # values of a mask that matched nothing, named in its warning
+MASK_VALUES_SHOWN = 8  # values the masks hold, named in the warning when none of them marks anything
 
 
 class StackReader:
