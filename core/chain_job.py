@@ -14,8 +14,8 @@ from .kernel_job import run_estimate_kernels
 from .job_support import input_paths
 from .outputs import RASTER_EXTENSIONS, plan_outputs
 from .progress import Monitor, ensure_monitor
-from .sr_job import run_superresolve
-from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError
+from .sr_job import check_sr_space, run_superresolve
+from .stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, StackReader
 from .train_job import run_train_self_supervised
 
 
@@ -45,6 +45,8 @@ def run_chain(
                   ("uncertainty raster", uncertainty_output, RASTER_EXTENSIONS), ("report", report_html, None),
                   ("kernel bank", bank, None), ("model", model, None), ("checkpoint", model + ".last", None)],
                  input_paths(sources))
+    with StackReader(sources, invalid_mask_values) as reader:
+        check_sr_space(reader, scale, output, uncertainty_output)
     mon.info("1/3 estimating the kernels")
     run_estimate_kernels(sources, bank, scale, device=device, seed=seed, invalid_mask_values=invalid_mask_values,
                          monitor=mon.sub(0.0, 0.25))

@@ -5,8 +5,10 @@ partial file behind and a previous output stays intact until the new one is comp
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -83,7 +85,47 @@ def check_output_path(path: str, inputs: Iterable[str], extensions: Sequence[str
         raise StackError(f"output folder '{folder}' is not writable")
 
 
+def raster_bytes(width: int, height: int, bands: int = 1, nodata: float | None = None) -> int:
+    """Uncompressed size of a raster StackSR writes: an upper bound of the file (DEFLATE with the float
+    predictor shrank the demo's outputs by about 1.25 x only, so the bound is close)."""
+    return int(width) * int(height) * int(bands) * np.dtype(output_dtype(nodata)).itemsize
+
+
+def check_free_space(outputs: Sequence[tuple[str | None, int]]) -> None:
+    """Before any work: refuse outputs ``(path, bytes)`` that cannot fit on their disks (summed per file
+    system; a replaced output is kept until the new one is complete, so its space does not count as free)."""
+    need: dict[int, list] = {}
+    for path, nbytes in outputs:
+        if path:
+            folder = os.path.dirname(os.path.abspath(path))
+            need.setdefault(os.stat(folder).st_dev, [folder, 0])[1] += int(nbytes)
+    for folder, nbytes in need.values():
+        free = shutil.disk_usage(folder).free
+        if nbytes > free:
+            raise StackError(f"the outputs need up to {_size(nbytes)} and '{folder}' has {_size(free)} free; "
+                             "free some space, write elsewhere or super-resolve a smaller area")
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if nbytes < 1000 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return ""
+
+
 FLUSH_BYTES = 16 << 20  # written bytes after which the blocks GDAL caches are written out and freed
+
+
+@contextlib.contextmanager
+def _writing(path: str):
+    """GDAL's write errors (a full disk, a file-size limit, a lost network share) as one OSError naming the
+    folder: they arrive as RuntimeError and ended the CLI with a traceback and exit 1."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise OSError(f"writing into '{os.path.dirname(os.path.abspath(path))}' failed ({exc}); is the disk full? "
+                      "Nothing of this run was kept") from exc
 
 
 class GeoTiffWriter:
@@ -96,7 +138,11 @@ class GeoTiffWriter:
     def __init__(self, path: str, grid: RasterGrid, bands: int = 1, nodata: float | None = None,
                  tags: dict | None = None, band_names: Sequence[str] | None = None):
         self.dtype = output_dtype(nodata)
-        self.grid, self.nodata, self._pending = grid, nodata, 0
+        self.grid, self.nodata, self._pending, self._path = grid, nodata, 0, path
+        with _writing(path):
+            self._create(path, grid, bands, nodata, tags, band_names)
+
+    def _create(self, path, grid, bands, nodata, tags, band_names) -> None:
         drv = gdal.GetDriverByName("GTiff")
         opts = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
         gdt = gdal.GDT_Float32 if self.dtype is np.float32 else gdal.GDT_Float64
@@ -119,18 +165,21 @@ class GeoTiffWriter:
         arr = np.asarray(array, dtype=self.dtype)
         if arr.shape != (rows.stop - rows.start, cols.stop - cols.start):
             raise ValueError(f"array of shape {arr.shape} does not match the window {rows}, {cols}")
-        b = self._ds.GetRasterBand(band)
-        b.WriteArray(arr, xoff=cols.start, yoff=rows.start)
-        del b
-        self._pending += arr.nbytes
-        if self._pending > FLUSH_BYTES:  # GDAL would keep written blocks up to its cache size (5 % of RAM)
-            self._ds.FlushCache()
-            self._pending = 0
+        with _writing(self._path):
+            b = self._ds.GetRasterBand(band)
+            b.WriteArray(arr, xoff=cols.start, yoff=rows.start)
+            del b
+            self._pending += arr.nbytes
+            if self._pending > FLUSH_BYTES:  # GDAL would keep written blocks up to its cache size (5 % of RAM)
+                self._ds.FlushCache()
+                self._pending = 0
 
     def close(self) -> None:
         if self._ds is not None:
-            self._ds.FlushCache()
-            self._ds = None
+            ds, self._ds = self._ds, None
+            with _writing(self._path):
+                ds.FlushCache()
+                del ds
 
     def __enter__(self) -> "GeoTiffWriter":
         return self

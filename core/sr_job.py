@@ -22,7 +22,7 @@ from .heap import heap_reuse
 from .job_reports import sr_report, ttf_summary, validation_rows
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
 from .atomic_files import atomic_outputs
-from .outputs import RASTER_EXTENSIONS, GeoTiffWriter, output_nodata, plan_outputs
+from .outputs import RASTER_EXTENSIONS, GeoTiffWriter, check_free_space, output_nodata, plan_outputs, raster_bytes
 from .progress import Monitor, ensure_monitor
 from .registration import MAX_WINDOW, register_source, typical_reference
 from .stack_io import FMASK_INVALID_VALUES, NOTHING_VALID, ImageSource, StackError, StackReader
@@ -99,6 +99,7 @@ def run_superresolve(
     procs, run.device = distributed.init_from_env(run.device)  # under torchrun: this process's share and device
     net, flow = _load_networks(run)
     with StackReader(sources, invalid_mask_values) as reader:  # windows are read as the work needs them
+        check_sr_space(reader, scale, output, uncertainty_output)
         stats = stack_stats(reader, mon.sub(0.05, 0.08))
         for line in reader.warnings():
             mon.info(line)
@@ -198,6 +199,13 @@ def _check_outputs(run: _Run, sources, output, uncertainty_output, kernel_output
     plan_outputs([("super-resolved raster", output, RASTER_EXTENSIONS),
                   ("uncertainty raster", uncertainty_output, RASTER_EXTENSIONS),
                   ("TTF kernel layer", kernel_output, RASTER_EXTENSIONS), ("report", report_html, None)], inputs)
+
+
+def check_sr_space(reader: StackReader, scale: int, output: str | None, uncertainty_output: str | None) -> None:
+    """The super-resolved and uncertainty rasters must fit on their disks: checked before the statistics pass,
+    which alone reads the whole stack."""
+    n = raster_bytes(reader.width * scale, reader.height * scale, 1, output_nodata(reader))
+    check_free_space([(output, n), (uncertainty_output, n)])
 
 
 def _load_networks(run: _Run):

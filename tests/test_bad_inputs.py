@@ -502,3 +502,64 @@ def test_inputs_named_the_gdal_way_are_opened_and_a_bad_one_is_refused_clearly(s
         run_superresolve(sources_from_inputs([f"/vsizip/{archive}/missing.tif", names[1]]), str(tmp_path / "x.tif"), 2,
                          method="bicubic")
     assert not os.path.exists(tmp_path / "x.tif")
+
+
+def _huge_dates(tmp_path, n=2, size=1_000_000) -> list[str]:
+    """Georeferenced dates of ``size`` x ``size`` px that take no disk (sparse GeoTIFFs, never read here)."""
+    from osgeo import gdal, osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32613)
+    paths = []
+    for i in range(n):
+        p = str(tmp_path / f"huge_{i}.tif")
+        ds = gdal.GetDriverByName("GTiff").Create(p, size, size, 1, gdal.GDT_UInt16,
+                                                   ["SPARSE_OK=TRUE", "TILED=YES", "BIGTIFF=YES"])
+        ds.SetGeoTransform((500000, 30, 0, 4500000, 0, -30))
+        ds.SetProjection(srs.ExportToWkt())
+        ds = None
+        paths.append(p)
+    return paths
+
+
+def test_outputs_larger_than_the_free_disk_space_are_refused_before_reading(tmp_path):
+    """A job that would write a raster of terabytes started, read the whole stack for minutes and ended on a full
+    disk. The outputs' size is checked against the free space before the first read (CLI, job and chain)."""
+    from stacksr.core.chain_job import run_chain
+    from stacksr.core.errors import StackSRError
+    from stacksr.core.sr_job import run_superresolve
+    from stacksr.core.stack_io import sources_from_inputs
+
+    dates = _huge_dates(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = _cli("sr", "--method", "bicubic", "--inputs", *dates, "--output", str(out / "sr.tif"), timeout=60)
+    line = _one_line_error(res.returncode, res.stderr)
+    assert "the outputs need up to 36.0 TB" in line and "free" in line
+    with pytest.raises(StackSRError, match="the outputs need up to 72.0 TB"):  # the uncertainty raster counts too
+        run_superresolve(sources_from_inputs(dates), str(out / "sr.tif"), 3, method="piunet",
+                         uncertainty_output=str(out / "unc.tif"))
+    with pytest.raises(StackSRError, match="the outputs need up to"):  # before the kernels and the training
+        run_chain(sources_from_inputs(dates), str(out / "sr.tif"), str(out), 3)
+    assert os.listdir(out) == []
+
+
+def test_a_disk_that_fills_during_the_write_ends_in_one_line_and_leaves_nothing(sample_images, tmp_path):
+    """A full disk (here a file-size limit, which fails the same write calls) ended in a GDAL traceback, exit 1.
+    Now: one line naming the folder, exit 2, no file of the run, a previous output untouched."""
+    import resource
+    import signal
+
+    previous = tmp_path / "sr.tif"
+    previous.write_bytes(b"previous result")
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+
+    res = subprocess.run([sys.executable, "-m", "stacksr", "--quiet", "sr", "--method", "ibp", "--inputs",
+                          *sample_images[:3], "--output", str(previous)], capture_output=True, text=True, env=ENV,
+                         timeout=120, preexec_fn=small_files)
+    line = _one_line_error(res.returncode, res.stderr)
+    assert f"writing into '{tmp_path}' failed" in line and "disk full" in line
+    assert os.listdir(tmp_path) == ["sr.tif"] and previous.read_bytes() == b"previous result"

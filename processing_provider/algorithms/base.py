@@ -210,7 +210,7 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         except Cancelled:
             feedback.reportError("Cancelled: no output was written.")
             return {}
-        except (StackSRError, ArithmeticError) as exc:  # ArithmeticError: a diverging optimiser
+        except (StackSRError, ArithmeticError, OSError) as exc:  # a diverging optimiser; a full disk
             raise QgsProcessingException(str(exc)) from exc
 
     def run_job(self, parameters, context, feedback, monitor):
