@@ -563,3 +563,94 @@ def test_a_disk_that_fills_during_the_write_ends_in_one_line_and_leaves_nothing(
     line = _one_line_error(res.returncode, res.stderr)
     assert f"writing into '{tmp_path}' failed" in line and "disk full" in line
     assert os.listdir(tmp_path) == ["sr.tif"] and previous.read_bytes() == b"previous result"
+
+
+# every file each job writes, as (keyword, derived from another output or None); "work" stands for the chain's folder
+_JOB_OUTPUTS = {
+    "sr": ["output", "uncertainty_output", "kernel_output", "report_html"],
+    "kernels": ["bank_path", "report_html"],
+    "train": ["output", "output.last", "report_html"],
+    "chain": ["output", "uncertainty_output", "report_html", "work/kernels.npz", "work/piunet.pt", "work/piunet.pt.last"],
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(job=st.sampled_from(sorted(_JOB_OUTPUTS)), data=st.data())
+def test_fuzz_two_outputs_of_a_job_that_are_one_file_are_refused_and_nothing_is_touched(
+        sample_images, sample_bank, tmp_path_factory, job, data):
+    """Any two files a job writes (its outputs, a model's .last checkpoint, the chain's bank and model), named
+    the same way, through a relative path, a symbolic link or a hard link, are refused before any work, and
+    no file in the folder changes."""
+    from stacksr.core.chain_job import run_chain
+    from stacksr.core.errors import StackSRError
+    from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_self_supervised
+    from stacksr.core.stack_io import sources_from_inputs
+
+    tmp = tmp_path_factory.mktemp("collide")
+    names = _JOB_OUTPUTS[job]
+    a, b = data.draw(st.lists(st.sampled_from(names), min_size=2, max_size=2, unique=True), label="outputs")
+    how = data.draw(st.sampled_from(["same", "relative", "symlink", "hardlink"]), label="how")
+    named = [n for n in names if n != "output.last" and not n.startswith("work/")]
+    if a not in named:
+        a, b = b, a
+    if a not in named or {a, b} == {"output", "output.last"}:
+        return  # two derived files, or a model and its own .last: distinct by construction
+    given = {n: str(tmp / f"{n}.tif") for n in named}
+    target = given["output"] + ".last" if b == "output.last" else str(tmp / b[5:]) if b.startswith("work/") else given[b]
+    (tmp / "previous").write_bytes(b"a previous result")
+    os.replace(tmp / "previous", target)  # the file both names reach, as a previous run left it
+    if how == "relative":
+        given[a] = os.path.relpath(target)
+    elif how == "symlink":
+        given[a] = str(tmp / "alias.tif")
+        os.symlink(target, given[a])
+    elif how == "hardlink":
+        given[a] = str(tmp / "hard.tif")
+        os.link(target, given[a])
+    else:
+        given[a] = target
+    before = {p.name: p.read_bytes() if p.is_file() else None for p in tmp.iterdir()}
+    src = sources_from_inputs(sample_images[:3])
+    with pytest.raises(StackSRError, match="same file|one of the inputs|must end in"):
+        if job == "sr":
+            run_superresolve(src, given["output"], 3, method="piunet+ttf", uncertainty_output=given["uncertainty_output"],
+                             kernel_output=given["kernel_output"], report_html=given["report_html"])
+        elif job == "kernels":
+            run_estimate_kernels(src, given["bank_path"], 3, report_html=given["report_html"])
+        elif job == "train":
+            run_train_self_supervised([src], sample_bank, given["output"], 3, steps=1, report_html=given["report_html"])
+        else:
+            run_chain(src, given["output"], str(tmp), 3, uncertainty_output=given["uncertainty_output"],
+                      report_html=given["report_html"])
+    assert {p.name: p.read_bytes() if p.is_file() else None for p in tmp.iterdir()} == before
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 60), st.integers(0, 60),
+                                 st.sampled_from([1e30, -1e30, 3.4028235e38, -3.4028235e38, 1e20, -5e24, float("inf"),
+                                                  float("-inf"), float("nan")])), min_size=1, max_size=12),
+       method=st.sampled_from(["ibp", "bicubic", "piunet"]))
+def test_fuzz_extreme_values_anywhere_never_reach_the_output(sample_images, tmp_path_factory, values, method):
+    """Random extreme values (beyond any sensor's range, infinities, NaN) at random pixels of random dates: the
+    raster stays finite and in the data's range wherever it is not nodata."""
+    from osgeo import gdal
+
+    from stacksr.core.sr_job import run_superresolve
+    from stacksr.core.stack_io import read_raster, sources_from_inputs
+
+    tmp = tmp_path_factory.mktemp("extreme")
+    arrays = [read_raster(p)[0].astype(np.float32) for p in sample_images[:3]]
+    for t, r, c, v in values:
+        arrays[t][r % arrays[t].shape[0], c % arrays[t].shape[1]] = v
+    paths = []
+    for i, (p, arr) in enumerate(zip(sample_images, arrays)):
+        dst = str(tmp / f"d{i}.tif")
+        ds = gdal.Translate(dst, p, outputType=gdal.GDT_Float32, noData="none")
+        ds.GetRasterBand(1).WriteArray(arr)
+        ds = None
+        paths.append(dst)
+    out = str(tmp / "sr.tif")
+    run_superresolve(sources_from_inputs(paths), out, 3, method=method)
+    sr = read_raster(out)[0]
+    good = sr[np.isfinite(sr)]
+    assert good.size > 0.9 * sr.size and np.abs(good).max() < 2e4  # NaN is the nodata of a raster without one
