@@ -38,6 +38,31 @@ def test_every_algorithm_has_help_an_icon_and_modeler_safe_parameters(qgis_app):
             assert " " not in p.name() and p.description(), (alg.id(), p.name())
 
 
+def test_batch_runs_hand_no_html_output_to_the_results_viewer_so_they_end_without_an_error_bar(qgis_app, tmp_path):
+    """QGIS's batch dialog passes every HTML output to the Results Viewer without the timestamp it requires: every
+    batch run of a StackSR algorithm (reports are on by default) ended in a Python error bar. Reports are now plain
+    file outputs, still written by default; QGIS's own batch result handling runs through them cleanly."""
+    from qgis.core import QgsApplication, QgsProcessingOutputFile, QgsProcessingOutputHtml
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+
+    algs = [a for a in QgsApplication.processingRegistry().providerById("stacksr").algorithms() if a.name() != "stacksr_chain"]
+    with_report = [a for a in algs if a.parameterDefinition("OUTPUT_REPORT") is not None]
+    assert len(with_report) == 4
+    for alg in algs:
+        assert not any(isinstance(o, QgsProcessingOutputHtml) for o in alg.outputDefinitions()), alg.id()
+    for alg in with_report:
+        assert isinstance(alg.outputDefinition("OUTPUT_REPORT"), QgsProcessingOutputFile)
+        assert alg.parameterDefinition("OUTPUT_REPORT").createByDefault()
+
+        class Row:  # the batch dialog's state that loadHTMLResults reads
+            def algorithm(self, alg=alg):
+                return alg
+
+        report = tmp_path / f"{alg.name()}.html"
+        report.write_text("<html></html>")
+        BatchAlgorithmDialog.loadHTMLResults(Row(), {"OUTPUT_REPORT": str(report)}, 0)  # raised TypeError before
+
+
 def test_classic_sr_from_layers_with_masks(processing, sample_images, sample_masks, tmp_path):
     out = str(tmp_path / "ibp.tif")
     res = processing.run("stacksr:superresolveclassic", {

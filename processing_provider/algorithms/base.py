@@ -3,7 +3,8 @@ import os
 
 from qgis.core import (
     QgsApplication, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBand,
-    QgsProcessingParameterBoolean, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+    QgsProcessingOutputFile, QgsProcessingParameterBoolean, QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum, QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
 )
@@ -98,6 +99,15 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
             param.setHelp(text)
             param.setDescription(text[:text.index(" (")].rstrip(" :,"))
         return super().addParameter(param, createOutput)
+
+    def add_report(self, name: str, description: str) -> None:
+        """An HTML report, written by default, declared as a plain file output: QGIS's batch dialog (3.22 and
+        later) passes no timestamp to the Results Viewer for HTML outputs, so every batch run of an algorithm
+        with one ended in a Python error bar, an empty "layers were not correctly generated" and a progress
+        bar stuck at 100 %. The report's path is in the log and the algorithm's results."""
+        self.addParameter(QgsProcessingParameterFileDestination(
+            name, description, "HTML files (*.html)", optional=True, createByDefault=True), createOutput=False)
+        self.addOutput(QgsProcessingOutputFile(name, description))
 
     def add(self, param: QgsProcessingParameterDefinition, advanced: bool = False, optional: bool = False):
         """Add ``param`` (under the dialog's Advanced parameters when ``advanced``; ``optional``: also

@@ -3,7 +3,7 @@ import os
 import uuid
 
 from qgis.core import (
-    QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination, QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterFolderDestination, QgsProcessingParameterRasterDestination,
 )
 
 from ...core import params as P
@@ -51,8 +51,7 @@ class SuperResolveChain(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_UNCERTAINTY, "Uncertainty (standard deviation)", optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_REPORT, "Run report", "HTML files (*.html)", optional=True, createByDefault=True))
+        self.add_report(self.OUTPUT_REPORT, "Run report")
 
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.chain_job import run_chain  # torch is imported only when running

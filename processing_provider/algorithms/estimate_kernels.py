@@ -71,8 +71,7 @@ class EstimateKernels(StackSRAlgorithm):
             self.OUTPUT_BANK, "Kernel bank", "StackSR kernel bank (*.npz)"))
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_LAYERS, "Kernel layers folder", optional=True, createByDefault=True))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_REPORT, "Kernel gallery", "HTML files (*.html)", optional=True, createByDefault=True))
+        self.add_report(self.OUTPUT_REPORT, "Kernel gallery")
         self.addOutput(QgsProcessingOutputMultipleLayers(self.KERNEL_LAYERS, "Kernel layers"))
         self.addOutput(QgsProcessingOutputNumber(self.SECONDS, "Estimation time (s)"))
 

@@ -3,7 +3,7 @@ import uuid
 
 from qgis.core import (
     QgsProcessingOutputString, QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterDestination,
 )
 
 from ...core import params as P
@@ -87,8 +87,7 @@ class SuperResolveStack(StackSRAlgorithm):
             self.OUTPUT_UNCERTAINTY, "Uncertainty (standard deviation)", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_KERNEL, "TTF kernel layer", optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_REPORT, "Run report", "HTML files (*.html)", optional=True, createByDefault=True))
+        self.add_report(self.OUTPUT_REPORT, "Run report")
         self.addOutput(QgsProcessingOutputString(self.METHOD_USED, "Method used"))
         self.addOutput(QgsProcessingOutputString(self.QUALITY, "Quality estimate (held-out validation)"))
 

@@ -67,8 +67,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
             self.add(p, advanced=True)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_MODEL, "Trained model", "StackSR PIUNet model (*.pt)"))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_REPORT, "Training report", "HTML files (*.html)", optional=True, createByDefault=True))
+        self.add_report(self.OUTPUT_REPORT, "Training report")
         self.addOutput(QgsProcessingOutputNumber(self.BEST_VAL, "Best validation loss"))
         self.addOutput(QgsProcessingOutputNumber(self.STEPS_DONE, "Steps trained"))
 
