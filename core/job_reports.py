@@ -31,6 +31,13 @@ def validation_rows(validation, chosen: str) -> list[tuple[str, str]]:
         mark = " (used)" if sc.method == chosen else ""
         rows.append((f"  {sc.method}{mark}", f"RMS error {sc.rmse:.5g}; {sc.gain_db:+.2f} dB (+- {sc.gain_spread_db:.2f}) "
                                              f"over the reference image upsampled alone"))
+    if validation.coarse:
+        rows.append(("quality estimate one scale down", "the stack degraded once more by the scale and super-resolved "
+                     "back to its own size, scored on the reference image's own pixels"))
+        for sc in validation.coarse:
+            mark = " (used)" if sc.method == chosen else ""
+            rows.append((f"  {sc.method}{mark}", f"RMS error {sc.rmse:.5g}; {sc.gain_db:+.2f} dB over the reference "
+                                                 "image upsampled alone"))
     rows += [("  note", n) for n in validation.notes]
     return rows
 

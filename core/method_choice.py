@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 
 from .agreement import agreement_weights
-from .baselines import ibp, mean_bicubic, reference_bicubic
-from .validation import REFERENCE_BASELINE, ValidationResult, validate
+from .baselines import IBP_CANDIDATES, ibp, mean_bicubic, reference_bicubic
+from .validation import REFERENCE_BASELINE, ValidationResult, validate, validate_one_scale_down
 
 Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -53,14 +53,17 @@ def runners(setup: Setup) -> dict[str, Runner]:
         return agreement_weights(frames, valid, ref, shifts, mean)[0]
 
     mon = setup.monitor
+
+    def ibp_with(kernels):
+        return lambda f, v: ibp(f, v, s, shifts, kernels, setup.ibp_iterations, monitor=mon, weights=weights_of(f, v))
+
     out: dict[str, Runner] = {
         REFERENCE_BASELINE: lambda f, v: reference_bicubic(f, v, ref, s),
         "bicubic": lambda f, v: mean_bicubic(f, v, s, shifts),
-        "ibp": lambda f, v: ibp(f, v, s, shifts, setup.psf, setup.ibp_iterations, monitor=mon, weights=weights_of(f, v)),
+        "ibp": ibp_with(setup.psf),
     }
     if setup.bank is not None:
-        out["ibp-bank"] = lambda f, v: ibp(f, v, s, shifts, setup.bank, setup.ibp_iterations, monitor=mon,
-                                           weights=weights_of(f, v))
+        out["ibp-bank"] = ibp_with(setup.bank)
     if setup.net is not None:
         from .inference import predict
         from .ttf import test_time_finetune
@@ -82,31 +85,32 @@ def choose_method(setup: Setup, frames: torch.Tensor, valid: torch.Tensor, kerne
     and rank them; ``kernels`` degrade the output to each frame (the PSF or the bank), ``weights`` keep changed
     land out of the error (robust fusion's).
 
-    All candidates: the learned path is first validated without TTF (one forward pass); its TTF, which costs
-    more than every other candidate together, runs only when the untuned network comes within
-    :data:`TTF_RAISE_DB` of the margin the learned path needs over IBP (:func:`pick`)."""
+    All candidates (``auto``): the classic ones on held-out pixels; the learned path, which held-out pixels of
+    other dates cannot judge (:mod:`validation`), one scale down against IBP and the reference alone
+    (:func:`validation.validate_one_scale_down`; its TTF then runs on a coarse stack of 1/scale^2 the pixels)."""
     cands = runners(setup)
     if only is not None:
         cands = {k: v for k, v in cands.items() if k in only or k == REFERENCE_BASELINE}
         return validate(cands, frames, valid, setup.ref, setup.scale, setup.shifts, kernels, weights, check=check)
-    tuned = cands.pop("piunet+ttf", None)
-    if tuned is not None:
-        cands["piunet"] = runners(replace(setup, flow=None))["piunet"]
+    name = next((m for m in cands if m.startswith("piunet")), None)
+    if name is not None:
+        del cands[name]
     result = validate(cands, frames, valid, setup.ref, setup.scale, setup.shifts, kernels, weights, check=check)
-    if tuned is None or not result.frames_scored:
+    if name is None or not result.frames_scored:
         return result
-    classic = min((s for s in result.scores if s.method in PREFERRED), key=lambda s: s.rmse)
-    untuned = result.score("piunet")
-    ahead = 20 * math.log10(classic.rmse / untuned.rmse) if 0 < untuned.rmse < float("inf") else float("-inf")
-    if ahead + TTF_RAISE_DB < LEARNED_MARGIN_DB:
-        result.notes.append(
-            f"piunet+ttf not validated: before TTF the network predicts {ahead:+.2f} dB against {classic.method}, "
-            f"and TTF raised that by at most {TTF_RAISE_DB:g} dB on the benchmarks' stacks, short of the "
-            f"{LEARNED_MARGIN_DB:g} dB the learned path needs")
+    coarse = replace(setup, shifts=None if setup.shifts is None else setup.shifts / setup.scale, bank=None)
+    cands = {m: f for m, f in runners(coarse).items() if m in (REFERENCE_BASELINE, name)}
+    # IBP at each count: one scale down the target is known, so IBP competes at its best count there (held-out
+    # pixels of other dates choose few iterations, and IBP with few iterations is far from its best one scale down)
+    cands.update({f"ibp@{k}": runners(replace(coarse, ibp_iterations=k))["ibp"] for k in IBP_CANDIDATES})
+    scores = validate_one_scale_down(cands, frames, valid, setup.ref, setup.scale, setup.psf, check=check)
+    if not scores:
+        result.notes.append(f"{name} not validated: the window is too small to be degraded once more")
         return result
-    second = validate({REFERENCE_BASELINE: cands[REFERENCE_BASELINE], "piunet+ttf": tuned}, frames, valid, setup.ref,
-                      setup.scale, setup.shifts, kernels, weights, check=check)  # the same held-out blocks (seed)
-    result.scores = sorted(result.scores + [second.score("piunet+ttf")], key=lambda s: s.rmse)
+    best = min((s for s in scores if s.method.startswith("ibp@")), key=lambda s: s.rmse)
+    result.notes.append(f"one scale down IBP is scored at its best iteration count, {best.method[4:]}")
+    best.method = "ibp"
+    result.coarse = [s for s in scores if not s.method.startswith("ibp@")]
     return result
 
 
@@ -118,59 +122,50 @@ def central_window(shape: tuple[int, int], size: int = VALIDATION_WINDOW) -> tup
 
 
 PREFERRED = ("ibp", "ibp-bank")  # the classic family that measured best on all three kinds of stack (BENCHMARKS.md)
-LEARNED_MARGIN_DB = 0.5  # the learned path must validate this much better than IBP ...
-LEARNED_FRAME_SHARE = 2 / 3  # ... and be better on this share of the scored images
-# the most TTF raised the learned path's validated score on the benchmarks' 34 stacks was 4.0 dB (a Romania x2
-# stack; mean 0.74; benchmarks/probe_screen.py): with 1 dB to spare, an untuned network further than this below the
-# margin cannot reach it, and its TTF is not validated
-TTF_RAISE_DB = 5.0
+LEARNED_MARGIN_DB = 0.5  # one scale down, the learned path must beat IBP by this much (that validation flatters IBP)
 
 
 def pick(result: ValidationResult | None) -> str:
-    """The method ``auto`` uses, from the held-out validation of every candidate.
+    """The method ``auto`` uses, from the validation of every candidate (:func:`choose_method`).
 
-    Held-out pixels are other dates' pixels, so validation also rewards a method for looking like the other
-    dates; on stacks of one date's frames it ranks the methods as the truth does, on real dates and sensors it
-    often ranks the reference date upsampled alone or the mean of dates first where the truth does not
-    (BENCHMARKS.md, *held-out validation*). It decides therefore within what it can judge: IBP with the default
-    PSF or with the kernel bank, whichever predicts better, and the learned path only when it predicts clearly
-    better than IBP (:data:`LEARNED_MARGIN_DB` overall and on :data:`LEARNED_FRAME_SHARE` of the images). With
-    nothing to validate (one image used), IBP: on one image it deconvolves the default PSF (above bicubic on
-    every single-image stack of the benchmarks)."""
+    Held-out pixels are other dates' pixels, so that validation also rewards a method for looking like the
+    other dates; on stacks of one date's frames it ranks the methods as the truth does, on real dates and
+    sensors it often ranks the reference date upsampled alone or the mean of dates first where the truth does
+    not (BENCHMARKS.md, *held-out validation*). It decides therefore within what it can judge: IBP with the
+    default PSF or with the kernel bank, whichever predicts better. The learned path is taken when, one scale
+    down, it beats IBP by :data:`LEARNED_MARGIN_DB`. With nothing to validate (one image used), IBP: on one
+    image it deconvolves the default PSF (above bicubic on every single-image stack of the benchmarks)."""
     if result is None or not result.frames_scored:
         return "ibp"
     classic = min((s for s in result.scores if s.method in PREFERRED), key=lambda s: s.rmse, default=None)
     if classic is None:
         return result.best.method
-    for s in _learned(result):
-        if not (0 < s.rmse < float("inf")) or len(s.frame_rmse) != len(classic.frame_rmse):
-            continue
-        better = sum(a < b for a, b in zip(s.frame_rmse, classic.frame_rmse)) / max(len(s.frame_rmse), 1)
-        if 20 * math.log10(classic.rmse / s.rmse) >= LEARNED_MARGIN_DB and better >= LEARNED_FRAME_SHARE:
-            return s.method
+    ahead = _learned_ahead(result)
+    if ahead is not None and ahead[1] >= LEARNED_MARGIN_DB:
+        return ahead[0]
     return classic.method
 
 
-def _learned(result: ValidationResult) -> list:
-    """The learned path's score: PIUNet + TTF when it was validated, else the network alone. The untuned network's
-    score only screens the TTF (chosen for itself, it lost 0.7 and 0.4 dB on two real-date stacks)."""
-    return [s for s in result.scores if s.method == "piunet+ttf"] or [s for s in result.scores if s.method == "piunet"]
+def _learned_ahead(result: ValidationResult) -> tuple[str, float] | None:
+    """(the learned candidate, its gain over IBP one scale down in dB), None when it was not validated."""
+    ibp = result.coarse_score("ibp")
+    learned = next((s for s in result.coarse if s.method.startswith("piunet")), None)
+    if ibp is None or learned is None or not 0 < learned.rmse < float("inf"):
+        return None
+    return learned.method, 20 * math.log10(ibp.rmse / learned.rmse)
 
 
 def reason(result: ValidationResult | None, chosen: str) -> str:
     """Why ``auto`` took ``chosen`` (:func:`pick`), in words for the log and the report."""
     if result is None or not result.frames_scored:
         return "only the reference image is used: nothing to validate, and IBP deconvolves it"
-    learned = _learned(result)
-    if chosen.startswith("piunet"):
-        ibp_rmse = min(s.rmse for s in result.scores if s.method in PREFERRED)
-        s = result.score(chosen)
-        return (f"it predicts the held-out pixels {20 * math.log10(ibp_rmse / s.rmse):.2f} dB better than IBP "
-                f"(at least {LEARNED_MARGIN_DB:g} dB needed)")
-    text = "IBP" + (" with the estimated kernels" if chosen == "ibp-bank" else "") + ", the best classic method"
-    if learned:
-        ibp = result.score(chosen)
-        best = min(learned, key=lambda x: x.rmse)
-        text += (f"; {best.method} validated {20 * math.log10(ibp.rmse / best.rmse):+.2f} dB against it, less than the "
-                 f"{LEARNED_MARGIN_DB:g} dB (on two thirds of the images) that would make it the choice")
+    ahead = _learned_ahead(result)
+    if chosen.startswith("piunet") and ahead is not None:
+        return (f"one scale down (the stack degraded once more and super-resolved back to its own size) it is "
+                f"{ahead[1]:.2f} dB closer to the reference image than IBP (at least {LEARNED_MARGIN_DB:g} dB needed)")
+    text = "IBP" + (" with the estimated kernels" if chosen == "ibp-bank" else "") + ", the best classic method " \
+        "on held-out pixels"
+    if ahead is not None:
+        text += (f"; one scale down {ahead[0]} is {ahead[1]:+.2f} dB against IBP, less than the "
+                 f"{LEARNED_MARGIN_DB:g} dB that would make it the choice")
     return text

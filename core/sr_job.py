@@ -346,6 +346,9 @@ def _validate(sel: _Selected, run: _Run, frames: torch.Tensor, valid: torch.Tens
     for sc in result.scores:
         mon.info(f"validation: {sc.method}: held-out RMS error {sc.rmse:.5g}, {sc.gain_db:+.2f} dB "
                  f"(+- {sc.gain_spread_db:.2f}) over the reference image alone ({sc.seconds:.1f} s)")
+    for sc in result.coarse:
+        mon.info(f"validation one scale down: {sc.method}: RMS error {sc.rmse:.5g} on the reference image's own "
+                 f"pixels, {sc.gain_db:+.2f} dB over the reference image alone ({sc.seconds:.1f} s)")
     for note in result.notes:
         mon.info("validation: " + note)
     return result

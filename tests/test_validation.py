@@ -56,11 +56,10 @@ def test_on_frames_of_one_image_validation_ranks_ibp_first_as_the_truth_does(l8_
     assert sorted(truth, key=lambda m: res.score(m).gain_db) == order
 
 
-def test_a_learned_path_far_behind_ibp_before_ttf_is_not_fine_tuned_to_be_validated(l8_stack):
-    """Frames of one image, an untrained network: it validates far below IBP, beyond what TTF ever raised a score
-    (TTF_RAISE_DB), so auto does not spend a TTF on it and says so."""
+def test_the_learned_path_is_validated_one_scale_down_against_ibp_and_the_reference(l8_stack):
+    """auto: classic methods on held-out pixels, the learned path (with its TTF) one scale down, where the target is
+    the reference date itself; an untrained network there scores far below IBP and is not chosen."""
     from stacksr.core.fkp import default_fkp_path, load_fkp
-    from stacksr.core.method_choice import TTF_RAISE_DB
     from stacksr.core.piunet import PIUNet, PIUNetConfig
     from stacksr.core.ttf import TTFConfig
 
@@ -69,12 +68,39 @@ def test_a_learned_path_far_behind_ibp_before_ttf_is_not_fine_tuned_to_be_valida
     shifts = register_stack(st.lr, valid, 0).shifts
     torch.manual_seed(0)
     net = PIUNet(PIUNetConfig(scale=3, features=8, blocks=1)).eval()
-    setup = Setup(3, 0, shifts, default_psf(3), 40, net=net, flow=load_fkp(default_fkp_path(3), 3), ttf=TTFConfig())
+    setup = Setup(3, 0, shifts, default_psf(3), 40, net=net, flow=load_fkp(default_fkp_path(3), 3),
+                  ttf=TTFConfig(iterations=3))
     res = choose_method(setup, st.lr, valid, default_psf(3))
-    behind = 20 * math.log10(res.score("ibp").rmse / res.score("piunet").rmse)
-    assert behind + TTF_RAISE_DB < LEARNED_MARGIN_DB
-    assert res.score("piunet+ttf") is None and pick(res) == "ibp"
-    assert any(n.startswith("piunet+ttf not validated: before TTF the network predicts") for n in res.notes)
+    assert {s.method for s in res.scores} == {"bicubic-ref", "bicubic", "ibp"}
+    assert [s.method for s in res.coarse][0] == "ibp"
+    assert res.coarse_score("ibp").gain_db > 1.0 and res.coarse_score("bicubic-ref").gain_db == 0.0
+    assert pick(res) == "ibp"
+    assert set(res.to_dict()["one_scale_down"]) == {"bicubic-ref", "ibp", "piunet+ttf"}
+
+
+def test_one_scale_down_the_truth_scores_zero_error_and_a_blurred_guess_does_not(l8_stack):
+    """The coarse stack is the frames blurred and decimated once more; a candidate that returns the frames
+    themselves (the perfect answer) has no error, a blurred copy has some."""
+    from stacksr.core.validation import validate_one_scale_down
+
+    st = l8_stack
+    valid = torch.ones_like(st.lr, dtype=torch.bool)
+
+    def exact(f, v):
+        return st.lr[0, :f.shape[-2] * 3, :f.shape[-1] * 3]
+
+    def blurred(f, v):
+        return torch.nn.functional.avg_pool2d(exact(f, v)[None, None], 5, 1, 2)[0, 0]
+
+    def up(f, v):
+        return torch.nn.functional.interpolate(f[None, :1], scale_factor=3, mode="bicubic")[0, 0]
+
+    scores = validate_one_scale_down({REFERENCE_BASELINE: up, "exact": exact, "blurred": blurred}, st.lr, valid, 0, 3,
+                                     default_psf(3))
+    assert [s.method for s in scores] == ["exact", "blurred", REFERENCE_BASELINE]
+    assert scores[0].rmse == 0.0 and scores[1].rmse > 0
+    assert validate_one_scale_down({REFERENCE_BASELINE: up}, st.lr[:, :20, :20], valid[:, :20, :20], 0, 3,
+                                   default_psf(3)) == []  # 6 coarse px: too small
 
 
 def _result(**rmse_by_method) -> ValidationResult:
@@ -82,14 +108,22 @@ def _result(**rmse_by_method) -> ValidationResult:
     return ValidationResult(sorted(scores, key=lambda s: s.rmse), 3, 100)
 
 
-def test_auto_takes_the_learned_path_only_when_it_validates_clearly_better_than_ibp():
+def _with_coarse(result: ValidationResult, **rmse_by_method) -> ValidationResult:
+    result.coarse = sorted((MethodScore(m, r, [r], 0.0) for m, r in rmse_by_method.items()), key=lambda s: s.rmse)
+    return result
+
+
+def test_auto_takes_the_learned_path_only_when_it_beats_ibp_clearly_one_scale_down():
     margin = 10 ** (-LEARNED_MARGIN_DB / 20)
-    assert pick(_result(**{"ibp": 1.0, "piunet+ttf": 0.99, "bicubic-ref": 0.8})) == "ibp"
-    assert pick(_result(**{"ibp": 1.0, "piunet+ttf": margin * 0.98, "bicubic-ref": 1.2})) == "piunet+ttf"
+    classic = {"ibp": 1.0, "bicubic-ref": 1.2}
+    assert pick(_with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": 0.99, "bicubic-ref": 1.3})) == "ibp"
+    assert pick(_with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": margin * 0.98})) == "piunet+ttf"
+    # held-out pixels do not decide for the learned path (they reward looking like the other dates) ...
+    assert pick(_with_coarse(_result(**classic, **{"piunet+ttf": 0.5}), ibp=1.0, **{"piunet+ttf": 1.0})) == "ibp"
+    # ... and between the classic ones they do
     assert pick(_result(**{"ibp": 1.0, "ibp-bank": 0.9, "bicubic": 0.95})) == "ibp-bank"
+    assert pick(_with_coarse(_result(**{"ibp": 1.0, "ibp-bank": 0.9}), ibp=1.0, piunet=margin * 0.98)) == "piunet"
     assert pick(None) == "ibp"  # one image: IBP deconvolves it, nothing to validate
-    # the untuned network only screens the TTF: when PIUNet + TTF was validated, it is the learned path
-    assert pick(_result(**{"ibp": 1.0, "piunet": margin * 0.9, "piunet+ttf": 0.99})) == "ibp"
 
 
 def test_quality_line_names_the_method_its_error_and_gain():
@@ -98,6 +132,11 @@ def test_quality_line_names_the_method_its_error_and_gain():
     assert quality_line(summary) == ("ibp: held-out RMS error 12.5, +1.23 dB (+- 0.50) over the reference image "
                                      "upsampled alone (500 held-out pixels of 7 images)")
     assert "no quality estimate" in quality_line({"method": "ibp", "validation": None})
+    # the learned path is validated one scale down, not on held-out pixels
+    summary = {"method": "piunet+ttf", "validation": {"frames_scored": 7, "heldout_pixels": 500, "methods": {},
+                                                      "one_scale_down": {"piunet+ttf": {"rmse": 3.5, "gain_db": 2.5}}}}
+    assert quality_line(summary) == ("piunet+ttf: one scale down, RMS error 3.5 on the reference image's own pixels, "
+                                     "+2.50 dB over the reference image upsampled alone")
 
 
 def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation(sample_images, sample_masks, tmp_path):
@@ -109,8 +148,9 @@ def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation
                                ttf_iterations=3)
     assert summary["requested_method"] == "auto" and summary["method"] in ("ibp", "piunet+ttf")
     methods = summary["validation"]["methods"]
-    # the base model competes at x3: untuned, then with TTF (validated here: untuned it comes close to IBP)
-    assert set(methods) == {"bicubic-ref", "bicubic", "ibp", "piunet", "piunet+ttf"}
+    # the classic methods on held-out pixels, the base model (with TTF) one scale down against IBP
+    assert set(methods) == {"bicubic-ref", "bicubic", "ibp"}
+    assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "ibp", "piunet+ttf"}
     assert summary["validation"]["chosen"] == summary["method"]
     assert any(n.startswith(f"auto chose {summary['method']}: ") for n in summary["validation"]["notes"])
     ds = gdal.Open(out)
@@ -144,9 +184,9 @@ def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_s
     summary = run_superresolve(sources_from_inputs(sample_images[:4]), str(tmp_path / "sr.tif"), scale)
     methods, notes = set(summary["validation"]["methods"]), summary["validation"]["notes"]
     assert {"bicubic-ref", "bicubic", "ibp"} <= methods
-    if base_model_path(scale):  # untuned always; with TTF unless the screening says it cannot win
-        assert "piunet" in methods
-        assert "piunet+ttf" in methods or any(n.startswith("piunet+ttf not validated") for n in notes)
+    if base_model_path(scale):  # the base model with TTF, one scale down
+        assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "ibp", "piunet+ttf"} or \
+            any(n.startswith("piunet+ttf not validated") for n in notes)
 
 
 def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_equally_clear(sample_images, tmp_path):
