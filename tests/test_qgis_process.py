@@ -208,3 +208,33 @@ def test_qgis_process_runs_the_one_click_chain(sample_images, tmp_path):
     assert ds.GetMetadataItem("STACKSR_METHOD") in ("piunet+ttf", "ibp")  # chosen by validation (method auto)
     assert json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))["requested_method"] == "auto"
     ds = None
+
+
+def test_qgis_process_refuses_outputs_beyond_the_free_space_and_reports_a_full_disk_in_one_line(sample_images, tmp_path):
+    """The QGIS side of the disk checks: a raster of terabytes is refused before any reading, and a write that fails
+    (a file-size limit standing in for a full disk) is a processing error naming the folder, not a traceback, with
+    nothing of the run left."""
+    import os
+    import resource
+    import signal
+
+    from test_bad_inputs import _huge_dates
+
+    out = tmp_path / "out"
+    out.mkdir()
+    huge = _huge_dates(tmp_path)
+    res = _qgis_process("run", "stacksr:superresolveclassic", *[f"--LAYERS={p}" for p in huge], "--SCALE=3",
+                        "--METHOD=1", f"--OUTPUT={out / 'sr.tif'}", timeout=120)
+    assert res.returncode != 0 and "the outputs need up to 36.0 TB" in res.stdout + res.stderr
+    assert os.listdir(out) == []
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+
+    res = subprocess.run([QGIS_PROCESS, "run", "stacksr:superresolveclassic", *[f"--LAYERS={p}" for p in sample_images[:3]],
+                          "--SCALE=3", "--METHOD=1", f"--OUTPUT={out / 'sr.tif'}"], capture_output=True, text=True,
+                         timeout=300, preexec_fn=small_files)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0 and f"writing into '{out}' failed" in text and "Traceback" not in text, text[-3000:]
+    assert os.listdir(out) == []
