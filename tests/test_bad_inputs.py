@@ -654,3 +654,14 @@ def test_fuzz_extreme_values_anywhere_never_reach_the_output(sample_images, tmp_
     sr = read_raster(out)[0]
     good = sr[np.isfinite(sr)]
     assert good.size > 0.9 * sr.size and np.abs(good).max() < 2e4  # NaN is the nodata of a raster without one
+
+
+def test_kernel_layers_under_a_regular_file_are_refused_before_estimation_and_no_bank_is_left(sample_images, tmp_path):
+    """`kernels --layers` under a regular file failed after minutes of estimation and left the bank behind."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    for layers, message in ((blocker, "is a file; give a folder"), (blocker / "kernels", "its parent folder does not exist")):
+        res = _cli("kernels", "--inputs", *sample_images[:3], "--output", str(tmp_path / "bank.npz"),
+                   "--layers", str(layers))
+        assert message in _one_line_error(res.returncode, res.stderr)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
