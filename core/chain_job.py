@@ -6,6 +6,7 @@ model are kept in ``work_folder`` (reusable with the single-step jobs); the outp
 from __future__ import annotations
 
 import os
+import time
 from typing import Sequence
 
 from . import params as P
@@ -48,13 +49,22 @@ def run_chain(
     with StackReader(sources, invalid_mask_values) as reader:
         check_sr_space(reader, scale, output, uncertainty_output)
     mon.info("1/3 estimating the kernels")
-    run_estimate_kernels(sources, bank, scale, device=device, seed=seed, invalid_mask_values=invalid_mask_values,
-                         monitor=mon.sub(0.0, 0.25))
+    t0 = time.perf_counter()
+    kernels = run_estimate_kernels(sources, bank, scale, device=device, seed=seed,
+                                   invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.0, 0.25))
+    t1 = time.perf_counter()
     mon.info("2/3 fine-tuning the base model on the stack")
-    run_train_self_supervised([sources], bank, model, scale, steps=steps, device=device, seed=seed,
-                              invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.25, 0.85))
+    trained = run_train_self_supervised([sources], bank, model, scale, steps=steps, device=device, seed=seed,
+                                        invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.25, 0.85))
+    t2 = time.perf_counter()
     mon.info("3/3 super-resolving with the method that validates best (PIUNet + TTF or IBP)")
+    earlier = [(f"kernel estimation ({kernels['mode']}, {kernels['images']} images) -> {bank}", t1 - t0),
+               (f"fine-tuning the shipped base model, {steps} steps, best validation loss "
+                f"{trained.get('best_val', float('nan')):.4g} -> {model}", t2 - t1)]
     summary = run_superresolve(sources, output, scale, "auto", model_path=model, kernel_bank=bank, device=device,
                                uncertainty_output=uncertainty_output, report_html=report_html,
-                               invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.85, 1.0))
-    return {**summary, "kernel_bank": bank, "model": model, "steps": steps}
+                               invalid_mask_values=invalid_mask_values, monitor=mon.sub(0.85, 1.0),
+                               earlier_steps=earlier)
+    return {**summary, "kernel_bank": bank, "model": model, "steps": steps,
+            "seconds": round(time.perf_counter() - t0, 2),  # the whole job's, not its last step's
+            "step_seconds": [round(t1 - t0, 2), round(t2 - t1, 2), summary["seconds"]]}

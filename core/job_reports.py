@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .baselines import default_psf
+from .kernel_bank import UNCERTAINTY_PERCENTILE, UNCERTAINTY_STOPS
 
 
 def ttf_summary(res) -> str:
@@ -42,6 +43,14 @@ def validation_rows(validation, chosen: str) -> list[tuple[str, str]]:
     return rows
 
 
+def uncertainty_range(std: np.ndarray) -> tuple[float, float]:
+    """0 to the :data:`kernel_bank.UNCERTAINTY_PERCENTILE` percentile of the finite values: the range in which
+    reports and the map show an uncertainty raster."""
+    finite = std[np.isfinite(std)]
+    hi = float(np.percentile(finite, UNCERTAINTY_PERCENTILE)) if finite.size else 1.0
+    return 0.0, hi if hi > 0 else 1.0
+
+
 def sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: torch.Tensor, scale: int,
               ttf_kernel: torch.Tensor | None, ttf_res, summary: list[tuple], reference_name: str = "reference",
               std: np.ndarray | None = None, covered: np.ndarray | None = None) -> None:
@@ -66,10 +75,11 @@ def sr_report(path: str, hr: torch.Tensor, ref_frame: torch.Tensor, ref_valid: t
     lo, hi = stretch(sr)  # one grey stretch for input and result, so they compare
     looks = (quicklook(lr, lo, hi, f"input: {html.escape(reference_name)}", shown_as=sr.shape)
              + quicklook(sr, lo, hi, f"result (x{scale})"))
-    if std is not None:
-        _, s_hi = stretch(np.where(np.isfinite(sr), std, np.nan))
+    if std is not None:  # shown as the map shows the uncertainty layer: the same ramp and range
+        s_hi = uncertainty_range(np.where(np.isfinite(sr), std, np.nan))[1]
         looks += quicklook(std, 0.0, s_hi, "uncertainty (standard deviation)<br/>"
-                           + colour_bar(0.0, s_hi, "standard deviation (input units)", width=160), colour=True)
+                           + colour_bar(0.0, s_hi, "standard deviation (input units)", width=160,
+                                        ramp=UNCERTAINTY_STOPS), colour=True, ramp=UNCERTAINTY_STOPS)
     sections = [("Summary", table(summary)),
                 ("Reference date, result and uncertainty", f"<p>Same grey stretch (2-98 % of the result: "
                                                            f"{lo:.4g} to {hi:.4g}) for the input and the result.</p>"

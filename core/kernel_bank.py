@@ -124,13 +124,16 @@ def short_name(name: str, limit: int = NAME_CHARS) -> str:
     return "\n".join(stem[i:i + limit] for i in range(0, len(stem), limit)) or stem
 
 
-# a perceptual dark-blue-to-yellow ramp (viridis-like): kernels, uncertainty quicklooks and their colour bars
+# a perceptual dark-blue-to-yellow ramp (viridis-like, QGIS's "Viridis" on the map): kernels and their colour bars
 RAMP_STOPS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
+# black-purple-orange-white (magma-like, QGIS's "Magma" on the map): the uncertainty, in reports as on the map
+UNCERTAINTY_STOPS = ((0, 0, 4), (81, 18, 124), (183, 55, 121), (252, 137, 97), (252, 253, 191))
+UNCERTAINTY_PERCENTILE = 98  # the uncertainty is shown from 0 to this percentile of its valid pixels
 
 
-def colorize(v: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] (clipped) -> RGB uint8 along :data:`RAMP_STOPS`; ``(..., 3)``."""
-    stops = np.array(RAMP_STOPS, dtype=np.float64)
+def colorize(v: np.ndarray, stops=RAMP_STOPS) -> np.ndarray:
+    """Values in [0, 1] (clipped) -> RGB uint8 along ``stops`` (:data:`RAMP_STOPS`); ``(..., 3)``."""
+    stops = np.array(stops, dtype=np.float64)
     pos = np.clip(v, 0.0, 1.0) * (len(stops) - 1)
     lo = np.clip(np.floor(pos).astype(int), 0, len(stops) - 2)
     t = (pos - lo)[..., None]

@@ -46,7 +46,8 @@ def save_model(path: str, net: PIUNet, train_config: TrainConfig, bank_digest: s
         "format": MODEL_FORMAT, "version": MODEL_VERSION, "stacksr_version": __version__,
         "piunet": net.config.to_dict(), "train": asdict(train_config), "scale": net.config.scale,
         "kernel_bank": bank_digest, "state_dict": net.state_dict(),
-        "state": {"step": state.step, "best_val": state.best_val, "history": state.history},
+        "state": {"step": state.step, "best_val": state.best_val, "history": state.history,
+                  "curve": state.curve},
         "extra": extra or {},
     }
     if optimizer is not None:

@@ -58,7 +58,9 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], x_label: str
                  f'text-anchor="middle">{html.escape(y_label)}</text>')
     for i, (name, v) in enumerate(pts.items()):
         colour = _COLOURS[i % len(_COLOURS)]
-        if v:
+        if len(v) == 1:  # a polyline of one point draws nothing (one validation after a short resumed run)
+            parts.append(f'<circle cx="{sx(v[0][0]):.1f}" cy="{sy(v[0][1]):.1f}" r="3" fill="{colour}"/>')
+        elif v:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in v)
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
         y = height - B + 44 + 16 * i
@@ -95,10 +97,10 @@ def png_base64(rgb: np.ndarray) -> str:
     return base64.b64encode(png_bytes(rgb)).decode()
 
 
-def colour_bar(lo: float, hi: float, label: str, width: int = 220) -> str:
-    """Inline SVG colour bar of the ramp of :func:`kernel_bank.colorize`, from ``lo`` to ``hi``."""
-    stops = "".join(f'<stop offset="{i / (len(RAMP_STOPS) - 1):.2f}" stop-color="rgb{tuple(c)}"/>'
-                    for i, c in enumerate(RAMP_STOPS))
+def colour_bar(lo: float, hi: float, label: str, width: int = 220, ramp=RAMP_STOPS) -> str:
+    """Inline SVG colour bar of the ramp ``ramp`` (:func:`kernel_bank.colorize`'s), from ``lo`` to ``hi``."""
+    stops = "".join(f'<stop offset="{i / (len(ramp) - 1):.2f}" stop-color="rgb{tuple(c)}"/>'
+                    for i, c in enumerate(ramp))
     gid = f"ramp{abs(hash((lo, hi, label))) % 10**8}"
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + 80}" height="38" font-size="11">'
             f'<defs><linearGradient id="{gid}">{stops}</linearGradient></defs>'
@@ -124,13 +126,13 @@ def stretch(values: np.ndarray) -> tuple[float, float]:
 
 
 def quicklook(image: np.ndarray, lo: float, hi: float, caption_html: str, colour: bool = False,
-              max_side: int = 300, shown_as: tuple[int, int] | None = None) -> str:
-    """A figure of ``image`` ``(H, W)`` stretched from ``lo`` to ``hi``: grey, or in the colour ramp;
+              max_side: int = 300, shown_as: tuple[int, int] | None = None, ramp=RAMP_STOPS) -> str:
+    """A figure of ``image`` ``(H, W)`` stretched from ``lo`` to ``hi``: grey, or in the colour ``ramp``;
     nodata (non-finite) pixels white. ``shown_as``: the (height, width) of the raster it is shown
     beside, so that an input frame appears at the same ground size as the result."""
     img = _display(np.asarray(image, dtype=np.float64), max_side)
     v = (img - lo) / (hi - lo if hi > lo else 1.0)
-    rgb = colorize(v) if colour else np.repeat((np.clip(v, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    rgb = colorize(v, ramp) if colour else np.repeat((np.clip(v, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
     rgb[~np.isfinite(img)] = 255
     h, w = shown_as if shown_as is not None else image.shape
     zoom = max_side / max(h, w)  # every quicklook of a report on the same on-screen size

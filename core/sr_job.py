@@ -22,7 +22,8 @@ from .heap import heap_reuse
 from .job_reports import sr_report, ttf_summary, validation_rows
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
 from .atomic_files import atomic_outputs
-from .outputs import RASTER_EXTENSIONS, GeoTiffWriter, check_free_space, output_nodata, plan_outputs, raster_bytes
+from .outputs import (RASTER_EXTENSIONS, GeoTiffWriter, check_free_space, output_nodata, plan_outputs, raster_bytes,
+                      same_file)
 from .progress import Monitor, ensure_monitor
 from .registration import MAX_WINDOW, register_source, typical_reference
 from .stack_io import FMASK_INVALID_VALUES, NOTHING_VALID, ImageSource, StackError, StackReader
@@ -59,9 +60,11 @@ def run_superresolve(
     invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
     report_html: str | None = None,
     monitor: Monitor | None = None,
+    earlier_steps: Sequence[tuple[str, float]] = (),
 ) -> dict:
     """Super-resolve a stack and write a georeferenced GeoTIFF (``report_html``: settings, TTF
-    loss curve and kernel, and how well the result reproduces the reference frame).
+    loss curve and kernel, and how well the result reproduces the reference frame; ``earlier_steps``: what a
+    job that ends with this one did before, ``(what, seconds)`` each, for the report).
 
     ``method``: "bicubic" (registered mean of bicubic), "ibp", "piunet" (a trained
     model from ``model_path``, by default the shipped base model, in ``tile``-pixel tiles when ``tile`` > 0; optionally
@@ -136,7 +139,7 @@ def run_superresolve(
                  kernel_output if flow is not None else None, report_html)
         # under torchrun every process computes its share of the tiles and rank 0 writes them all
         seconds = _run_and_write(paths if procs.is_main else (None,) * 4, reader, sel, run, params, net, flow, mon, t0,
-                                 agreement, validation)
+                                 agreement, validation, earlier_steps)
     mon.progress(1.0, f"wrote {output}")
     return {"output": output, "uncertainty": paths[1], "report": report_html, "kernel": paths[2], "method": method,
             "requested_method": requested, "scale": scale, "reference": sel.reference_name, "images": reader.count,
@@ -414,7 +417,8 @@ class _FileSink:
 
 
 def _run_and_write(paths, reader: StackReader, sel: _Selected, run: _Run, params: dict, net, flow, mon: Monitor,
-                   t0: float, agreement: tuple[int, torch.Tensor] | None, validation: "ValidationResult | None") -> float:
+                   t0: float, agreement: tuple[int, torch.Tensor] | None, validation: "ValidationResult | None",
+                   earlier_steps: Sequence[tuple[str, float]] = ()) -> float:
     """Run the method tile by tile into the SR raster, uncertainty, TTF kernel layer and report, all or
     none (``paths`` None: compute this process's share, write nothing); returns the run's seconds."""
     from .kernels import write_kernel_layer
@@ -457,11 +461,36 @@ def _run_and_write(paths, reader: StackReader, sel: _Selected, run: _Run, params
                        ("images", f"{reader.count}: " + ", ".join(n if u else f"{n} (left out)"
                                                                for n, u in zip(reader.names, sel.used.tolist()))),
                        ("reference frame", sel.reference_name), ("images used (registration quality)", sel.source.count),
-                       ("device", str(run.device) if run.learned else "cpu"),
-                       ("tile (input pixels)", run.tile), ("seconds", seconds), *shown,
+                       *_model_rows(run), ("device", str(run.device) if run.learned else "cpu"),
+                       ("tile (input pixels)", run.tile), *_step_rows(earlier_steps, seconds), *shown,
                        *validation_rows(validation, run.method)],
                       sel.reference_name, sink.std if t_unc else None, sink.covered)
     return seconds
+
+
+def _model_rows(run: _Run) -> list[tuple[str, str]]:
+    """The report's rows on the network and the kernel bank: which file, and whether the result used it."""
+    from .model_files import base_model_path
+
+    rows = []
+    if run.model_path:
+        base = base_model_path(run.scale)
+        name = (f"the shipped base model x{run.scale} ({os.path.basename(run.model_path)})"
+                if base and os.path.exists(base) and same_file(base, run.model_path) else run.model_path)
+        rows.append(("model", name + ("" if run.learned else " (validated by auto, not used)")))
+    if run.kernel_bank:
+        rows.append(("kernel bank", run.kernel_bank + ("" if run.method == "ibp" else " (validated by auto, not used)")))
+    return rows
+
+
+def _step_rows(earlier_steps: Sequence[tuple[str, float]], seconds: float) -> list[tuple[str, object]]:
+    """``seconds`` of this step, after the steps of the job that came before it (the chain's) and their total."""
+    if not earlier_steps:
+        return [("seconds", seconds)]
+    n = len(earlier_steps) + 1
+    rows = [(f"step {i}/{n}", f"{what} ({sec:.1f} s)") for i, (what, sec) in enumerate(earlier_steps, 1)]
+    return rows + [(f"step {n}/{n}", f"super-resolution ({seconds:.1f} s)"),
+                   ("seconds, whole job", round(seconds + sum(sec for _, sec in earlier_steps), 1))]
 
 
 def _bank_kernels(path: str, scale: int, names: Sequence[str]) -> torch.Tensor:

@@ -53,6 +53,7 @@ class TrainState:
     step: int = 0
     best_val: float = float("inf")
     history: list = field(default_factory=list)  # (step, train_loss, val_loss)
+    curve: list = field(default_factory=list)  # (step, train_loss) about 200 times a run: the report's curve
 
 
 def progress_line(state: TrainState, steps: int, train_loss: float, seconds: float, done: int) -> str:
@@ -151,7 +152,8 @@ def train_piunet(
             for group in opt.param_groups:  # the config's rate: a resumed run may continue at a lowered one
                 group["lr"] = config.lr
         st = payload["state"]
-        state = TrainState(st["step"], st["best_val"], [tuple(h) for h in st["history"]])
+        state = TrainState(st["step"], st["best_val"], [tuple(h) for h in st["history"]],
+                           [tuple(c) for c in st.get("curve", [])])  # files written before the curve was kept lack it
         if "rng" in payload:
             torch.set_rng_state(payload["rng"]["torch"])
             gen.set_state(payload["rng"]["sampler"])
@@ -164,7 +166,7 @@ def train_piunet(
     last = output + ".last"
     t0 = time.perf_counter()
     first_step = state.step  # steps done before this run (resume): the ETA counts this run's pace only
-    curve, curve_every = [], max(config.steps // 200, 1)  # the training loss about 200 times a run, for the report
+    curve_every = max(config.steps // 200, 1)
 
     def loss_of(batch, module: torch.nn.Module) -> torch.Tensor:
         x, y, m, base = (None if t is None else t.to(device) for t in batch)
@@ -191,8 +193,8 @@ def train_piunet(
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"training diverged at step {state.step + 1} (loss {train_loss})")
             state.step += 1
-            if state.step % curve_every == 0:
-                curve.append((state.step, train_loss))
+            if state.step % curve_every == 0:  # kept in the checkpoint: a resumed run's report shows all of it
+                state.curve.append((state.step, train_loss))
             if dist_info.is_main and (state.step % config.val_every == 0 or state.step == config.steps):
                 net.eval()
                 with torch.no_grad():
@@ -209,5 +211,5 @@ def train_piunet(
             save_model(last, net, config, bank_digest, state, opt, gen)
         raise
     return {"output": output, "checkpoint": last, "steps": state.step, "best_val": state.best_val,
-            "history": state.history, "curve": curve, "seconds": round(time.perf_counter() - t0, 1),
+            "history": state.history, "curve": state.curve, "seconds": round(time.perf_counter() - t0, 1),
             "world_size": dist_info.world}

@@ -6,6 +6,8 @@ from qgis.core import (
     QgsRasterMinMaxOrigin, QgsRasterShader, QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer, QgsStyle,
 )
 
+from ..core.kernel_bank import UNCERTAINTY_PERCENTILE
+
 KERNELS_GROUP = "Kernels"
 RESULTS_GROUP = "StackSR"  # results go here, never into whichever group happens to be active
 
@@ -129,11 +131,13 @@ class SRLayerStyler(_KeptAlive):
 
 
 class UncertaintyLayerStyler(_KeptAlive):
-    """Uncertainty (standard deviation): Magma pseudocolor, smooth resampling, under its run's result."""
+    """Uncertainty (standard deviation): Magma pseudocolor from 0 to its 98th percentile (the report's ramp and
+    range), smooth resampling, under its run's result."""
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
-        if isinstance(layer, QgsRasterLayer):
-            pseudocolor(layer, "Magma", nearest=False)
+        if isinstance(layer, QgsRasterLayer):  # as the run's report shows it (job_reports.uncertainty_range)
+            top = layer.dataProvider().cumulativeCut(1, 0.0, UNCERTAINTY_PERCENTILE / 100, layer.extent(), 250000)[1]
+            pseudocolor(layer, "Magma", nearest=False, limits=(0.0, top if top > 0 else 1.0))
             move_into_group(layer, context, RESULTS_GROUP, run=self.stamp, rank=2)
 
 

@@ -196,7 +196,7 @@ def test_estimate_kernels_refuses_a_kernel_size_the_prior_does_not_have(processi
 
 def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, sample_images, sample_masks,
                                                                     sample_bank, tmp_path):
-    from qgis.core import QgsApplication, QgsProcessingOutputHtml
+    from qgis.core import QgsApplication, QgsProcessingOutputFile
 
     from stacksr.core.model_files import load_model
 
@@ -207,9 +207,9 @@ def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, 
     assert res["STEPS_DONE"] == 4 and os.path.exists(out) and os.path.exists(out + ".last")
     net, payload = load_model(out, scale=3)
     assert payload["train"]["patch"] == 10  # auto: the 61-px stack leaves room for validation
-    # the report is created by default, as an HTML output (what the Results Viewer lists)
+    # the report is created by default, as a plain file output (an HTML output breaks QGIS's batch dialog)
     alg = QgsApplication.processingRegistry().algorithmById("stacksr:trainselfsupervised")
-    assert isinstance(alg.outputDefinition("OUTPUT_REPORT"), QgsProcessingOutputHtml)
+    assert isinstance(alg.outputDefinition("OUTPUT_REPORT"), QgsProcessingOutputFile)
     page = open(res["OUTPUT_REPORT"], encoding="utf-8").read()
     assert "Loss" in page and "<polyline" in page and "Kernel bank" in page and "model.pt" in page
     # plain setting names, every step's loss on the curve, the date, version and inputs
@@ -291,6 +291,11 @@ def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing
     layers = {os.path.basename(lyr.source()): lyr for lyr in project.mapLayers().values()}
     assert isinstance(layers["sr.tif"].renderer(), QgsSingleBandGrayRenderer)
     assert isinstance(layers["std.tif"].renderer(), QgsSingleBandPseudoColorRenderer)
+    # the uncertainty as the report shows it: Magma from 0 to its 98th percentile
+    std = gdal.Open(unc).ReadAsArray()
+    top = float(np.percentile(std[np.isfinite(std)], 98))
+    shader = layers["std.tif"].renderer()
+    assert shader.classificationMin() == 0.0 and abs(shader.classificationMax() - top) < 0.1 * top
     assert isinstance(layers[os.path.basename(ker)].renderer(),
                       QgsSingleBandPseudoColorRenderer)
     # results in the StackSR group (not in the active Kernels group), named after date, method and scale
@@ -307,6 +312,8 @@ def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing
                  "piunet+ttf", "Reference date, result and uncertainty", "linearGradient", "StackSR 0.", "UTC"):
         assert part in page, part
     assert page.count('alt="quicklook"') == 3  # the reference date as input, the result, its uncertainty
+    assert "rgb(0, 0, 4)" in page and f">{top:.3g}</text>" in page  # the Magma ramp, up to the same value as the map
+    assert f"<td>model</td><td>{model}</td>" in page  # which model made the result
 
 
 def test_superresolve_refuses_a_file_that_is_not_a_model(processing, sample_images, tmp_path):
@@ -402,6 +409,11 @@ def test_the_one_click_chain_estimates_fine_tunes_and_super_resolves(processing,
     assert {"ibp", "ibp-bank", "bicubic-ref"} <= set(validation["methods"])
     assert set(validation["one_scale_down"]) == {"piunet+ttf", "ibp", "bicubic-ref"}
     assert params["requested_method"] == "auto" and params["model"] == "piunet.pt"
+    # the report covers the whole job: its three steps, their seconds and the total
+    page = open(str(tmp_path / "report.html"), encoding="utf-8").read()
+    for part in ("step 1/3</td><td>kernel estimation", "step 2/3</td><td>fine-tuning the shipped base model, 2 steps",
+                 "step 3/3</td><td>super-resolution", "seconds, whole job", "<td>model</td>"):
+        assert part in page, part
     ds = None
     names = [n.layer().name() for n in project.layerTreeRoot().findGroup("StackSR").findLayers()]
     assert len(names) == 1 and names[0].endswith(f"{method} x3")

@@ -96,6 +96,26 @@ def test_cancel_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(lr_s
         train_self_supervised([lr_stack], _bank(), cfg, part, "other", TINY, resume=part + ".last")
 
 
+def test_a_resumed_run_reports_the_whole_training_curve_and_every_validation(lr_stack, tmp_path):
+    """After a resume the report's plot showed the last few steps and no validation series: the curve is kept in
+    the checkpoint, and a series of one point is drawn as a point."""
+    from stacksr.core.job_reports import training_report
+
+    cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=8, val_every=4)
+    part = str(tmp_path / "part.pt")
+    with pytest.raises(Cancelled):
+        train_self_supervised([lr_stack], _bank(), cfg, part, "d", TINY, monitor=_CancelAt(6))
+    res = train_self_supervised([lr_stack], _bank(), cfg, part, "d", None, resume=part + ".last")
+    assert [s for s, _ in res["curve"]] == list(range(1, 9)) and [h[0] for h in res["history"]] == [4, 8]
+    page = tmp_path / "report.html"
+    training_report(str(page), res, cfg, "cpu", ["a.tif"])
+    text = page.read_text()
+    assert text.count("<polyline") == 2  # training and validation, both over the whole run
+    one = {**res, "history": res["history"][-1:]}
+    training_report(str(page), one, cfg, "cpu", ["a.tif"])
+    assert "<circle" in page.read_text()
+
+
 @pytest.mark.slow
 def test_torchrun_gloo_with_two_processes_trains_one_model(sample_images, tmp_path):
     import json
