@@ -15,6 +15,7 @@ from .deps import PLUGIN_DIR, deps_dir
 from .processing_provider.provider import StackSRProvider
 
 MENU = "&StackSR"
+EDIT_MODEL = "Edit the example model in the Graphical Modeler..."
 
 
 class StackSRPlugin:
@@ -32,7 +33,8 @@ class StackSRPlugin:
     def initGui(self):  # noqa: N802
         self.initProcessing()
         icon = QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
-        for text, slot in (("Kernel viewer", self.show_kernel_viewer), ("Install PyTorch...", self.show_installer)):
+        for text, slot in (("Kernel viewer", self.show_kernel_viewer), ("Install PyTorch...", self.show_installer),
+                           (EDIT_MODEL, self.edit_example_model)):
             action = QAction(icon, text, self.iface.mainWindow())
             action.triggered.connect(slot)
             self.iface.addPluginToMenu(MENU, action)
@@ -70,6 +72,21 @@ class StackSRPlugin:
             return False
         self.iface.setActiveLayer(matches[0])
         return True
+
+    def edit_example_model(self):
+        """The shipped model lives in the plugin's folder, which the toolbox offers no Edit Model for: open a copy in
+        the Modeler, with no file behind it, so that saving asks where (the plugin's own file is never changed)."""
+        from processing.modeler.ModelerDialog import ModelerDialog
+        from qgis.core import QgsProcessingModelAlgorithm
+
+        from .processing_provider.provider import EXAMPLE_MODEL
+
+        model = QgsProcessingModelAlgorithm()
+        model.fromFile(EXAMPLE_MODEL)
+        model.setSourceFilePath("")
+        dialog = ModelerDialog.create(model)
+        dialog.show()
+        return dialog
 
     def show_installer(self):
         from .ui.deps_dialog import InstallDependenciesDialog

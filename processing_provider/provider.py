@@ -4,7 +4,7 @@ import os
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 
 from ..deps import PLUGIN_DIR
-from .algorithms.base import GROUP, GROUP_ID, help_url_of, icon_of
+from .algorithms.base import GROUP, GROUP_ID, help_url_of, icon_of, svg_of
 from .algorithms.chain import SuperResolveChain
 from .algorithms.classic_sr import ClassicSuperResolve
 from .algorithms.estimate_kernels import EstimateKernels
@@ -39,14 +39,19 @@ class ExampleModel(QgsProcessingModelAlgorithm):
         return ("The Graphical Modeler model shipped with the plugin: 1 - Estimate degradation kernels, 2 - Train "
                 "super-resolution model (self-supervised) with those kernels, 3 - Super-resolve stack with the trained "
                 "model, with the stack, masks and budgets as model inputs. It does what '0 - Super-resolve a time "
-                "series' does in one algorithm, step by step: open a copy in the Graphical Modeler to change a step "
-                "(e.g. a classic method, other training settings) and save it as your own model.")
+                "series' does in one algorithm, step by step. To change a step (e.g. a classic method, other training "
+                "settings): Plugins > StackSR > Edit the example model in the Graphical Modeler... opens a copy; "
+                "save it as your own model. The file is examples/stacksr_chain.model3 in the plugin's folder "
+                "(<QGIS profile>/python/plugins/stacksr).")
 
     def helpUrl(self):  # noqa: N802
         return help_url_of(self.name())
 
     def icon(self):
         return icon_of("chain")
+
+    def svgIconPath(self):  # noqa: N802
+        return svg_of("chain")
 
     def createInstance(self):  # noqa: N802
         return ExampleModel()
@@ -64,6 +69,9 @@ class StackSRProvider(QgsProcessingProvider):
 
     def icon(self):
         return icon_of("")
+
+    def svgIconPath(self):  # noqa: N802
+        return svg_of("")
 
     def loadAlgorithms(self):  # noqa: N802
         self._model = ExampleModel()

@@ -36,14 +36,20 @@ def build():
     ]
     params[1].setHelp("One mask raster per image, in the images' order (optional)")
     params[2].setHelp("Empty: the kernel estimation mode's default")
+    from qgis.PyQt.QtCore import QPointF, QSizeF
+
+    # boxes wide and tall enough for the two-line labels (QGIS's default 200 x 30 clipped them); inputs in a column
+    # on the left, the three steps on a diagonal, each output under its step
+    box = QSizeF(260, 50)
     for i, p in enumerate(params):
         mp = QgsProcessingModelParameter(p.name())
-        mp.setPosition(mp.position().__class__(120, 80 + 70 * i))
+        mp.setPosition(QPointF(150, 80 + 80 * i))
+        mp.setSize(box)
         model.addModelParameter(p, mp)
     if hasattr(model, "setParameterOrder"):  # the dialog lists the inputs in this order (QGIS 3.26+; else by name)
         model.setParameterOrder([p.name() for p in params])
 
-    def child(alg_id, child_id, sources, outputs, x):
+    def child(alg_id, child_id, sources, outputs, x, y):
         c = QgsProcessingModelChildAlgorithm(alg_id)
         c.setChildId(child_id)
         c.setDescription(c.algorithm().displayName())
@@ -53,26 +59,29 @@ def build():
             elif not p.isDestination() and p.defaultValue() is not None:
                 c.addParameterSources(p.name(), [Src.fromStaticValue(p.defaultValue())])  # as the Modeler GUI does
         outs = {}
-        for name, (child_output, description) in outputs.items():
-            o = QgsProcessingModelOutput(name, description)
+        for name, child_output in outputs.items():  # named as a Modeler user names them: the box shows the name
+            o = QgsProcessingModelOutput(name, name)
             o.setChildOutputName(child_output)
             o.setChildId(child_id)
+            o.setPosition(QPointF(x + 60, y + 110))
+            o.setSize(QSizeF(200, 40))
             outs[name] = o
         c.setModelOutputs(outs)
-        c.setPosition(c.position().__class__(x, 200))
+        c.setPosition(QPointF(x, y))
+        c.setSize(box)
         return c
 
     stack, masks = Src.fromModelParameter("stack"), Src.fromModelParameter("masks")
     kernels = child("stacksr:estimatekernels", "kernels", {
         "LAYERS": stack, "MASKS": masks, "MODE": Src.fromStaticValue(1),
-        "ITERATIONS": Src.fromModelParameter("kernel_iterations")}, {"kernel_bank": ("OUTPUT_BANK", "Kernel bank")}, 400)
+        "ITERATIONS": Src.fromModelParameter("kernel_iterations")}, {"Kernel bank": "OUTPUT_BANK"}, 520, 100)
     train = child("stacksr:trainselfsupervised", "train", {
         "LAYERS": stack, "MASKS": masks, "KERNEL_BANK": Src.fromChildOutput("kernels", "OUTPUT_BANK"),
-        "STEPS": Src.fromModelParameter("train_steps")}, {"model": ("OUTPUT_MODEL", "Trained model")}, 700)
+        "STEPS": Src.fromModelParameter("train_steps")}, {"Trained model": "OUTPUT_MODEL"}, 860, 220)
     sr = child("stacksr:superresolve", "sr", {
         "LAYERS": stack, "MASKS": masks, "MODEL": Src.fromChildOutput("train", "OUTPUT_MODEL"),
         "METHOD": Src.fromStaticValue(0), "TTF_ITERATIONS": Src.fromModelParameter("ttf_iterations")},
-        {"super_resolved": ("OUTPUT", "Super-resolved raster")}, 1000)
+        {"Super-resolved raster": "OUTPUT"}, 1200, 340)
     for c in (kernels, train, sr):
         model.addChildAlgorithm(c)
     return model

@@ -25,6 +25,14 @@ try:
     out["menu_actions"] = [a.text() for a in p.actions]
     bar_item = iface.messageBar().currentItem()
     out["message_bar"] = bar_item.text() if bar_item is not None else ""
+    # the example model opens in the Modeler from the menu, as a copy with no file behind it
+    action = [a for a in p.actions if a.text().startswith("Edit the example model")][0]
+    action.trigger()
+    from processing.modeler.ModelerDialog import ModelerDialog
+    QgsApplication.processEvents()
+    designer = ModelerDialog.dlgs[-1]
+    out["modeler"] = [designer.isVisible(), len(designer.model().childAlgorithms()), designer.model().sourceFilePath()]
+    designer.close()
     if os.environ.get("STACKSR_TEST_RUN"):
         import processing
         params = json.loads(os.environ["STACKSR_TEST_RUN"])
@@ -111,7 +119,9 @@ def test_desktop_qgis_shows_menu_kernel_layers_viewer_and_map(tmp_path, sample_i
     params = {"LAYERS": sample_images[:4], "SCALE": 3, "MODE": 1, "ITERATIONS": 10,
               "OUTPUT_BANK": str(tmp_path / "bank.npz"), "OUTPUT_LAYERS": str(tmp_path / "kernels")}
     seen = _run_desktop(tmp_path, with_torch=True, run_params=params)
-    assert seen["loaded"] and seen["menu_actions"] == ["Kernel viewer", "Install PyTorch..."]
+    assert seen["loaded"] and seen["menu_actions"] == ["Kernel viewer", "Install PyTorch...",
+                                                       "Edit the example model in the Graphical Modeler..."]
+    assert seen["modeler"] == [True, 3, ""]
     assert "PyTorch" not in seen["message_bar"]
     from osgeo import gdal
 

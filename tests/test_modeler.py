@@ -31,6 +31,36 @@ def test_shipped_model_is_what_the_builder_script_writes(qgis_app):
                {k: [s.toVariant() for s in v] for k, v in b.parameterSources().items()}
 
 
+def test_in_the_modeler_every_box_fits_its_label_and_each_step_shows_its_own_icon(qgis_app):
+    """The shipped model in the Modeler's own scene: boxes were QGIS's default 200 x 30 px and clipped the two-line
+    labels, the outputs showed raw names (kernel_bank), the steps a generic gear."""
+    from qgis.gui import QgsModelGraphicsScene
+    from qgis.PyQt.QtGui import QFontMetricsF
+
+    model = _load_shipped()
+    for cid in model.childAlgorithms():
+        child = model.childAlgorithm(cid)
+        assert child.size().width() >= 260 and child.size().height() >= 50
+        assert os.path.exists(child.algorithm().svgIconPath()), cid  # the step's own icon, not the gear
+        for name, out in child.modelOutputs().items():
+            assert " " in name and name[0].isupper() and out.size().width() >= 200
+    for name in model.parameterComponents():
+        assert model.parameterComponent(name).size().width() >= 260
+    scene = QgsModelGraphicsScene()
+    scene.setModel(model)
+    from qgis.core import QgsProcessingContext
+
+    scene.createItems(model, QgsProcessingContext())
+    for item in scene.items():
+        item.setSelected(True)
+    items = scene.selectedComponentItems()
+    assert len(items) == 11  # 5 inputs, 3 steps, 3 outputs
+    for item in items:  # two lines of the box's text width (an icon and margins aside) hold every label
+        metrics = QFontMetricsF(item.font())
+        assert metrics.horizontalAdvance(item.label()) < 2 * (item.component().size().width() - 60), item.label()
+        assert item.component().size().height() >= 2.5 * metrics.height(), item.label()
+
+
 def test_shipped_model_chains_kernel_estimation_training_and_superresolution(qgis_app, sample_images, sample_masks,
                                                                              tmp_path):
     import processing
@@ -40,13 +70,14 @@ def test_shipped_model_chains_kernel_estimation_training_and_superresolution(qgi
     ok, errors = model.validate()
     assert ok, errors
     dest = sorted(p.name() for p in model.destinationParameterDefinitions())
-    assert dest == ["kernels:kernel_bank", "sr:super_resolved", "train:model"]
+    assert dest == ["kernels:Kernel bank", "sr:Super-resolved raster", "train:Trained model"]
     out = str(tmp_path / "chain_sr.tif")
     res = processing.run(model, {
         "stack": sample_images, "masks": sample_masks, "kernel_iterations": 20, "train_steps": 2, "ttf_iterations": 3,
-        "sr:super_resolved": out, "train:model": str(tmp_path / "model.pt"), "kernels:kernel_bank": str(tmp_path / "bank.npz"),
+        "sr:Super-resolved raster": out, "train:Trained model": str(tmp_path / "model.pt"),
+        "kernels:Kernel bank": str(tmp_path / "bank.npz"),
     }, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
-    assert res["sr:super_resolved"] == out and os.path.exists(out)
+    assert res["sr:Super-resolved raster"] == out and os.path.exists(out)
     assert os.path.exists(tmp_path / "model.pt") and os.path.exists(tmp_path / "bank.npz")
     ds = gdal.Open(out)
     assert (ds.RasterXSize, ds.RasterYSize) == (183, 183) and ds.GetMetadataItem("STACKSR_METHOD") == "piunet+ttf"

@@ -31,9 +31,13 @@ GROUP, GROUP_ID = "Super-resolution", "superresolution"  # the toolbox group of 
 LABEL_MAX = 48  # characters of a parameter's label in the dialog (QGIS's default width shows about this many)
 
 
-def icon_of(name: str) -> QIcon:
+def svg_of(name: str) -> str:
     """``icons/<name>.svg`` (each step of the workflow has its own); empty name: the plugin's icon."""
-    return QIcon(os.path.join(PLUGIN_DIR, "icons", f"{name}.svg") if name else os.path.join(PLUGIN_DIR, "icon.svg"))
+    return os.path.join(PLUGIN_DIR, "icons", f"{name}.svg") if name else os.path.join(PLUGIN_DIR, "icon.svg")
+
+
+def icon_of(name: str) -> QIcon:
+    return QIcon(svg_of(name))
 
 
 def help_url_of(algorithm_name: str) -> str:
@@ -64,6 +68,9 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
 
     def icon(self):
         return icon_of(self.ICON)
+
+    def svgIconPath(self):  # noqa: N802 - the Graphical Modeler draws this one (a generic gear without it)
+        return svg_of(self.ICON)
 
     def helpUrl(self):  # noqa: N802
         return help_url_of(self.name())
