@@ -42,6 +42,8 @@ def test_metadata_declares_processing_provider_and_version():
     assert general["version"] == __version__
     for key in ("name", "qgisMinimumVersion", "description", "about", "author", "email", "repository"):
         assert general.get(key)
+    # the optional links led a user nowhere (example.org): left out until the project has a public home
+    assert "homepage" not in general and "tracker" not in general
 
 
 def test_the_cli_and_the_algorithms_offer_exactly_cores_choices_and_defaults(qgis_app):
