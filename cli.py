@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # imported late so that --help works without torch
     from .core import jobs
-    from .core.outputs import check_output_path
-    from .core.stack_io import parse_int_list, sources_from_inputs
+    from .core.io.outputs import check_output_path
+    from .core.io.stack_io import parse_int_list, sources_from_inputs
 
     monitor = BarMonitor(quiet=args.quiet)
     previous = _cancel_on_signals(monitor)
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed, uncertainty_output=args.uncertainty, report_html=args.report,
                 invalid_mask_values=invalid, monitor=monitor)
         elif args.command == "train-fkp":
-            from .core.fkp import save_fkp, train_fkp
+            from .core.degradation.fkp import save_fkp, train_fkp
 
             check_output_path(args.output, [], (".pt",))
             flow, info = train_fkp(args.scale, iterations=args.iterations, seed=args.seed, monitor=monitor)

@@ -26,13 +26,13 @@ import torch
 
 from common import (DATA_RANGE, S2_DATA_RANGE, SensorStack, deimos_stacks, kept_frames, l8_stacks, romania_x2_stacks,
                     s2_stacks, save)
-from stacksr.core.agreement import agreement_weights
-from stacksr.core.baselines import choose_ibp_iterations, default_psf
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.method_choice import Setup, central_window, choose_method, pick, runners
+from stacksr.core.classic.agreement import agreement_weights
+from stacksr.core.classic.baselines import choose_ibp_iterations, default_psf
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.jobs.method_choice import Setup, central_window, choose_method, pick, runners
 from stacksr.core.metrics import cpsnr, flat_texture_ratio
-from stacksr.core.model_files import base_model_path, load_model
-from stacksr.core.ttf import TTFConfig
+from stacksr.core.learned.model_files import base_model_path, load_model
+from stacksr.core.learned.ttf import TTFConfig
 
 
 def load_kind(kind: str) -> list[tuple[str, SensorStack]]:
@@ -94,7 +94,7 @@ def main() -> None:
                 texture[m] = flat_texture_ratio(sr.numpy(), st.hr.numpy(), s)
             untuned = None
             if net is not None:  # the learned path without TTF: what TTF gains or loses on each stack
-                from stacksr.core.inference import predict
+                from stacksr.core.learned.inference import predict
 
                 plain = predict(net, lr, valid, reference=0)[0].numpy()
                 untuned = cpsnr(plain, st.hr.numpy(), max_shift=3, data_range=st.data_range, fit_gain=st.fit_gain).cpsnr

@@ -11,9 +11,9 @@ import time
 import torch
 
 from common import DATA_RANGE, l8_stacks, save
-from stacksr.core.baselines import choose_ibp_iterations, ibp, mean_bicubic
+from stacksr.core.classic.baselines import choose_ibp_iterations, ibp, mean_bicubic
 from stacksr.core.metrics import cpsnr, ssim
-from stacksr.core.registration import register_frames
+from stacksr.core.classic.registration import register_frames
 
 TILE = 399  # HR pixels (LR 133 x 133); the 1254 x 1207 pan gives 9 tiles
 

@@ -18,13 +18,13 @@ import time
 import torch
 
 from common import DATA_RANGE, S2_DATA_RANGE, l8_stacks, s2_stacks, save
-from stacksr.core.baselines import choose_ibp_iterations, default_psf, ibp, mean_bicubic
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.kernel_estimation import estimate_kernels
-from stacksr.core.kernels import kernel_errors
+from stacksr.core.classic.baselines import choose_ibp_iterations, default_psf, ibp, mean_bicubic
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.estimation.kernel_estimation import estimate_kernels
+from stacksr.core.degradation.kernels import kernel_errors
 from stacksr.core.metrics import cpsnr
 from stacksr.core.params import REGISTRATION_QUALITY
-from stacksr.core.registration import register_stack
+from stacksr.core.classic.registration import register_stack
 
 
 def load(bench: str):

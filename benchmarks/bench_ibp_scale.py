@@ -24,9 +24,9 @@ from osgeo import gdal
 
 from bench_streaming import build_dates, run
 from common import save
-from stacksr.core.baselines import default_psf, ibp, mean_bicubic
-from stacksr.core.degradation import blur_downsample, shift_images
-from stacksr.core.shift_blur import margin_px
+from stacksr.core.classic.baselines import default_psf, ibp, mean_bicubic
+from stacksr.core.degradation.operators import blur_downsample, shift_images
+from stacksr.core.classic.shift_blur import margin_px
 
 
 def reference_ibp(frames, valid, scale, shifts, kernel, iterations):

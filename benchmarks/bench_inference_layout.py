@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from common import L8_PAN, ROOT, save
-from stacksr.core import inference
-from stacksr.core.model_files import load_model
-from stacksr.core.stack_io import read_raster
+from stacksr.core.learned import inference
+from stacksr.core.learned.model_files import load_model
+from stacksr.core.io.stack_io import read_raster
 
 N = 384
 

@@ -19,10 +19,10 @@ from dataclasses import replace
 import torch
 
 from common import l8_stacks, save
-from stacksr.core.baselines import default_psf
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.kernel_estimation import FAST_CONFIG, JOINT_CONFIG, REFERENCE_CONFIG, estimate_kernels
-from stacksr.core.kernels import kernel_errors
+from stacksr.core.classic.baselines import default_psf
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.estimation.kernel_estimation import FAST_CONFIG, JOINT_CONFIG, REFERENCE_CONFIG, estimate_kernels
+from stacksr.core.degradation.kernels import kernel_errors
 
 TILE = 384
 

@@ -22,10 +22,10 @@ import torch
 from osgeo import gdal
 
 from common import L8_PAN, ROOT, save
-from stacksr.core.degradation import add_noise, shift_images
-from stacksr.core.piunet import PIUNet, PIUNetConfig
-from stacksr.core.model_files import save_model
-from stacksr.core.training import TrainConfig, TrainState
+from stacksr.core.degradation.operators import add_noise, shift_images
+from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
+from stacksr.core.learned.model_files import save_model
+from stacksr.core.learned.training import TrainConfig, TrainState
 
 TILE, SCALE = 256, 3
 

@@ -29,20 +29,20 @@ import time
 import torch
 
 from common import DATA_RANGE, RESULTS, S2_DATA_RANGE, l8_stacks, s2_stacks, save
-from stacksr.core.baselines import ibp, mean_bicubic
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.inference import predict
-from stacksr.core.kernel_estimation import estimate_kernels
+from stacksr.core.classic.baselines import ibp, mean_bicubic
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.learned.inference import predict
+from stacksr.core.estimation.kernel_estimation import estimate_kernels
 from stacksr.core.metrics import cpsnr, grid_texture_ratio
-from stacksr.core.piunet import PIUNetConfig
-from stacksr.core.stack_ops import temporal_fill
-from stacksr.core.degradation import upsample_bicubic
+from stacksr.core.learned.piunet import PIUNetConfig
+from stacksr.core.io.stack_ops import temporal_fill
+from stacksr.core.degradation.operators import upsample_bicubic
 from stacksr.core.params import REGISTRATION_QUALITY
-from stacksr.core.registration import register_stack
-from stacksr.core.model_files import load_model
-from stacksr.core.sampling import StackData, default_patch
-from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised, train_supervised
-from stacksr.core.ttf import GUARDS, TTFConfig, test_time_finetune
+from stacksr.core.classic.registration import register_stack
+from stacksr.core.learned.model_files import load_model
+from stacksr.core.learned.sampling import StackData, default_patch
+from stacksr.core.learned.training import TrainConfig, bf16_supported, train_self_supervised, train_supervised
+from stacksr.core.learned.ttf import GUARDS, TTFConfig, test_time_finetune
 
 
 def load_bench(name: str):

@@ -13,7 +13,7 @@ import torch
 
 from common import save
 from piunet_reference import ReferencePIUNet
-from stacksr.core.piunet import PIUNet, PIUNetConfig
+from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
 
 
 def time_step(model, x, bf16: bool, train: bool, repeats: int = 3) -> float:

@@ -16,7 +16,7 @@ import torch
 
 from common import S2_DIR, l8_stacks, s2_dates, s2_stacks, save
 from stacksr.core.params import REGISTRATION_QUALITY
-from stacksr.core.registration import register_stack
+from stacksr.core.classic.registration import register_stack
 
 KNOWN = 0.95  # 10 m registration quality above which a date's real offset is trusted
 

@@ -10,9 +10,9 @@ import statistics
 
 
 from common import both_benchmarks, kept_frames, save
-from stacksr.core import agreement
-from stacksr.core.agreement import agreement_weights
-from stacksr.core.baselines import choose_ibp_iterations, ibp
+from stacksr.core.classic import agreement
+from stacksr.core.classic.agreement import agreement_weights
+from stacksr.core.classic.baselines import choose_ibp_iterations, ibp
 from stacksr.core.metrics import cpsnr
 
 

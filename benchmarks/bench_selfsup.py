@@ -15,17 +15,17 @@ import time
 import torch
 
 from common import DATA_RANGE, l8_stacks, save
-from stacksr.core.baselines import ibp, mean_bicubic
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.inference import predict
-from stacksr.core.kernel_estimation import estimate_kernels
+from stacksr.core.classic.baselines import ibp, mean_bicubic
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.learned.inference import predict
+from stacksr.core.estimation.kernel_estimation import estimate_kernels
 from stacksr.core.metrics import cpsnr
-from stacksr.core.piunet import PIUNetConfig
-from stacksr.core.registration import register_frames
-from stacksr.core.model_files import load_model
-from stacksr.core.sampling import StackData
-from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised
-from stacksr.core.ttf import TTFConfig, test_time_finetune
+from stacksr.core.learned.piunet import PIUNetConfig
+from stacksr.core.classic.registration import register_frames
+from stacksr.core.learned.model_files import load_model
+from stacksr.core.learned.sampling import StackData
+from stacksr.core.learned.training import TrainConfig, bf16_supported, train_self_supervised
+from stacksr.core.learned.ttf import TTFConfig, test_time_finetune
 
 
 def main() -> None:

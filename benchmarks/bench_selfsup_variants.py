@@ -12,11 +12,11 @@ import sys
 import torch
 
 from common import DATA_RANGE, l8_stacks, save
-from stacksr.core.baselines import ibp
-from stacksr.core.inference import predict
+from stacksr.core.classic.baselines import ibp
+from stacksr.core.learned.inference import predict
 from stacksr.core.metrics import cpsnr
-from stacksr.core.registration import register_frames
-from stacksr.core.model_files import load_model
+from stacksr.core.classic.registration import register_frames
+from stacksr.core.learned.model_files import load_model
 
 
 def tta(net, lr: torch.Tensor) -> torch.Tensor:

@@ -12,14 +12,14 @@ import statistics
 import torch
 
 from common import DATA_RANGE, l8_stacks, save
-from stacksr.core.baselines import ibp
-from stacksr.core.inference import predict
+from stacksr.core.classic.baselines import ibp
+from stacksr.core.learned.inference import predict
 from stacksr.core.metrics import cpsnr
-from stacksr.core.piunet import PIUNetConfig
-from stacksr.core.registration import register_frames
-from stacksr.core.model_files import load_model
-from stacksr.core.sampling import StackData
-from stacksr.core.training import TrainConfig, bf16_supported, train_supervised
+from stacksr.core.learned.piunet import PIUNetConfig
+from stacksr.core.classic.registration import register_frames
+from stacksr.core.learned.model_files import load_model
+from stacksr.core.learned.sampling import StackData
+from stacksr.core.learned.training import TrainConfig, bf16_supported, train_supervised
 
 
 def main() -> None:

@@ -17,16 +17,16 @@ import time
 import torch
 
 from common import DATA_RANGE, l8_stacks, save
-from stacksr.core.stack_ops import temporal_fill
-from stacksr.core.degradation import blur_downsample
-from stacksr.core.fkp import default_fkp_path, load_fkp, project_to_sphere
-from stacksr.core.inference import predict
+from stacksr.core.io.stack_ops import temporal_fill
+from stacksr.core.degradation.operators import blur_downsample
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp, project_to_sphere
+from stacksr.core.learned.inference import predict
 from stacksr.core.metrics import cpsnr
-from stacksr.core.piunet import PIUNet, PIUNetConfig
-from stacksr.core.losses import shift_search_l1
-from stacksr.core.model_files import load_model
-from stacksr.core.stack_ops import standardize_stack
-from stacksr.core.ttf import TTFConfig, test_time_finetune
+from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
+from stacksr.core.learned.losses import shift_search_l1
+from stacksr.core.learned.model_files import load_model
+from stacksr.core.io.stack_ops import standardize_stack
+from stacksr.core.learned.ttf import TTFConfig, test_time_finetune
 
 
 def plain_ttf(net, flow, frames, valid, iterations, lr_net=1e-4, lr_kernel=2e-2):

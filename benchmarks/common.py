@@ -22,9 +22,9 @@ from datetime import datetime
 import numpy as np
 
 from stacksr.core.convention import default_kernel_size
-from stacksr.core.degradation import degrade, gaussian_kernels, random_gaussian_params
-from stacksr.core.simulate import SimulatedStack, simulate_stack
-from stacksr.core.stack_io import read_raster
+from stacksr.core.degradation.operators import degrade, gaussian_kernels, random_gaussian_params
+from stacksr.core.degradation.simulate import SimulatedStack, simulate_stack
+from stacksr.core.io.stack_io import read_raster
 
 SHARED = os.environ.get("STACKSR_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
 L8_PAN = os.path.join(SHARED, "landsat8_pan", "l8_B8.tif")
@@ -168,7 +168,7 @@ def both_benchmarks() -> dict:
 def kept_frames(lr: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The frames the job keeps (registration to frame 0 with the default minimum quality) and their shifts."""
     from stacksr.core.params import REGISTRATION_QUALITY
-    from stacksr.core.registration import register_stack
+    from stacksr.core.classic.registration import register_stack
 
     reg = register_stack(lr, valid, 0)
     used = reg.kept(REGISTRATION_QUALITY.default)

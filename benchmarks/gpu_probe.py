@@ -31,15 +31,15 @@ import time
 
 import torch
 
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.inference import predict
-from stacksr.core.ttf import TTFConfig, test_time_finetune
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.learned.inference import predict
+from stacksr.core.learned.ttf import TTFConfig, test_time_finetune
 from stacksr.core.metrics import cpsnr
-from stacksr.core.piunet import PIUNetConfig
+from stacksr.core.learned.piunet import PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
-from stacksr.core.model_files import load_model
-from stacksr.core.sampling import StackData
-from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised, train_supervised
+from stacksr.core.learned.model_files import load_model
+from stacksr.core.learned.sampling import StackData
+from stacksr.core.learned.training import TrainConfig, bf16_supported, train_self_supervised, train_supervised
 
 
 class Deadline(Monitor):
@@ -71,7 +71,7 @@ def dump(path: str, bench: str) -> None:
     from common import RESULTS
 
     from stacksr.core.params import REGISTRATION_QUALITY
-    from stacksr.core.registration import register_stack
+    from stacksr.core.classic.registration import register_stack
 
     stacks, data_range = load_bench(bench)
     kept = []

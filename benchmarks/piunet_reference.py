@@ -10,7 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from stacksr.core.piunet import PIUNetConfig
+from stacksr.core.learned.piunet import PIUNetConfig
 
 
 class RefAttention(nn.Module):

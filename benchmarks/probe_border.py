@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from common import both_benchmarks, kept_frames, save
-from stacksr.core.agreement import agreement_weights
-from stacksr.core.baselines import choose_ibp_iterations, ibp, mean_bicubic
-from stacksr.core.degradation import upsample_bicubic
+from stacksr.core.classic.agreement import agreement_weights
+from stacksr.core.classic.baselines import choose_ibp_iterations, ibp, mean_bicubic
+from stacksr.core.degradation.operators import upsample_bicubic
 from stacksr.core.metrics import border_and_interior_psnr
-from stacksr.core.stack_ops import temporal_fill
+from stacksr.core.io.stack_ops import temporal_fill
 
 BAND = 9  # output px (3 LR px at x3)
 CROP = 3  # LR px cut from every side for the paired run: its outer band is BAND px wide

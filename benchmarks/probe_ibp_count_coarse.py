@@ -15,11 +15,11 @@ import torch
 
 from bench_auto import group, load_kind
 from common import kept_frames, save
-from stacksr.core.agreement import agreement_weights
-from stacksr.core.baselines import IBP_CANDIDATES, choose_ibp_iterations, default_psf
-from stacksr.core.method_choice import Setup, central_window, runners
+from stacksr.core.classic.agreement import agreement_weights
+from stacksr.core.classic.baselines import IBP_CANDIDATES, choose_ibp_iterations, default_psf
+from stacksr.core.jobs.method_choice import Setup, central_window, runners
 from stacksr.core.metrics import cpsnr
-from stacksr.core.validation import REFERENCE_BASELINE, validate_one_scale_down
+from stacksr.core.jobs.validation import REFERENCE_BASELINE, validate_one_scale_down
 
 
 def main() -> None:

@@ -11,12 +11,12 @@ import statistics
 import torch
 
 from common import RESULTS, s2_stacks, save
-from stacksr.core.baselines import default_psf
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.kernel_estimation import estimate_kernels
-from stacksr.core.kernels import kernel_errors
+from stacksr.core.classic.baselines import default_psf
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.estimation.kernel_estimation import estimate_kernels
+from stacksr.core.degradation.kernels import kernel_errors
 from stacksr.core.params import REGISTRATION_QUALITY
-from stacksr.core.registration import register_stack
+from stacksr.core.classic.registration import register_stack
 
 flow = load_fkp(default_fkp_path(3), 3)
 bank_all = torch.load(os.path.join(RESULTS, "bank_realdates.pt"), weights_only=True)

@@ -12,13 +12,13 @@ import torch
 
 from bench_auto import load_kind
 from common import kept_frames, save
-from stacksr.core.agreement import agreement_weights
-from stacksr.core.baselines import choose_ibp_iterations, default_psf
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.method_choice import Setup, runners
-from stacksr.core.model_files import base_model_path, load_model
-from stacksr.core.ttf import TTFConfig
-from stacksr.core.validation import REFERENCE_BASELINE, validate
+from stacksr.core.classic.agreement import agreement_weights
+from stacksr.core.classic.baselines import choose_ibp_iterations, default_psf
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.jobs.method_choice import Setup, runners
+from stacksr.core.learned.model_files import base_model_path, load_model
+from stacksr.core.learned.ttf import TTFConfig
+from stacksr.core.jobs.validation import REFERENCE_BASELINE, validate
 
 
 def main() -> None:

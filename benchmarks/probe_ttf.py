@@ -12,14 +12,14 @@ import sys
 import time
 
 from bench_learned import load_bench
-from stacksr.core.baselines import ibp
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.inference import predict
+from stacksr.core.classic.baselines import ibp
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.learned.inference import predict
 from stacksr.core.metrics import cpsnr
-from stacksr.core.registration import register_frames
-from stacksr.core.model_files import load_model
-from stacksr.core.ttf import TTFConfig
-from stacksr.core.ttf import test_time_finetune as finetune
+from stacksr.core.classic.registration import register_frames
+from stacksr.core.learned.model_files import load_model
+from stacksr.core.learned.ttf import TTFConfig
+from stacksr.core.learned.ttf import test_time_finetune as finetune
 
 
 def main() -> None:

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 
 from bench_auto import load_kind, spearman
 from common import kept_frames, save
-from stacksr.core.baselines import default_psf
-from stacksr.core.degradation import blur_downsample, gaussian_kernels
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.method_choice import Setup, central_window, runners
-from stacksr.core.model_files import base_model_path, load_model
-from stacksr.core.ttf import TTFConfig
+from stacksr.core.classic.baselines import default_psf
+from stacksr.core.degradation.operators import blur_downsample, gaussian_kernels
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.jobs.method_choice import Setup, central_window, runners
+from stacksr.core.learned.model_files import base_model_path, load_model
+from stacksr.core.learned.ttf import TTFConfig
 
 EDGE = 2  # coarse px left out along the edges
 

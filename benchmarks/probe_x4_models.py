@@ -11,13 +11,13 @@ import time
 import torch
 
 from common import DATA_RANGE, S2_DATA_RANGE, kept_frames, l8_stacks, s2_stacks, save
-from stacksr.core.agreement import agreement_weights
-from stacksr.core.baselines import choose_ibp_iterations, default_psf
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.method_choice import Setup, runners
+from stacksr.core.classic.agreement import agreement_weights
+from stacksr.core.classic.baselines import choose_ibp_iterations, default_psf
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.jobs.method_choice import Setup, runners
 from stacksr.core.metrics import cpsnr
-from stacksr.core.model_files import load_model
-from stacksr.core.ttf import TTFConfig
+from stacksr.core.learned.model_files import load_model
+from stacksr.core.learned.ttf import TTFConfig
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from qgis.core import (
     QgsRasterMinMaxOrigin, QgsRasterShader, QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer, QgsStyle,
 )
 
-from ..core.kernel_bank import UNCERTAINTY_PERCENTILE
+from ..core.io.kernel_bank import UNCERTAINTY_PERCENTILE
 
 KERNELS_GROUP = "Kernels"
 RESULTS_GROUP = "StackSR"  # results go here, never into whichever group happens to be active

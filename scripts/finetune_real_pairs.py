@@ -17,9 +17,9 @@ import torch
 
 from pretrain_corpus import ROMANIA_HOLDOUT_COLUMN_10M as C10, SCL_USABLE, corpus
 from stacksr.core.convention import default_kernel_size
-from stacksr.core.degradation import gaussian_kernels, random_gaussian_params
-from stacksr.core.sampling import SelfSupervisedSampler, StackData, SupervisedSampler
-from stacksr.core.training import TrainConfig, train_piunet
+from stacksr.core.degradation.operators import gaussian_kernels, random_gaussian_params
+from stacksr.core.learned.sampling import SelfSupervisedSampler, StackData, SupervisedSampler
+from stacksr.core.learned.training import TrainConfig, train_piunet
 
 ROMANIA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
                        "real_series", "nrt_s2_romania")

@@ -36,11 +36,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pretrain_corpus import corpus  # noqa: E402
 from stacksr.core.convention import default_kernel_size  # noqa: E402
-from stacksr.core.degradation import gaussian_kernels, random_gaussian_params  # noqa: E402
-from stacksr.core.model_files import base_model_path, load_model  # noqa: E402
-from stacksr.core.piunet import PIUNet, PIUNetConfig  # noqa: E402
+from stacksr.core.degradation.operators import gaussian_kernels, random_gaussian_params  # noqa: E402
+from stacksr.core.learned.model_files import base_model_path, load_model  # noqa: E402
+from stacksr.core.learned.piunet import PIUNet, PIUNetConfig  # noqa: E402
 from stacksr.core.progress import Cancelled, Monitor  # noqa: E402
-from stacksr.core.training import TrainConfig, bf16_supported, train_self_supervised  # noqa: E402
+from stacksr.core.learned.training import TrainConfig, bf16_supported, train_self_supervised  # noqa: E402
 
 
 class _Stoppable(Monitor):
@@ -84,8 +84,8 @@ def transplant(path: str, scale: int, output: str) -> str:
     convolution, which is scale-specific (one output channel per feature and sub-pixel phase); each of its
     phases starts from the source's centre phase, so the new model begins as the source network followed by a
     nearest-neighbour upsampling of its features (the way ICNR initialises a pixel shuffle)."""
-    from stacksr.core.model_files import save_model
-    from stacksr.core.training import TrainState
+    from stacksr.core.learned.model_files import save_model
+    from stacksr.core.learned.training import TrainState
 
     src, payload = load_model(path)
     cfg = PIUNetConfig(**{**src.config.to_dict(), "scale": scale})

@@ -26,8 +26,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".build", "pkg"))
 
-from stacksr.core.sampling import StackData  # noqa: E402
-from stacksr.core.stack_io import ImageSource, read_stack  # noqa: E402
+from stacksr.core.learned.sampling import StackData  # noqa: E402
+from stacksr.core.io.stack_io import ImageSource, read_stack  # noqa: E402
 
 SHARED = os.environ.get("STACKSR_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
 SERIES = os.path.join(SHARED, "real_series")

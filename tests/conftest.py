@@ -49,7 +49,7 @@ def l8_hr():
     """The real Landsat 8 panchromatic crop (180x180, 15 m, uint16) as float32 tensor."""
     import torch
 
-    from stacksr.core.stack_io import read_raster
+    from stacksr.core.io.stack_io import read_raster
 
     arr, _, _, _ = read_raster(L8_CROP)
     return torch.from_numpy(arr.astype(np.float32))
@@ -59,7 +59,7 @@ def l8_hr():
 def l8_stack(l8_hr):
     import torch
 
-    from stacksr.core.simulate import simulate_stack
+    from stacksr.core.degradation.simulate import simulate_stack
 
     return simulate_stack(l8_hr, 3, 9, torch.Generator().manual_seed(7), max_shift=1.0, noise_sigma=10.0)
 
@@ -96,8 +96,8 @@ def sample_bank(tmp_path_factory) -> str:
     """A small real kernel bank file (two anisotropic Gaussians at x3)."""
     import torch
 
-    from stacksr.core.degradation import gaussian_kernels
-    from stacksr.core.kernel_bank import KernelBank
+    from stacksr.core.degradation.operators import gaussian_kernels
+    from stacksr.core.io.kernel_bank import KernelBank
 
     ks = gaussian_kernels(torch.tensor([1.3, 1.8]), torch.tensor([1.1, 1.2]), torch.tensor([0.2, 1.4]), 15, 3)
     return KernelBank(ks.numpy(), ["a", "b"], 3).save(str(tmp_path_factory.mktemp("bank") / "bank.npz"))

@@ -19,11 +19,11 @@ from conftest import ROOT
 from stacksr import cli
 from stacksr.core import params as P
 from stacksr.core.errors import ParameterError, StackSRError
-from stacksr.core.kernel_job import run_estimate_kernels
-from stacksr.core.score_job import run_score
-from stacksr.core.sr_job import run_superresolve
-from stacksr.core.train_job import run_train_self_supervised
-from stacksr.core.stack_io import ImageSource, read_raster
+from stacksr.core.jobs.kernel_job import run_estimate_kernels
+from stacksr.core.jobs.score_job import run_score
+from stacksr.core.jobs.sr_job import run_superresolve
+from stacksr.core.jobs.train_job import run_train_self_supervised
+from stacksr.core.io.stack_io import ImageSource, read_raster
 
 gdal.UseExceptions()
 ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build", "pkg"))
@@ -331,10 +331,10 @@ def test_fuzz_out_of_range_job_settings_raise_the_user_error_and_leave_no_file(s
 
 
 def test_every_user_error_shares_one_base_class():
-    from stacksr.core.fkp import FKPError
-    from stacksr.core.kernel_bank import KernelBankError
-    from stacksr.core.stack_io import StackError
-    from stacksr.core.model_files import ModelFileError
+    from stacksr.core.degradation.fkp import FKPError
+    from stacksr.core.io.kernel_bank import KernelBankError
+    from stacksr.core.io.stack_io import StackError
+    from stacksr.core.learned.model_files import ModelFileError
 
     assert all(issubclass(e, StackSRError) for e in (FKPError, KernelBankError, StackError, ModelFileError, ParameterError))
 
@@ -361,7 +361,7 @@ def test_two_outputs_of_one_job_that_are_the_same_file_are_refused_before_any_wo
 
     from stacksr.core.errors import StackSRError
     from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_self_supervised
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     src = sources_from_inputs(sample_images[:3])
     same = str(tmp_path / "same.out")
@@ -379,7 +379,7 @@ def test_two_outputs_of_one_job_that_are_the_same_file_are_refused_before_any_wo
     # fine-tuning a checkpoint into the model whose checkpoint it is would overwrite the input
     import shutil
 
-    from stacksr.core.model_files import base_model_path
+    from stacksr.core.learned.model_files import base_model_path
 
     init = str(tmp_path / "ft.pt.last")
     shutil.copyfile(base_model_path(3), init)
@@ -395,8 +395,8 @@ def test_a_few_values_no_sensor_produces_are_invalid_with_a_warning_and_never_wr
     from osgeo import gdal
 
     from stacksr.core.progress import Monitor
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import read_raster, sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import read_raster, sources_from_inputs
 
     paths = []
     for i, p in enumerate(sample_images[1:5]):
@@ -432,8 +432,8 @@ def test_a_reference_without_valid_pixels_is_refused_and_an_empty_date_is_report
 
     from stacksr.core.errors import StackSRError
     from stacksr.core.progress import Monitor
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     empty = str(tmp_path / "empty.tif")
     ds = gdal.Translate(empty, sample_images[2])
@@ -461,8 +461,8 @@ def test_masks_that_mark_nothing_with_the_values_given_are_named_in_a_warning(sa
     nothing; the job now warns, naming the values the masks hold and the values given (not when some masks do mark
     pixels: a clear date's mask marks nothing)."""
     from stacksr.core.progress import Monitor
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     class Log(Monitor):
         lines: list = []
@@ -488,8 +488,8 @@ def test_inputs_named_the_gdal_way_are_opened_and_a_bad_one_is_refused_clearly(s
     import zipfile
 
     from stacksr.core.errors import StackSRError
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     archive = str(tmp_path / "dates.zip")
     with zipfile.ZipFile(archive, "w") as z:
@@ -525,10 +525,10 @@ def _huge_dates(tmp_path, n=2, size=1_000_000) -> list[str]:
 def test_outputs_larger_than_the_free_disk_space_are_refused_before_reading(tmp_path):
     """A job that would write a raster of terabytes started, read the whole stack for minutes and ended on a full
     disk. The outputs' size is checked against the free space before the first read (CLI, job and chain)."""
-    from stacksr.core.chain_job import run_chain
+    from stacksr.core.jobs.chain_job import run_chain
     from stacksr.core.errors import StackSRError
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     dates = _huge_dates(tmp_path)
     out = tmp_path / "out"
@@ -581,10 +581,10 @@ def test_fuzz_two_outputs_of_a_job_that_are_one_file_are_refused_and_nothing_is_
     """Any two files a job writes (its outputs, a model's .last checkpoint, the chain's bank and model), named
     the same way, through a relative path, a symbolic link or a hard link, are refused before any work, and
     no file in the folder changes."""
-    from stacksr.core.chain_job import run_chain
+    from stacksr.core.jobs.chain_job import run_chain
     from stacksr.core.errors import StackSRError
     from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_self_supervised
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     tmp = tmp_path_factory.mktemp("collide")
     names = _JOB_OUTPUTS[job]
@@ -635,8 +635,8 @@ def test_fuzz_extreme_values_anywhere_never_reach_the_output(sample_images, tmp_
     raster stays finite and in the data's range wherever it is not nodata."""
     from osgeo import gdal
 
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import read_raster, sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import read_raster, sources_from_inputs
 
     tmp = tmp_path_factory.mktemp("extreme")
     arrays = [read_raster(p)[0].astype(np.float32) for p in sample_images[:3]]

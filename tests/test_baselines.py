@@ -1,11 +1,11 @@
 """Classic baselines on stacks built from the real Landsat 8 pan crop."""
 import torch
 
-from stacksr.core.baselines import IBP_CANDIDATES, choose_ibp_iterations, ibp, mean_bicubic
-from stacksr.core.windows import hr_validity
-from stacksr.core.stack_ops import temporal_fill
+from stacksr.core.classic.baselines import IBP_CANDIDATES, choose_ibp_iterations, ibp, mean_bicubic
+from stacksr.core.io.windows import hr_validity
+from stacksr.core.io.stack_ops import temporal_fill
 from stacksr.core.metrics import cpsnr
-from stacksr.core.registration import register_frames
+from stacksr.core.classic.registration import register_frames
 
 
 def _score(x, stack):
@@ -72,8 +72,8 @@ def test_ibp_draws_no_lines_along_the_borders_of_a_real_stack(sample_images):
     outermost pixel pair stays within twice the interior's mean step (it was 3.5 to 12.6 x before IBP
     estimated a margin beyond the raster). A fixed 40 iterations on these real dates gives 1.4 to 2.1 x:
     edge pixels, seen by fewer LR pixels, fit the dates' disagreement sooner (BENCHMARKS.md, border)."""
-    from stacksr.core.registration import register_stack
-    from stacksr.core.stack_io import ImageSource, read_stack
+    from stacksr.core.classic.registration import register_stack
+    from stacksr.core.io.stack_io import ImageSource, read_stack
 
     st = read_stack([ImageSource(p) for p in sample_images])
     frames, valid = torch.from_numpy(st.data), torch.from_numpy(st.valid)
@@ -113,7 +113,7 @@ def test_robust_fusion_keeps_a_field_that_changed_in_one_date_out_of_the_referen
     """A field of frame 4 shows other (real) land: its pixels lose their weight, the rest of the frame and
     the reference keep theirs, and the weighted IBP stays closer to the reference date's truth there
     than plain IBP, with nearly the same result far from it."""
-    from stacksr.core.agreement import agreement_weights
+    from stacksr.core.classic.agreement import agreement_weights
 
     lr = l8_stack.lr.clone()
     lr[4, 20:40, 20:45] = l8_stack.lr[0, 35:55, 5:30].flip(0)

@@ -33,7 +33,7 @@ def test_cli_classic_ibp_writes_georeferenced_x3(sample_images, sample_masks, tm
 
 def test_cli_ibp_chooses_its_iterations_and_weighs_the_dates_by_agreement_and_records_both(sample_images, sample_masks,
                                                                                              tmp_path):
-    from stacksr.core.baselines import IBP_CANDIDATES
+    from stacksr.core.classic.baselines import IBP_CANDIDATES
 
     out = tmp_path / "sr.tif"
     res = _run("classic", "--inputs", *sample_images, "--masks", *sample_masks, "--method", "ibp", "--output", str(out))

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from stacksr.core.convention import check_scale, default_kernel_size, kernel_center_offset
-from stacksr.core.degradation import blur_downsample, degrade, gaussian_kernels, shift_images, upsample_bicubic
+from stacksr.core.degradation.operators import blur_downsample, degrade, gaussian_kernels, shift_images, upsample_bicubic
 
 
 def _centroid(k: torch.Tensor) -> tuple[float, float]:
@@ -143,8 +143,8 @@ def test_degradation_commutes_with_whole_lr_pixel_shifts_away_from_the_border(sc
 def test_entry_points_name_the_argument_of_a_wrong_shape():
     import pytest
 
-    from stacksr.core.baselines import ibp
-    from stacksr.core.degradation import blur_downsample
+    from stacksr.core.classic.baselines import ibp
+    from stacksr.core.degradation.operators import blur_downsample
 
     with pytest.raises(ValueError, match=r"kernel must be \(\.\.\., K, K\), got shape \(15,\)"):
         blur_downsample(torch.zeros(30, 30), torch.zeros(15), 3)

@@ -3,10 +3,10 @@ import math
 
 import torch
 
-from stacksr.core.baselines import DEFAULT_PSF_SIGMA_FRACTION, default_psf
-from stacksr.core.degradation import gaussian_kernels, sigma_range
-from stacksr.core.kernel_bank import fit_gaussian
-from stacksr.core.kernel_calibration import calibrate_kernels, kernel_covariances
+from stacksr.core.classic.baselines import DEFAULT_PSF_SIGMA_FRACTION, default_psf
+from stacksr.core.degradation.operators import gaussian_kernels, sigma_range
+from stacksr.core.io.kernel_bank import fit_gaussian
+from stacksr.core.estimation.kernel_calibration import calibrate_kernels, kernel_covariances
 
 
 def _bank(sigmas):

@@ -3,11 +3,11 @@ from dataclasses import replace
 
 import torch
 
-from stacksr.core.baselines import default_psf
-from stacksr.core.fkp import default_fkp_path, load_fkp
-from stacksr.core.kernel_estimation import JOINT_CONFIG, estimate_kernels, select_crop
-from stacksr.core.kernel_bank import fit_gaussian
-from stacksr.core.kernels import kernel_errors
+from stacksr.core.classic.baselines import default_psf
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+from stacksr.core.estimation.kernel_estimation import JOINT_CONFIG, estimate_kernels, select_crop
+from stacksr.core.io.kernel_bank import fit_gaussian
+from stacksr.core.degradation.kernels import kernel_errors
 
 QUICK = replace(JOINT_CONFIG, iterations=120, warmup=40, crop=32)
 
@@ -62,9 +62,9 @@ def test_kernel_job_reports_an_image_of_another_scene_and_gives_it_the_default_p
     import numpy as np
     from osgeo import gdal
 
-    from stacksr.core.kernel_bank import KernelBank
-    from stacksr.core.kernel_job import run_estimate_kernels
-    from stacksr.core.stack_io import ImageSource
+    from stacksr.core.io.kernel_bank import KernelBank
+    from stacksr.core.jobs.kernel_job import run_estimate_kernels
+    from stacksr.core.io.stack_io import ImageSource
 
     src = gdal.Open(sample_images[0])  # kept open while its band is read (GDAL 3.6)
     arr = src.GetRasterBand(1).ReadAsArray()

@@ -8,12 +8,12 @@ import pytest
 import torch
 from osgeo import gdal
 
-from stacksr.core.degradation import gaussian_kernels
-from stacksr.core.fkp import (
+from stacksr.core.degradation.operators import gaussian_kernels
+from stacksr.core.degradation.fkp import (
     FKPConfig, FKPError, KernelFlow, default_fkp_path, load_fkp, project_to_sphere, save_fkp,
 )
-from stacksr.core.kernel_bank import KernelBank, KernelBankError, fit_gaussian
-from stacksr.core.kernels import kernel_errors, write_gallery, write_kernel_layers
+from stacksr.core.io.kernel_bank import KernelBank, KernelBankError, fit_gaussian
+from stacksr.core.degradation.kernels import kernel_errors, write_gallery, write_kernel_layers
 
 
 def test_fit_gaussian_recovers_sigmas_and_angle():
@@ -155,8 +155,8 @@ def test_gallery_html_and_png(tmp_path):
 
 
 def test_kernel_layers_of_a_stack_lie_over_its_centre_in_its_crs(sample_images, tmp_path):
-    from stacksr.core.kernel_job import run_estimate_kernels
-    from stacksr.core.stack_io import ImageSource
+    from stacksr.core.jobs.kernel_job import run_estimate_kernels
+    from stacksr.core.io.stack_io import ImageSource
 
     res = run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], str(tmp_path / "k.npz"), 3, "joint",
                                iterations=2, layers_folder=str(tmp_path / "layers"))
@@ -171,7 +171,7 @@ def test_kernel_layers_of_a_stack_lie_over_its_centre_in_its_crs(sample_images, 
 
 
 def test_kernels_of_a_bank_share_one_colour_scale():
-    from stacksr.core.kernel_bank import colorize_kernel
+    from stacksr.core.io.kernel_bank import colorize_kernel
 
     sharp, wide = np.zeros((5, 5)), np.full((5, 5), 0.04)
     sharp[2, 2] = 1.0
@@ -182,8 +182,8 @@ def test_kernels_of_a_bank_share_one_colour_scale():
 
 
 def test_gallery_captions_keep_whole_product_names_wrapped():
-    from stacksr.core.kernel_bank import GaussianFit
-    from stacksr.core.kernels import fit_caption
+    from stacksr.core.io.kernel_bank import GaussianFit
+    from stacksr.core.degradation.kernels import fit_caption
 
     caption = fit_caption("LT50350322009240PAC02_b4.tif", GaussianFit(1.0, 1.0, 0.0, 0.0, 0.0))
     assert caption.startswith("LT50350322009240<br/>PAC02_b4<br/>")  # the acquisition date (2009240) whole
@@ -192,7 +192,7 @@ def test_gallery_captions_keep_whole_product_names_wrapped():
 def test_chart_legend_lies_under_the_plot_never_over_the_curves():
     import re
 
-    from stacksr.core.report import line_chart
+    from stacksr.core.io.report import line_chart
 
     svg = line_chart({"a": [(0, 1.0), (1, 2.0)], "b": [(0, 2.0), (1, 1.0)]}, "step", "loss")
     box = re.search(r'<rect x="(\d+)" y="(\d+)" width="[\d.]+" height="([\d.]+)"', svg)

@@ -26,8 +26,8 @@ def test_the_network_prior_and_ttf_code_import_without_gdal():
     import sys
 
     code = ("import sys; sys.modules['osgeo'] = None\n"
-            "import stacksr.core.ttf, stacksr.core.training, stacksr.core.inference, stacksr.core.model_files\n"
-            "import stacksr.core.fkp, stacksr.core.kernel_estimation, stacksr.core.registration")
+            "import stacksr.core.learned.ttf, stacksr.core.learned.training, stacksr.core.learned.inference, stacksr.core.learned.model_files\n"
+            "import stacksr.core.degradation.fkp, stacksr.core.estimation.kernel_estimation, stacksr.core.classic.registration")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-1500:]
 
@@ -86,3 +86,61 @@ def test_the_cli_and_the_algorithms_offer_exactly_cores_choices_and_defaults(qgi
                                ("superresolve", "TTF_ITERATIONS", P.TTF_ITERATIONS),
                                ("superresolveclassic", "ITERATIONS", P.IBP_ITERATIONS), ("score", "MAX_SHIFT", P.MAX_SHIFT)):
         assert reg.algorithmById(f"stacksr:{alg}").parameterDefinition(name).defaultValue() == setting.default, name
+
+
+LAYERS = ("io", "degradation", "classic", "estimation", "learned", "jobs")  # each may import those before it
+
+
+def _core_imports():
+    """{module: {imported core module, ...}} for every module of core/ (lazy and type-checking imports included),
+    module names relative to core ("learned.ttf", "errors"); packages map to their __init__."""
+    graph = {}
+    core = os.path.join(ROOT, "core")
+    for path in glob.glob(os.path.join(core, "**", "*.py"), recursive=True):
+        rel = os.path.relpath(path, core)[:-3].replace(os.sep, ".")
+        name = rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
+        package = name.rsplit(".", 1)[0] if "." in rel and not rel.endswith("__init__") else (
+            name if rel.endswith("__init__") and rel != "__init__" else "")
+        targets = set()
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                base = package.split(".") if package else []
+                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                mod = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    full = f"{mod}.{alias.name}" if mod else alias.name
+                    if os.path.exists(os.path.join(core, *full.split("."))) or \
+                            os.path.exists(os.path.join(core, *full.split(".")) + ".py"):
+                        targets.add(full)
+                    elif mod:
+                        targets.add(mod)
+        graph[name] = {t for t in targets if t and t != "__init__"}
+    return graph
+
+
+def test_core_packages_import_only_layers_below_them_and_no_module_imports_in_a_circle():
+    """core/ in layers: the shared basics (errors, params, progress, ...) at its top level, then io, degradation,
+    classic, estimation, learned, jobs; a package imports only its own layer and those before it, the basics
+    import no package. And no two modules import each other, directly or round a circle (training, sampling and
+    model files once did)."""
+    graph = _core_imports()
+    rank = {p: i for i, p in enumerate(LAYERS)}
+    for mod, targets in graph.items():
+        own = rank.get(mod.split(".")[0], -1)
+        for t in targets:
+            assert rank.get(t.split(".")[0], -1) <= own, f"core.{mod} imports core.{t}, a layer above it"
+    state = {}
+
+    def visit(m, trail):
+        state[m] = "open"
+        for t in graph.get(m, ()):
+            if t not in graph or "." not in t and t in LAYERS:
+                continue  # a package's __init__ (only jobs has one with imports: the job functions)
+            assert state.get(t) != "open", "import circle: " + " -> ".join(trail + [m, t])
+            if t not in state:
+                visit(t, trail + [m])
+        state[m] = "done"
+
+    for m in graph:
+        if m not in state:
+            visit(m, [])

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from stacksr.core.degradation import upsample_bicubic
-from stacksr.core.fkp import default_fkp_path, load_fkp
+from stacksr.core.degradation.operators import upsample_bicubic
+from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.metrics import grid_energy, grid_texture_ratio
-from stacksr.core.piunet import PIUNet, PIUNetConfig
-from stacksr.core.ttf import TTFConfig, holdout_mask
-from stacksr.core.ttf import test_time_finetune as finetune  # aliased: pytest would collect test_*
+from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
+from stacksr.core.learned.ttf import TTFConfig, holdout_mask
+from stacksr.core.learned.ttf import test_time_finetune as finetune  # aliased: pytest would collect test_*
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,9 @@ def test_ttf_fitting_the_stack_with_all_weight_on_the_reference_is_ttf_on_the_re
 def test_ttf_fitting_the_stack_beats_ttf_on_the_reference_alone_on_a_real_image(l8_hr, l8_stack, flow):
     """Frames cut from one real image (known kernels and shifts): what the other frames know lifts
     the base model's TTF result above TTF on the reference alone, which barely moves it."""
-    from stacksr.core.inference import predict
+    from stacksr.core.learned.inference import predict
     from stacksr.core.metrics import cpsnr
-    from stacksr.core.model_files import base_model_path, load_model
+    from stacksr.core.learned.model_files import base_model_path, load_model
 
     net, _ = load_model(base_model_path(3), 3)
     valid = torch.ones_like(l8_stack.lr, dtype=torch.bool)
@@ -120,7 +120,7 @@ def test_ttf_refuses_an_unknown_fit_and_a_reference_weight_out_of_range(l8_stack
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_shipped_base_models_load_weights_only_and_document_their_training(scale):
-    from stacksr.core.model_files import ModelFileError, base_model_path, load_model
+    from stacksr.core.learned.model_files import ModelFileError, base_model_path, load_model
 
     path = base_model_path(scale)
     assert path is not None and path.endswith(f"piunet_base_x{scale}.pt")
@@ -141,10 +141,10 @@ def test_shipped_base_models_load_weights_only_and_document_their_training(scale
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_the_base_model_of_every_scale_super_resolves_a_real_stack(sample_images, scale):
-    from stacksr.core.baselines import mean_bicubic
-    from stacksr.core.inference import predict
-    from stacksr.core.model_files import base_model_path, load_model
-    from stacksr.core.stack_io import read_stack, sources_from_inputs
+    from stacksr.core.classic.baselines import mean_bicubic
+    from stacksr.core.learned.inference import predict
+    from stacksr.core.learned.model_files import base_model_path, load_model
+    from stacksr.core.io.stack_io import read_stack, sources_from_inputs
 
     st = read_stack(sources_from_inputs(sample_images[1:6]))
     frames, valid = torch.from_numpy(st.data), torch.from_numpy(st.valid)
@@ -168,7 +168,7 @@ def test_superresolve_without_a_model_file_uses_the_shipped_base_model(processin
 
 def test_training_fine_tunes_the_base_model_unless_asked_to_start_from_scratch(processing, sample_images, sample_bank,
                                                                                tmp_path):
-    from stacksr.core.model_files import base_model_path, load_model
+    from stacksr.core.learned.model_files import base_model_path, load_model
 
     base, _ = load_model(base_model_path(3))
     runs = {}
@@ -187,7 +187,7 @@ def test_cli_train_takes_a_model_to_fine_tune_or_starts_from_scratch(sample_imag
     import sys
 
     from conftest import ROOT
-    from stacksr.core.model_files import load_model
+    from stacksr.core.learned.model_files import load_model
 
     first = str(tmp_path / "first.pt")
     cmd = [sys.executable, "-m", "stacksr", "--quiet", "train", "--inputs", *sample_images, "--kernel-bank", sample_bank,
@@ -208,7 +208,7 @@ def test_upsampler_phase_biases_leave_no_stride_pattern_and_detail_is_kept():
     brings every sub-pixel phase to the common mean, and leaves content-dependent detail alone."""
     import torch.nn.functional as F
 
-    from stacksr.core.piunet import _Pools, remove_phase_pattern
+    from stacksr.core.learned.piunet import _Pools, remove_phase_pattern
 
     torch.manual_seed(0)
     net = PIUNet(PIUNetConfig(scale=3, features=8, blocks=1)).eval()
@@ -227,7 +227,7 @@ def test_upsampler_phase_biases_leave_no_stride_pattern_and_detail_is_kept():
 
 
 def test_unseen_grid_share_is_one_for_co_gridded_frames_and_small_for_spread_phases():
-    from stacksr.core.losses import unseen_grid_share
+    from stacksr.core.learned.losses import unseen_grid_share
 
     assert unseen_grid_share(None, 3) == (1.0, 1.0)
     assert unseen_grid_share(torch.zeros(6, 2), 3) == pytest.approx((1.0, 1.0))
@@ -238,8 +238,8 @@ def test_unseen_grid_share_is_one_for_co_gridded_frames_and_small_for_spread_pha
 
 
 def test_grid_band_penalty_barely_sees_a_blurred_real_image_and_fully_sees_a_stride_pattern(l8_hr):
-    from stacksr.core.degradation import blur_downsample, gaussian_kernels
-    from stacksr.core.losses import grid_band_l1
+    from stacksr.core.degradation.operators import blur_downsample, gaussian_kernels
+    from stacksr.core.learned.losses import grid_band_l1
 
     image = l8_hr[None] / 1000.0
     kernel = gaussian_kernels(torch.tensor([1.5]), torch.tensor([1.5]), torch.tensor([0.0]), 15, 3)[0]
@@ -253,9 +253,9 @@ def test_grid_band_penalty_barely_sees_a_blurred_real_image_and_fully_sees_a_str
 def test_ttf_on_a_co_gridded_real_stack_adds_no_grid_texture(sample_images, sample_masks, flow):
     """The real Landsat series is co-gridded (one sampling phase): without the grid-band term the
     stack TTF of the demo multiplied the output's stride-3 energy by 12 (BENCHMARKS.md)."""
-    from stacksr.core.inference import predict
-    from stacksr.core.model_files import base_model_path, load_model
-    from stacksr.core.stack_io import ImageSource, read_stack
+    from stacksr.core.learned.inference import predict
+    from stacksr.core.learned.model_files import base_model_path, load_model
+    from stacksr.core.io.stack_io import ImageSource, read_stack
 
     st = read_stack([ImageSource(i, mask_path=m) for i, m in zip(sample_images, sample_masks)])
     x, v = torch.from_numpy(st.data), torch.from_numpy(st.valid)

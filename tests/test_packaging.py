@@ -31,7 +31,7 @@ def plugin_zip(tmp_path_factory):
 def test_zip_holds_the_runtime_files_under_one_folder_and_nothing_else(plugin_zip):
     names = zipfile.ZipFile(plugin_zip).namelist()
     assert all(n.startswith("stacksr/") for n in names)
-    for needed in ("metadata.txt", "__init__.py", "plugin.py", "LICENSE", "icon.svg", "icons/train.svg", "core/jobs.py",
+    for needed in ("metadata.txt", "__init__.py", "plugin.py", "LICENSE", "icon.svg", "icons/train.svg", "core/jobs/__init__.py",
                    "processing_provider/provider.py", "ui/kernel_viewer.py", "models/fkp_x3.pt",
                    "examples/stacksr_chain.model3", "requirements.txt"):
         assert f"stacksr/{needed}" in names, needed

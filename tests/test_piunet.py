@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from stacksr.core.piunet import PIUNet, PIUNetConfig, count_parameters
+from stacksr.core.learned.piunet import PIUNet, PIUNetConfig, count_parameters
 
 
 def test_published_configuration_has_about_083m_parameters():
@@ -33,8 +33,8 @@ def test_untrained_network_starts_near_the_bilinear_mean():
 
 
 def test_ibp_residual_network_adds_its_correction_to_the_given_ibp_estimate():
-    from stacksr.core.baselines import ibp
-    from stacksr.core.piunet import residual_base
+    from stacksr.core.classic.baselines import ibp
+    from stacksr.core.learned.piunet import residual_base
 
     cfg = PIUNetConfig(scale=3, features=8, blocks=1, residual="ibp", ibp_iterations=5)
     net = PIUNet(cfg).eval()
@@ -58,7 +58,7 @@ def test_inference_with_folded_attention_in_bands_and_in_place_equals_the_traini
     """Without autograd the attention runs with folded weights, in bands of rows, in place, and the blocks
     update in place (less memory); the result is the one autograd's single out-of-place pass gives, for a
     batch of two stacks."""
-    from stacksr.core.piunet import ATTENTION_CHUNK
+    from stacksr.core.learned.piunet import ATTENTION_CHUNK
 
     torch.manual_seed(0)
     net = PIUNet(PIUNetConfig(scale=2, features=8, blocks=2, heads=heads)).eval().to(memory_format=layout)

@@ -145,7 +145,7 @@ def test_estimate_kernels_loads_styled_kernel_layers_in_a_group(qgis_app, sample
     import processing as proc
     from qgis.core import QgsProject, QgsSingleBandPseudoColorRenderer
 
-    from stacksr.core.kernel_bank import KernelBank
+    from stacksr.core.io.kernel_bank import KernelBank
 
     project = QgsProject.instance()
     project.clear()
@@ -175,7 +175,7 @@ def test_estimate_kernels_loads_styled_kernel_layers_in_a_group(qgis_app, sample
 def test_estimate_kernels_refuses_a_prior_of_another_scale(processing, sample_images, tmp_path):
     from qgis.core import QgsProcessingException
 
-    from stacksr.core.fkp import default_fkp_path
+    from stacksr.core.degradation.fkp import default_fkp_path
 
     with pytest.raises(QgsProcessingException, match="scale x3, not x2"):
         processing.run("stacksr:estimatekernels", {
@@ -198,7 +198,7 @@ def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, 
                                                                     sample_bank, tmp_path):
     from qgis.core import QgsApplication, QgsProcessingOutputFile
 
-    from stacksr.core.model_files import load_model
+    from stacksr.core.learned.model_files import load_model
 
     out = str(tmp_path / "model.pt")
     res = processing.run("stacksr:trainselfsupervised", {
@@ -220,7 +220,7 @@ def test_train_self_supervised_writes_a_loadable_model_and_a_report(processing, 
 def test_cancelled_training_leaves_a_resumable_checkpoint(qgis_app, sample_images, sample_bank, tmp_path):
     from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
 
-    from stacksr.core.model_files import load_model
+    from stacksr.core.learned.model_files import load_model
 
     class CancelAfterTwoSteps(QgsProcessingFeedback):
         def setProgress(self, p):  # noqa: N802
@@ -263,7 +263,7 @@ def test_cancelled_training_leaves_a_resumable_checkpoint(qgis_app, sample_image
 
 def test_superresolve_with_ttf_writes_sr_uncertainty_and_kernel_layer(processing, sample_images, sample_masks,
                                                                       sample_bank, tmp_path):
-    from stacksr.core.kernel_bank import fit_gaussian
+    from stacksr.core.io.kernel_bank import fit_gaussian
 
     model = str(tmp_path / "model.pt")
     processing.run("stacksr:trainselfsupervised", {
@@ -328,8 +328,8 @@ def test_superresolve_refuses_a_file_that_is_not_a_model(processing, sample_imag
 
 
 def test_classic_ibp_takes_a_kernel_bank_and_reports_left_out_images(processing, sample_images, tmp_path):
-    from stacksr.core.kernel_job import run_estimate_kernels
-    from stacksr.core.stack_io import ImageSource
+    from stacksr.core.jobs.kernel_job import run_estimate_kernels
+    from stacksr.core.io.stack_io import ImageSource
 
     bank = str(tmp_path / "bank.npz")
     run_estimate_kernels([ImageSource(p) for p in sample_images[:3]], bank, 3, "joint", iterations=3)

@@ -59,7 +59,7 @@ def test_qgis_process_runs_ibp_on_real_landsat_and_output_is_georeferenced(sampl
     valid = arr != -9999.0
     assert valid.mean() > 0.99
     # values stay in the input's reflectance units: the SR mean matches the mean of the dates
-    from stacksr.core.stack_io import read_stack, sources_from_inputs
+    from stacksr.core.io.stack_io import read_stack, sources_from_inputs
 
     stack = read_stack(sources_from_inputs(sample_images, masks=sample_masks))
     date_means = [stack.data[t][stack.valid[t]].mean() for t in range(stack.count)]
@@ -75,7 +75,7 @@ def test_qgis_process_reports_bad_input(sample_images, tmp_path):
 
 
 def test_qgis_process_estimates_kernels_on_real_landsat(sample_images, sample_masks, tmp_path):
-    from stacksr.core.kernel_bank import KernelBank
+    from stacksr.core.io.kernel_bank import KernelBank
 
     args = ["run", "stacksr:estimatekernels", "--json"]
     args += [f"--LAYERS={p}" for p in sample_images] + [f"--MASKS={p}" for p in sample_masks]
@@ -166,8 +166,8 @@ def test_ibp_with_the_estimated_kernel_bank_runs_in_qgis_process_and_the_cli(sam
     import sys
 
     from conftest import ROOT
-    from stacksr.core.kernel_job import run_estimate_kernels
-    from stacksr.core.stack_io import ImageSource
+    from stacksr.core.jobs.kernel_job import run_estimate_kernels
+    from stacksr.core.io.stack_io import ImageSource
 
     bank = str(tmp_path / "bank.npz")
     run_estimate_kernels([ImageSource(p) for p in sample_images[:4]], bank, 3, "joint", iterations=5)

@@ -1,7 +1,7 @@
 """Sub-pixel registration of real-image stacks with known shifts."""
 import torch
 
-from stacksr.core.registration import register_frames
+from stacksr.core.classic.registration import register_frames
 
 
 def test_registration_recovers_known_subpixel_shifts_on_real_image(l8_stack):
@@ -29,7 +29,7 @@ def test_registration_handles_gain_and_offset_between_dates(l8_stack):
 
 
 def test_registration_keeps_its_bound_when_part_of_the_land_changed_and_a_cloud_is_masked(l8_stack):
-    from stacksr.core.registration import register_stack
+    from stacksr.core.classic.registration import register_stack
 
     lr = l8_stack.lr.clone()
     valid = torch.ones_like(lr, dtype=torch.bool)
@@ -44,7 +44,7 @@ def test_registration_keeps_its_bound_when_part_of_the_land_changed_and_a_cloud_
 
 
 def test_a_frame_of_other_land_gets_a_low_quality(l8_stack):
-    from stacksr.core.registration import register_stack
+    from stacksr.core.classic.registration import register_stack
 
     lr = l8_stack.lr.clone()
     lr[2] = l8_stack.lr[2].flip(1)  # another place altogether
@@ -57,7 +57,7 @@ def test_registration_holds_when_fields_changed_brightness_each_its_own_way(l8_s
     """Real dates change field by field (a mowed meadow, a greening crop): each 20-px block of frame 5
     gets its own gain (0.7 to 1.3) and offset (+-300 DN). The blockwise photometric model keeps the
     shift; one gain and bias for the whole frame (``block`` = the frame) is pulled along the blocks' edges."""
-    from stacksr.core.registration import refine_shifts, register_stack
+    from stacksr.core.classic.registration import refine_shifts, register_stack
 
     lr = l8_stack.lr.clone()
     g = torch.Generator().manual_seed(0)

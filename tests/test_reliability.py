@@ -12,14 +12,14 @@ import torch
 from osgeo import gdal
 
 from stacksr.core.errors import ParameterError, StackSRError
-from stacksr.core.kernel_job import run_estimate_kernels
-from stacksr.core.sr_job import run_superresolve
-from stacksr.core.train_job import run_train_self_supervised
-from stacksr.core.piunet import PIUNet, PIUNetConfig
+from stacksr.core.jobs.kernel_job import run_estimate_kernels
+from stacksr.core.jobs.sr_job import run_superresolve
+from stacksr.core.jobs.train_job import run_train_self_supervised
+from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
-from stacksr.core.stack_io import ImageSource, StackError, read_stack
-from stacksr.core.model_files import load_model, save_model
-from stacksr.core.training import TrainConfig, TrainState
+from stacksr.core.io.stack_io import ImageSource, StackError, read_stack
+from stacksr.core.learned.model_files import load_model, save_model
+from stacksr.core.learned.training import TrainConfig, TrainState
 
 gdal.UseExceptions()
 METHODS = ("bicubic", "ibp", "piunet", "piunet+ttf")
@@ -307,7 +307,7 @@ def test_ttf_fits_the_stack_by_default_records_the_choice_and_refuses_an_unknown
 def test_outputs_of_one_run_land_together_or_not_at_all(sample_images, tmp_path, tiny_model, monkeypatch):
     """A failure while writing the last output (the TTF kernel layer) leaves none of the run's
     outputs behind, not an SR raster without its companions."""
-    import stacksr.core.kernels as kernels
+    import stacksr.core.degradation.kernels as kernels
 
     def disk_full(*args, **kwargs):
         raise OSError("No space left on device")

@@ -3,9 +3,9 @@ as the reference composition (shift_images, then blur_downsample), an exact adjo
 import pytest
 import torch
 
-from stacksr.core import degradation
-from stacksr.core.degradation import blur_downsample, gaussian_kernels, shift_images
-from stacksr.core.shift_blur import ShiftBlur, margin_px
+from stacksr.core.degradation import operators
+from stacksr.core.degradation.operators import blur_downsample, gaussian_kernels, shift_images
+from stacksr.core.classic.shift_blur import ShiftBlur, margin_px
 
 
 def _case(scale: int, T: int, batch: int | None, shifted: bool, seed: int = 0):
@@ -51,7 +51,7 @@ def test_shift_of_a_few_large_images_takes_the_slice_path_with_the_gather_paths_
     d = (torch.rand(5, 2, generator=g) * 8 - 4).requires_grad_(True)
     fast = shift_images(x, d, mode)
     grad_fast = torch.autograd.grad(fast.square().sum(), d)[0]
-    monkeypatch.setattr(degradation, "FEW_IMAGES", 0)  # force the per-pixel gather
+    monkeypatch.setattr(operators, "FEW_IMAGES", 0)  # force the per-pixel gather
     slow = shift_images(x, d, mode)
     grad_slow = torch.autograd.grad(slow.square().sum(), d)[0]
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-4)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from osgeo import gdal
 
-from stacksr.core.outputs import check_output_path, write_geotiff
-from stacksr.core.stack_io import RasterGrid, StackError, check_same_grid, parse_int_list, read_stack, sources_from_inputs
+from stacksr.core.io.outputs import check_output_path, write_geotiff
+from stacksr.core.io.stack_io import RasterGrid, StackError, check_same_grid, parse_int_list, read_stack, sources_from_inputs
 
 gdal.UseExceptions()
 
@@ -193,7 +193,7 @@ def test_reading_a_stack_allocates_little_beyond_the_stack_itself():
     import tracemalloc
 
     from conftest import L8_CROP
-    from stacksr.core.stack_io import ImageSource
+    from stacksr.core.io.stack_io import ImageSource
 
     tracemalloc.start()
     stack = read_stack([ImageSource(L8_CROP) for _ in range(9)])

@@ -4,11 +4,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from stacksr.core.baselines import IBP_CANDIDATES
-from stacksr.core.inference import predict, stack_context
-from stacksr.core.piunet import PIUNet, PIUNetConfig
-from stacksr.core.stack_ops import standardize_stack
-from stacksr.core.windows import TensorStack, stack_stats
+from stacksr.core.classic.baselines import IBP_CANDIDATES
+from stacksr.core.learned.inference import predict, stack_context
+from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
+from stacksr.core.io.stack_ops import standardize_stack
+from stacksr.core.io.windows import TensorStack, stack_stats
 
 
 def _small_net(scale: int, blocks: int = 2, seed: int = 0, residual: str = "bilinear") -> PIUNet:
@@ -138,9 +138,9 @@ def test_torchrun_with_two_processes_writes_the_same_raster_as_one(sample_images
 def test_tiled_classic_methods_equal_untiled_for_any_size_scale_and_tile(scale, h, w, t, tile, seed, method):
     """Mean of bicubic and IBP (default PSF, a given PSF, one kernel per frame) through the tiling of the
     streaming job: bicubic to float rounding, IBP to its halo's tolerance (windows.IBP_HALO)."""
-    from stacksr.core.baselines import classic_tiles, default_psf
-    from stacksr.core.degradation import gaussian_kernels
-    from stacksr.core.windows import ArraySink
+    from stacksr.core.classic.baselines import classic_tiles, default_psf
+    from stacksr.core.degradation.operators import gaussian_kernels
+    from stacksr.core.io.windows import ArraySink
 
     g = torch.Generator().manual_seed(seed)
     frames = 1000 + 100 * torch.randn(t, h, w, generator=g)
@@ -169,9 +169,9 @@ def test_tiled_classic_methods_equal_untiled_for_any_size_scale_and_tile(scale, 
 def test_tiled_ibp_of_a_real_stack_equals_untiled_to_float_rounding(l8_stack, iterations):
     """The real Landsat 8 pan stack (x3, 9 frames; 40 iterations, and the most the automatic choice
     takes) in 16-px tiles."""
-    from stacksr.core.baselines import classic_tiles
-    from stacksr.core.registration import register_frames
-    from stacksr.core.windows import ArraySink
+    from stacksr.core.classic.baselines import classic_tiles
+    from stacksr.core.classic.registration import register_frames
+    from stacksr.core.io.windows import ArraySink
 
     frames = l8_stack.lr
     valid = torch.ones_like(frames, dtype=torch.bool)
@@ -190,8 +190,8 @@ def test_tiled_ibp_of_a_real_stack_equals_untiled_to_float_rounding(l8_stack, it
 def test_streaming_job_writes_the_same_raster_in_tiles_as_whole(sample_images, sample_masks, tmp_path, method):
     """The super-resolution job reads the real Landsat stack window by window and writes tile by tile:
     32-px tiles give the raster of one whole-stack tile (values and nodata)."""
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import read_raster, sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import read_raster, sources_from_inputs
 
     out = {}
     for tile in (0, 32):
@@ -210,9 +210,9 @@ def test_tiled_robust_fusion_equals_untiled_on_a_real_stack_larger_than_its_halo
     pixel's weight depends on the frames within agreement.halo only (exactly); the tiles compute the
     weights on a wider window than IBP runs on and crop it back, adding nothing to IBP's own tiling
     tolerance (windows.IBP_HALO; measured alongside on the same stack)."""
-    from stacksr.core.agreement import agreement_weights, halo
-    from stacksr.core.baselines import classic_tiles
-    from stacksr.core.windows import ArraySink
+    from stacksr.core.classic.agreement import agreement_weights, halo
+    from stacksr.core.classic.baselines import classic_tiles
+    from stacksr.core.io.windows import ArraySink
 
     lr = l8_stack.lr.clone()
     lr[4, 20:40, 20:45] = l8_stack.lr[0, 35:55, 5:30].flip(0)  # a field that changed in one date
@@ -243,7 +243,7 @@ def test_tiled_robust_fusion_equals_untiled_on_a_real_stack_larger_than_its_halo
 def test_the_statistics_pass_honours_cancel_between_blocks():
     """The one pass over every pixel of the stack (minutes on a large raster) stops when the job is cancelled."""
     from stacksr.core.progress import Cancelled, Monitor
-    from stacksr.core.windows import STATS_BLOCK, TensorStack, stack_stats
+    from stacksr.core.io.windows import STATS_BLOCK, TensorStack, stack_stats
 
     class CancelAfterOneBlock(Monitor):
         def __init__(self):

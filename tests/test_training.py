@@ -5,13 +5,13 @@ import pickle
 import pytest
 import torch
 
-from stacksr.core.degradation import gaussian_kernels
-from stacksr.core.piunet import PIUNetConfig
+from stacksr.core.degradation.operators import gaussian_kernels
+from stacksr.core.learned.piunet import PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
-from stacksr.core.losses import shift_search_l1
-from stacksr.core.model_files import ModelFileError, load_model
-from stacksr.core.sampling import SelfSupervisedSampler, StackData
-from stacksr.core.training import TrainConfig, train_self_supervised
+from stacksr.core.learned.losses import shift_search_l1
+from stacksr.core.learned.model_files import ModelFileError, load_model
+from stacksr.core.learned.sampling import SelfSupervisedSampler, StackData
+from stacksr.core.learned.training import TrainConfig, train_self_supervised
 
 TINY = PIUNetConfig(scale=3, features=8, blocks=1)
 
@@ -99,7 +99,7 @@ def test_cancel_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(lr_s
 def test_a_resumed_run_reports_the_whole_training_curve_and_every_validation(lr_stack, tmp_path):
     """After a resume the report's plot showed the last few steps and no validation series: the curve is kept in
     the checkpoint, and a series of one point is drawn as a point."""
-    from stacksr.core.job_reports import training_report
+    from stacksr.core.jobs.job_reports import training_report
 
     cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=8, val_every=4)
     part = str(tmp_path / "part.pt")
@@ -123,7 +123,7 @@ def test_torchrun_gloo_with_two_processes_trains_one_model(sample_images, tmp_pa
     import sys
 
     from conftest import ROOT
-    from stacksr.core.kernel_bank import KernelBank
+    from stacksr.core.io.kernel_bank import KernelBank
 
     bank = KernelBank(_bank().numpy(), ["a", "b", "c"], 3).save(str(tmp_path / "bank.npz"))
     out = str(tmp_path / "ddp.pt")
@@ -141,7 +141,7 @@ def test_torchrun_gloo_with_two_processes_trains_one_model(sample_images, tmp_pa
 
 
 def test_supervised_training_learns_lr_to_hr(l8_stack, tmp_path):
-    from stacksr.core.training import train_supervised
+    from stacksr.core.learned.training import train_supervised
 
     stack = StackData(l8_stack.lr, torch.ones_like(l8_stack.lr, dtype=torch.bool), "l8")
     cfg = TrainConfig(scale=3, frames=4, patch=12, batch=2, steps=4, val_every=2, val_fraction=0.4)
@@ -159,7 +159,7 @@ def test_diverging_training_stops_with_a_clear_message(lr_stack, tmp_path):
 
 
 def test_the_training_progress_line_gives_validation_and_eta():
-    from stacksr.core.training import TrainState, progress_line
+    from stacksr.core.learned.training import TrainState, progress_line
 
     state = TrainState(step=120, history=[(100, 0.5, 0.38)])
     assert progress_line(state, 500, 0.41, 30.0, 120) == "step 120/500, loss 0.4100, validation 0.3800, ETA 1 min 35 s"

@@ -8,8 +8,8 @@ from osgeo import gdal
 
 @pytest.fixture(scope="module")
 def real_bank(tmp_path_factory, sample_images):
-    from stacksr.core.kernel_job import run_estimate_kernels
-    from stacksr.core.stack_io import ImageSource
+    from stacksr.core.jobs.kernel_job import run_estimate_kernels
+    from stacksr.core.io.stack_io import ImageSource
 
     path = str(tmp_path_factory.mktemp("bank") / "landsat7_kernels.npz")
     run_estimate_kernels([ImageSource(p) for p in sample_images], path, 3, mode="joint", iterations=30)
@@ -20,8 +20,8 @@ def test_kernel_viewer_shows_every_kernel_with_its_image_and_fit_and_screenshots
                                                                                           sample_images, tmp_path):
     from qgis.PyQt.QtWidgets import QLabel
 
-    from stacksr.core.kernel_bank import KernelBank
-    from stacksr.core.kernel_bank import short_name
+    from stacksr.core.io.kernel_bank import KernelBank
+    from stacksr.core.io.kernel_bank import short_name
     from stacksr.ui.kernel_viewer import KernelViewerDock
 
     dock = KernelViewerDock()

@@ -7,11 +7,11 @@ import pytest
 import torch
 from osgeo import gdal
 
-from stacksr.core.baselines import default_psf
-from stacksr.core.method_choice import LEARNED_MARGIN_DB, Setup, choose_method, pick
+from stacksr.core.classic.baselines import default_psf
+from stacksr.core.jobs.method_choice import LEARNED_MARGIN_DB, Setup, choose_method, pick
 from stacksr.core.metrics import cpsnr
-from stacksr.core.registration import register_stack
-from stacksr.core.validation import (EDGE, REFERENCE_BASELINE, MethodScore, ValidationResult, heldout_errors,
+from stacksr.core.classic.registration import register_stack
+from stacksr.core.jobs.validation import (EDGE, REFERENCE_BASELINE, MethodScore, ValidationResult, heldout_errors,
                                      holdout_blocks, quality_line)
 
 
@@ -46,7 +46,7 @@ def test_on_frames_of_one_image_validation_ranks_ibp_first_as_the_truth_does(l8_
     res = choose_method(setup, st.lr, valid, default_psf(3))
     assert [s.method for s in res.scores][0] == "ibp" and pick(res) == "ibp"
     assert res.score(REFERENCE_BASELINE).gain_db == 0.0 and res.score("ibp").gain_db > 3.0
-    from stacksr.core.method_choice import runners
+    from stacksr.core.jobs.method_choice import runners
 
     truth = {m: cpsnr(run(st.lr, valid).numpy(), st.hr.numpy(), data_range=65535.0).cpsnr
              for m, run in runners(setup).items()}
@@ -59,9 +59,9 @@ def test_on_frames_of_one_image_validation_ranks_ibp_first_as_the_truth_does(l8_
 def test_the_learned_path_is_validated_one_scale_down_against_ibp_and_the_reference(l8_stack):
     """auto: classic methods on held-out pixels, the learned path (with its TTF) one scale down, where the target is
     the reference date itself; an untrained network there scores far below IBP and is not chosen."""
-    from stacksr.core.fkp import default_fkp_path, load_fkp
-    from stacksr.core.piunet import PIUNet, PIUNetConfig
-    from stacksr.core.ttf import TTFConfig
+    from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
+    from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
+    from stacksr.core.learned.ttf import TTFConfig
 
     st = l8_stack
     valid = torch.ones_like(st.lr, dtype=torch.bool)
@@ -81,7 +81,7 @@ def test_the_learned_path_is_validated_one_scale_down_against_ibp_and_the_refere
 def test_one_scale_down_the_truth_scores_zero_error_and_a_blurred_guess_does_not(l8_stack):
     """The coarse stack is the frames blurred and decimated once more; a candidate that returns the frames
     themselves (the perfect answer) has no error, a blurred copy has some."""
-    from stacksr.core.validation import validate_one_scale_down
+    from stacksr.core.jobs.validation import validate_one_scale_down
 
     st = l8_stack
     valid = torch.ones_like(st.lr, dtype=torch.bool)
@@ -140,8 +140,8 @@ def test_quality_line_names_the_method_its_error_and_gain():
 
 
 def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation(sample_images, sample_masks, tmp_path):
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     out, report = str(tmp_path / "sr.tif"), str(tmp_path / "report.html")
     summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), out, 3, report_html=report,
@@ -164,8 +164,8 @@ def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation
 
 
 def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_masks, tmp_path):
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), str(tmp_path / "sr.tif"), 3,
                                method="bicubic-ref")
@@ -177,9 +177,9 @@ def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_ma
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_ships(sample_images, tmp_path, scale):
-    from stacksr.core.model_files import base_model_path
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import sources_from_inputs
+    from stacksr.core.learned.model_files import base_model_path
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import sources_from_inputs
 
     summary = run_superresolve(sources_from_inputs(sample_images[:4]), str(tmp_path / "sr.tif"), scale)
     methods, notes = set(summary["validation"]["methods"]), summary["validation"]["notes"]
@@ -192,9 +192,9 @@ def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_s
 def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_equally_clear(sample_images, tmp_path):
     """No masks: every date is equally clear. The first date shows other land (a real date turned upside down);
     taking it as the reference would leave every other date out as other land."""
-    from stacksr.core.registration import typical_reference
-    from stacksr.core.sr_job import run_superresolve
-    from stacksr.core.stack_io import read_raster, sources_from_inputs
+    from stacksr.core.classic.registration import typical_reference
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_io import read_raster, sources_from_inputs
 
     arr, _, _, _ = read_raster(sample_images[1])
     ds = gdal.Open(sample_images[1])

@@ -12,7 +12,7 @@ from qgis.PyQt.QtWidgets import (
     QDockWidget, QFileDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget,
 )
 
-from ..core.kernel_bank import KernelBank, KernelBankError, colorize_kernel, short_name
+from ..core.io.kernel_bank import KernelBank, KernelBankError, colorize_kernel, short_name
 
 ZOOM = 8  # screen pixels per kernel pixel (nearest neighbour: kernels are tiny)
 CELL_WIDTH = 150  # screen pixels a kernel cell needs; the columns follow the dock's width

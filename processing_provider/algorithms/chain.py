@@ -54,7 +54,7 @@ class SuperResolveChain(StackSRAlgorithm):
         self.add_report(self.OUTPUT_REPORT, "Run report")
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.chain_job import run_chain  # torch is imported only when running
+        from ...core.jobs.chain_job import run_chain  # torch is imported only when running
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         unc = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context) or None

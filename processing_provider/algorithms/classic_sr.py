@@ -67,7 +67,7 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.sr_job import run_superresolve  # torch is imported only when running
+        from ...core.jobs.sr_job import run_superresolve  # torch is imported only when running
 
         sources = self.stack_sources(parameters, context)
         reference = self.optional_number(parameters, self.REFERENCE, context, legacy=-1)

@@ -87,7 +87,7 @@ class EstimateKernels(StackSRAlgorithm):
         return {}
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.kernel_job import run_estimate_kernels  # torch is imported only when running
+        from ...core.jobs.kernel_job import run_estimate_kernels  # torch is imported only when running
 
         crop = self.optional_number(parameters, self.CROP, context, legacy=-1)
         iterations = self.optional_number(parameters, self.ITERATIONS, context, legacy=0)

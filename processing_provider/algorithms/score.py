@@ -7,7 +7,7 @@ from qgis.core import (
 )
 
 from ...core import params as P
-from ...core.stack_io import FMASK_INVALID_VALUES
+from ...core.io.stack_io import FMASK_INVALID_VALUES
 from .base import StackSRAlgorithm
 
 
@@ -61,7 +61,7 @@ class ScoreAgainstReference(StackSRAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, label))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.score_job import run_score  # torch is imported only when running
+        from ...core.jobs.score_job import run_score  # torch is imported only when running
 
         sr = self.parameterAsRasterLayer(parameters, self.SR, context)
         ref = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)

@@ -92,8 +92,8 @@ class SuperResolveStack(StackSRAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.QUALITY, "Quality estimate (held-out validation)"))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.sr_job import run_superresolve  # torch is imported only when running
-        from ...core.validation import quality_line
+        from ...core.jobs.sr_job import run_superresolve  # torch is imported only when running
+        from ...core.jobs.validation import quality_line
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         unc = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context)

@@ -72,7 +72,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.STEPS_DONE, "Steps trained"))
 
     def run_job(self, parameters, context, feedback, monitor):
-        from ...core.train_job import run_train_self_supervised  # torch is imported only when running
+        from ...core.jobs.train_job import run_train_self_supervised  # torch is imported only when running
 
         output = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None

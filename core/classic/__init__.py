@@ -1,0 +1,1 @@
+"""Classic multi-frame super-resolution: registration, agreement weights, bicubic and IBP."""

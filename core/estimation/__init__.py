@@ -1,0 +1,1 @@
+"""Kernel estimation (DIP-FKP) and its calibration, on registered stacks."""

@@ -1,0 +1,171 @@
+"""The candidate methods of ``auto`` as functions of one window, and the choice among them by held-out
+validation (:mod:`validation`).
+
+Each candidate runs on the window exactly as the job would run it on the raster: the same registration
+shifts, the same PSF or kernel bank, IBP's iteration count and robust fusion, the same model and TTF
+settings. The window's own statistics stand in for the whole raster's (validation compares methods on the
+same window, so they share any difference).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+
+from ..classic.agreement import agreement_weights
+from ..classic.baselines import IBP_CANDIDATES, ibp, mean_bicubic, reference_bicubic
+from .validation import REFERENCE_BASELINE, ValidationResult, validate, validate_one_scale_down
+
+Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+VALIDATION_WINDOW = 128  # input px: validation runs every candidate once on a window this size at most
+
+
+@dataclass
+class Setup:
+    """What the candidates share: the scale, the reference, the registration (LR px, ``(T, 2)``, None
+    without), the PSF of the classic methods (``(K, K)`` or one per frame), IBP's iteration count and
+    whether it weighs dates by agreement, and the learned path (a network and, for TTF, the kernel prior)."""
+
+    scale: int
+    ref: int
+    shifts: torch.Tensor | None
+    psf: torch.Tensor
+    ibp_iterations: int
+    robust: bool = True
+    bank: torch.Tensor | None = None  # per-frame estimated kernels: adds "ibp-bank"
+    net: object = None
+    flow: object = None
+    ttf: object = None  # ttf.TTFConfig
+    monitor: object = None  # progress.Monitor: every candidate honours cancel (TTF and IBP run long on a big window)
+
+
+def runners(setup: Setup) -> dict[str, Runner]:
+    """Name -> function ``(frames (T, h, w), valid) -> HR (s*h, s*w)``, in the order they are tried."""
+    s, ref, shifts = setup.scale, setup.ref, setup.shifts
+
+    def weights_of(frames, valid):
+        if not setup.robust or shifts is None or frames.shape[0] < 2:
+            return None
+        mean = float(frames[ref][valid[ref]].mean()) if valid[ref].any() else float(frames[valid].mean())
+        return agreement_weights(frames, valid, ref, shifts, mean)[0]
+
+    mon = setup.monitor
+
+    def ibp_with(kernels):
+        return lambda f, v: ibp(f, v, s, shifts, kernels, setup.ibp_iterations, monitor=mon, weights=weights_of(f, v))
+
+    out: dict[str, Runner] = {
+        REFERENCE_BASELINE: lambda f, v: reference_bicubic(f, v, ref, s),
+        "bicubic": lambda f, v: mean_bicubic(f, v, s, shifts),
+        "ibp": ibp_with(setup.psf),
+    }
+    if setup.bank is not None:
+        out["ibp-bank"] = ibp_with(setup.bank)
+    if setup.net is not None:
+        from ..learned.inference import predict
+        from ..learned.ttf import test_time_finetune
+
+        def learned(f, v):
+            net = setup.net
+            if setup.flow is not None:
+                net = test_time_finetune(net, setup.flow, f, v, ref, setup.ttf, monitor=mon)[0]
+            return predict(net, f, v, reference=ref, monitor=mon)[0]
+
+        out["piunet+ttf" if setup.flow is not None else "piunet"] = learned
+    return out
+
+
+def choose_method(setup: Setup, frames: torch.Tensor, valid: torch.Tensor, kernels: torch.Tensor,
+                  weights: torch.Tensor | None = None, only: tuple[str, ...] | None = None,
+                  check: Callable[[], None] | None = None) -> ValidationResult:
+    """Validate the candidates (all, or ``only`` these plus the reference baseline) on ``frames`` ``(T, h, w)``
+    and rank them; ``kernels`` degrade the output to each frame (the PSF or the bank), ``weights`` keep changed
+    land out of the error (robust fusion's).
+
+    All candidates (``auto``): the classic ones on held-out pixels; the learned path, which held-out pixels of
+    other dates cannot judge (:mod:`validation`), one scale down against IBP and the reference alone
+    (:func:`validation.validate_one_scale_down`; its TTF then runs on a coarse stack of 1/scale^2 the pixels)."""
+    cands = runners(setup)
+    if only is not None:
+        cands = {k: v for k, v in cands.items() if k in only or k == REFERENCE_BASELINE}
+        return validate(cands, frames, valid, setup.ref, setup.scale, setup.shifts, kernels, weights, check=check)
+    name = next((m for m in cands if m.startswith("piunet")), None)
+    if name is not None:
+        del cands[name]
+    result = validate(cands, frames, valid, setup.ref, setup.scale, setup.shifts, kernels, weights, check=check)
+    if name is None or not result.frames_scored:
+        return result
+    coarse = replace(setup, shifts=None if setup.shifts is None else setup.shifts / setup.scale, bank=None)
+    cands = {m: f for m, f in runners(coarse).items() if m in (REFERENCE_BASELINE, name)}
+    # IBP at each count: one scale down the target is known, so IBP competes at its best count there (held-out
+    # pixels of other dates choose few iterations, and IBP with few iterations is far from its best one scale down)
+    cands.update({f"ibp@{k}": runners(replace(coarse, ibp_iterations=k))["ibp"] for k in IBP_CANDIDATES})
+    scores = validate_one_scale_down(cands, frames, valid, setup.ref, setup.scale, setup.psf, check=check)
+    if not scores:
+        result.notes.append(f"{name} not validated: the window is too small to be degraded once more")
+        return result
+    best = min((s for s in scores if s.method.startswith("ibp@")), key=lambda s: s.rmse)
+    result.notes.append(f"one scale down IBP is scored at its best iteration count, {best.method[4:]}")
+    best.method = "ibp"
+    result.coarse = [s for s in scores if not s.method.startswith("ibp@")]
+    return result
+
+
+def central_window(shape: tuple[int, int], size: int = VALIDATION_WINDOW) -> tuple[slice, slice]:
+    """The central ``size`` x ``size`` (at most) part of an ``(h, w)`` window."""
+    h, w = shape
+    r0, c0 = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    return slice(r0, r0 + min(size, h)), slice(c0, c0 + min(size, w))
+
+
+PREFERRED = ("ibp", "ibp-bank")  # the classic family that measured best on all three kinds of stack (BENCHMARKS.md)
+LEARNED_MARGIN_DB = 0.5  # one scale down, the learned path must beat IBP by this much (that validation flatters IBP)
+
+
+def pick(result: ValidationResult | None) -> str:
+    """The method ``auto`` uses, from the validation of every candidate (:func:`choose_method`).
+
+    Held-out pixels are other dates' pixels, so that validation also rewards a method for looking like the
+    other dates; on stacks of one date's frames it ranks the methods as the truth does, on real dates and
+    sensors it often ranks the reference date upsampled alone or the mean of dates first where the truth does
+    not (BENCHMARKS.md, *held-out validation*). It decides therefore within what it can judge: IBP with the
+    default PSF or with the kernel bank, whichever predicts better. The learned path is taken when, one scale
+    down, it beats IBP by :data:`LEARNED_MARGIN_DB`. With nothing to validate (one image used), IBP: on one
+    image it deconvolves the default PSF (above bicubic on every single-image stack of the benchmarks)."""
+    if result is None or not result.frames_scored:
+        return "ibp"
+    classic = min((s for s in result.scores if s.method in PREFERRED), key=lambda s: s.rmse, default=None)
+    if classic is None:
+        return result.best.method
+    ahead = _learned_ahead(result)
+    if ahead is not None and ahead[1] >= LEARNED_MARGIN_DB:
+        return ahead[0]
+    return classic.method
+
+
+def _learned_ahead(result: ValidationResult) -> tuple[str, float] | None:
+    """(the learned candidate, its gain over IBP one scale down in dB), None when it was not validated."""
+    ibp = result.coarse_score("ibp")
+    learned = next((s for s in result.coarse if s.method.startswith("piunet")), None)
+    if ibp is None or learned is None or not 0 < learned.rmse < float("inf"):
+        return None
+    return learned.method, 20 * math.log10(ibp.rmse / learned.rmse)
+
+
+def reason(result: ValidationResult | None, chosen: str) -> str:
+    """Why ``auto`` took ``chosen`` (:func:`pick`), in words for the log and the report."""
+    if result is None or not result.frames_scored:
+        return "only the reference image is used: nothing to validate, and IBP deconvolves it"
+    ahead = _learned_ahead(result)
+    if chosen.startswith("piunet") and ahead is not None:
+        return (f"one scale down (the stack degraded once more and super-resolved back to its own size) it is "
+                f"{ahead[1]:.2f} dB closer to the reference image than IBP (at least {LEARNED_MARGIN_DB:g} dB needed)")
+    text = "IBP" + (" with the estimated kernels" if chosen == "ibp-bank" else "") + ", the best classic method " \
+        "on held-out pixels"
+    if ahead is not None:
+        text += (f"; one scale down {ahead[0]} is {ahead[1]:+.2f} dB against IBP, less than the "
+                 f"{LEARNED_MARGIN_DB:g} dB that would make it the choice")
+    return text

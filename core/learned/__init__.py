@@ -1,0 +1,1 @@
+"""The network (PIUNet), its training, model files, inference and test-time finetuning."""
