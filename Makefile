@@ -66,4 +66,4 @@ help-pages: deps
 
 # the screenshots in docs/ (every dialog, the Kernel viewer, the three reports of `make demo`), under a virtual display
 screenshots: demo
-	xvfb-run -a $(PYTHON_SYSTEM) scripts/screenshots.py $(DEMO_OUT) docs
+	xvfb-run -a $(PY) scripts/screenshots.py $(DEMO_OUT) docs

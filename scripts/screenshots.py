@@ -1,4 +1,6 @@
-"""Screenshots for docs/: every algorithm dialog, the Kernel viewer and the three run reports.
+"""Screenshots for docs/: every algorithm dialog, the Kernel viewer, the three run reports, the shipped model in the
+Modeler, and the map as a run leaves it (layers panel beside it): a result on top of its inputs, the kernel
+footprints.
 
 Run by `make screenshots` after `make demo` (it shows the demo's real outputs): QGIS's Python with a
 virtual display (xvfb-run), the plugin from this checkout, the sample images loaded as layers.
@@ -69,6 +71,95 @@ def viewer(out: str, bank: str) -> str:
     return path
 
 
+def modeler(out: str) -> str:
+    """The shipped model in the Graphical Modeler's own scene."""
+    from qgis.core import QgsProcessingContext, QgsProcessingModelAlgorithm
+    from qgis.gui import QgsModelGraphicsScene
+    from qgis.PyQt.QtCore import QRectF
+    from qgis.PyQt.QtGui import QColor, QImage, QPainter
+
+    model = QgsProcessingModelAlgorithm()
+    model.fromFile(os.path.join(ROOT, "examples", "stacksr_chain.model3"))
+    scene = QgsModelGraphicsScene()
+    scene.setModel(model)
+    scene.createItems(model, QgsProcessingContext())
+    rect = scene.itemsBoundingRect().adjusted(-20, -20, 20, 20)
+    image = QImage(int(rect.width()), int(rect.height()), QImage.Format.Format_ARGB32)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    scene.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
+    painter.end()
+    path = os.path.join(out, "modeler_stacksr_chain.png")
+    image.save(path)
+    return path
+
+
+def map_views(out: str, images: list[str]) -> list[str]:
+    """Kernel estimation and super-resolution run as in the toolbox (their layers loaded and styled by the
+    plugin's own post-processors), then the layers panel and the map: the stack's extent with the result on top
+    of its inputs, and the kernel footprints at the stack's centre."""
+    import processing
+    from qgis.core import QgsMapRendererParallelJob, QgsMapSettings
+    from qgis.gui import QgsLayerTreeView
+    from qgis.core import QgsLayerTreeModel
+    from qgis.PyQt.QtGui import QColor, QImage, QPainter
+
+    project = QgsProject.instance()
+    project.clear()
+    inputs = [QgsRasterLayer(p, os.path.splitext(os.path.basename(p))[0]) for p in images]
+    project.addMapLayers(inputs)
+    tmp = os.path.join(out, ".map_tmp")
+    os.makedirs(tmp, exist_ok=True)
+    processing.runAndLoadResults("stacksr:estimatekernels", {
+        "LAYERS": images, "SCALE": 3, "MODE": 1, "ITERATIONS": 60, "OUTPUT_BANK": os.path.join(tmp, "bank.npz"),
+        "OUTPUT_LAYERS": os.path.join(tmp, "kernels")})
+    processing.runAndLoadResults("stacksr:superresolve", {
+        "LAYERS": images, "SCALE": 3, "OUTPUT": os.path.join(tmp, "sr.tif")})
+    root = project.layerTreeRoot()
+    model = QgsLayerTreeModel(root)  # kept: the view does not own it
+    model.setFlag(QgsLayerTreeModel.Flag.ShowLegend, False)  # the layers' order, compact
+    view = QgsLayerTreeView()
+    view.setModel(model)
+    view.expandAll()
+    view.resize(360, 560)
+    view.show()
+    settle()
+    tree = view.grab()
+    written = []
+    visible = [lyr for lyr in root.layerOrder() if root.findLayer(lyr.id()).isVisible()]
+    kernels = root.findGroup("Kernels")
+    for name, extent, layers in (
+            ("map_result_on_inputs.png", inputs[0].extent(), visible),
+            # the results unticked, as a user looking at the kernels would have them
+            ("map_kernel_footprints.png", kernels.findLayers()[0].layer().extent(),
+             [lyr for lyr in visible if kernels.findLayer(lyr.id()) is not None or lyr in inputs])):
+        settings = QgsMapSettings()
+        settings.setLayers(layers)
+        settings.setDestinationCrs(inputs[0].crs())
+        settings.setOutputSize(QSize(560, 560))
+        settings.setExtent(extent.buffered(extent.width() * 0.15))
+        settings.setBackgroundColor(QColor("white"))
+        job = QgsMapRendererParallelJob(settings)
+        job.start()
+        job.waitForFinished()
+        canvas = job.renderedImage()
+        image = QImage(tree.width() + canvas.width(), max(tree.height(), canvas.height()), QImage.Format.Format_RGB32)
+        image.fill(QColor("white"))
+        painter = QPainter(image)
+        painter.drawPixmap(0, 0, tree)
+        painter.drawImage(tree.width(), 0, canvas)
+        painter.end()
+        path = os.path.join(out, name)
+        image.save(path)
+        written.append(path)
+    project.clear()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    return written
+
+
 def reports(out: str, demo: str) -> list[str]:
     from qgis.PyQt.QtGui import QImage, QPainter
     from qgis.PyQt.QtWebKitWidgets import QWebPage
@@ -106,7 +197,8 @@ def main() -> None:
     provider = StackSRProvider()  # kept: the registry does not own a Python provider
     QgsApplication.processingRegistry().addProvider(provider)
     images = sorted(glob.glob(os.path.join(ROOT, "sample_data", "landsat7_b4", "*_b4.tif")))
-    written = dialogs(out, images) + [viewer(out, os.path.join(demo, "kernels.npz"))] + reports(out, demo)
+    written = dialogs(out, images) + [viewer(out, os.path.join(demo, "kernels.npz"))] + reports(out, demo) \
+        + [modeler(out)] + map_views(out, images)
     for path in written:
         print("wrote", os.path.relpath(path, ROOT))
     os._exit(0)  # QGIS's exit can crash after Processing dialogs; everything is written

@@ -118,7 +118,7 @@ def test_every_algorithm_opens_its_own_shipped_help_page_and_it_is_up_to_date(qg
         assert all(f"<code>{p.name()}</code>" in pages[f"{alg.name()}.html"] for p in alg.parameterDefinitions())
 
 
-def test_readme_shows_a_screenshot_of_every_dialog_the_viewer_and_every_report(qgis_app):
+def test_readme_shows_a_screenshot_of_every_dialog_the_viewer_every_report_the_modeler_and_the_map(qgis_app):
     import re
 
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
@@ -126,6 +126,7 @@ def test_readme_shows_a_screenshot_of_every_dialog_the_viewer_and_every_report(q
     from qgis.core import QgsApplication
 
     expected = {f"dialog_{alg.name()}.png" for alg in QgsApplication.processingRegistry().providerById("stacksr").algorithms()} | {
-        "kernel_viewer.png", "report_kernels.png", "report_training.png", "report_superresolution.png"}
+        "kernel_viewer.png", "report_kernels.png", "report_training.png", "report_superresolution.png",
+        "modeler_stacksr_chain.png", "map_result_on_inputs.png", "map_kernel_footprints.png"}
     assert expected <= linked, expected - linked
     assert all(os.path.getsize(os.path.join(ROOT, "docs", name)) > 10_000 for name in linked)
