@@ -215,3 +215,30 @@ def test_the_reference_list_of_a_multiband_raster_offers_only_the_bands_picked(q
         assert wrappers["REFERENCE"].parameterValue() == 1
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_the_steps_connect_each_dialog_offers_the_files_the_earlier_steps_wrote(qgis_app, processing, sample_images,
+                                                                                 tmp_path):
+    """The kernel bank and the model went to temporary files and the next step offered a plain file picker, so users
+    copied /tmp/processing_... paths out of the log. The next step's dialog now offers them, the newest first; empty
+    keeps its meaning (estimate first, the shipped model); scripts and qgis_process are untouched."""
+    from stacksr.processing_provider import recent_outputs
+
+    recent_outputs._recent.clear()
+    _, wrappers, _ = _dialog_wrappers("stacksr:trainselfsupervised")
+    assert wrappers["KERNEL_BANK"].parameterValue() is None  # nothing written yet: estimate first
+    bank = processing.run("stacksr:estimatekernels", {"LAYERS": sample_images[:3], "SCALE": 3, "ITERATIONS": 5,
+                                                      "OUTPUT_BANK": "TEMPORARY_OUTPUT"})["OUTPUT_BANK"]
+    for alg_id in ("stacksr:trainselfsupervised", "stacksr:superresolveclassic"):
+        _, wrappers, context = _dialog_wrappers(alg_id)
+        assert wrappers["KERNEL_BANK"].parameterValue() == os.path.abspath(bank), alg_id
+        wrappers["KERNEL_BANK"].setParameterValue("", context)  # the user clears it: the parameter's own meaning
+        assert wrappers["KERNEL_BANK"].parameterValue() is None
+    model = str(tmp_path / "model.pt")
+    processing.run("stacksr:trainselfsupervised", {"LAYERS": sample_images[:3], "KERNEL_BANK": bank, "STEPS": 1,
+                                                   "BATCH": 2, "OUTPUT_MODEL": model})
+    _, wrappers, context = _dialog_wrappers("stacksr:superresolve")
+    assert wrappers["MODEL"].parameterValue() == model
+    other = str(tmp_path / "typed.pt")
+    wrappers["MODEL"].setParameterValue(other, context)  # a path typed or browsed to
+    assert wrappers["MODEL"].parameterValue() == other

@@ -146,3 +146,74 @@ class ReferenceChoiceWrapper(WidgetWrapper, _NumberFallback):
         if isinstance(self.widget, QComboBox):
             return self.widget.currentData() if self._pending is None else self._pending
         return _as_int(self.widget.text())
+
+
+class EarlierOutputWrapper(WidgetWrapper):
+    """A file input the standard dialog fills from the files earlier StackSR runs of this session wrote (the
+    kernel bank of step 1 for step 2, the model of step 2 for step 3; newest first), still editable and with a
+    file browser; empty keeps the parameter's own meaning. Elsewhere (batch, modeler) a plain file picker. The
+    value is the path, or None."""
+
+    def createWidget(self):  # noqa: N802
+        from qgis.gui import QgsFileWidget
+        from qgis.PyQt.QtWidgets import QHBoxLayout, QToolButton, QWidget
+
+        from ..processing_provider.recent_outputs import recent
+
+        ext = self.parameterDefinition().extension()
+        self._filter = f"{ext.upper()} files (*.{ext});;All files (*)" if ext else "All files (*)"
+        if self.dialogType != DIALOG_STANDARD:
+            picker = QgsFileWidget()
+            picker.setFilter(self._filter)
+            picker.fileChanged.connect(lambda *_: self.widgetValueHasChanged.emit(self))
+            return picker
+        self.combo = QComboBox()
+        self.combo.setEditable(True)
+        self.combo.addItem("", None)
+        for path in recent(self.parameterDefinition().metadata().get("stacksr_recent", "")):
+            self.combo.addItem(f"{os.path.basename(path)}  ({os.path.dirname(path)})", path)
+        self.combo.lineEdit().setPlaceholderText("empty: " + self.parameterDefinition().description().split("empty: ")[-1]
+                                                 .rstrip(")") if "empty: " in self.parameterDefinition().description()
+                                                 else "")
+        if self.combo.count() > 1:
+            self.combo.setCurrentIndex(1)  # the newest: what a user running the steps in order wants
+        self.combo.currentIndexChanged.connect(lambda *_: self.widgetValueHasChanged.emit(self))
+        self.combo.editTextChanged.connect(lambda *_: self.widgetValueHasChanged.emit(self))
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Select file")
+        browse.clicked.connect(self._browse)
+        box = QWidget()
+        layout = QHBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo)
+        layout.addWidget(browse)
+        return box
+
+    def _browse(self) -> None:
+        from qgis.PyQt.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.widget, "Select file", os.path.dirname(self.value() or ""),
+                                              self._filter)
+        if path:
+            self.setValue(path)
+
+    def setValue(self, value):  # noqa: N802
+        value = _static(value)
+        text = "" if value in (None, "") else str(value)
+        if self.dialogType != DIALOG_STANDARD:
+            self.widget.setFilePath(text)
+            return
+        index = self.combo.findData(os.path.abspath(text)) if text else 0
+        if index >= 0:
+            self.combo.setCurrentIndex(index)
+        else:
+            self.combo.setEditText(text)
+
+    def value(self):
+        if self.dialogType != DIALOG_STANDARD:
+            return self.widget.filePath() or None
+        index = self.combo.currentIndex()
+        if index >= 0 and self.combo.itemText(index) == self.combo.currentText():
+            return self.combo.itemData(index)
+        return self.combo.currentText().strip() or None

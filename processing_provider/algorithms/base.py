@@ -4,7 +4,7 @@ import os
 from qgis.core import (
     QgsApplication, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBand,
     QgsProcessingOutputFile, QgsProcessingParameterBoolean, QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum, QgsProcessingParameterFileDestination,
+    QgsProcessingParameterEnum, QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
 )
@@ -183,6 +183,13 @@ class StackSRAlgorithm(QgsProcessingAlgorithm):
         reference = self.number(self.REFERENCE, "Reference date: the date the result shows (empty: the clearest image, of equally clear ones the most typical)", P.REFERENCE, legacy=legacy)
         reference.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.ReferenceChoiceWrapper"}})
         self.add(reference, optional=True)
+
+    def add_earlier_output(self, name: str, description: str, extension: str, kind: str, advanced: bool = False) -> None:
+        """An optional file input that the standard dialog fills from the files of ``kind``
+        (:mod:`recent_outputs`) earlier steps of this session wrote; scripts, batch and models pass paths."""
+        param = QgsProcessingParameterFile(name, description, extension=extension, optional=True)
+        param.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.EarlierOutputWrapper"}, "stacksr_recent": kind})
+        self.add(param, advanced=advanced)
 
     def add_device_parameter(self) -> None:
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES),
