@@ -6,7 +6,7 @@ Nothing touches ``iface`` before ``initGui``, so headless ``qgis_process`` works
 import importlib.util
 import os
 
-from qgis.core import QgsApplication, QgsProject
+from qgis.core import Qgis, QgsApplication, QgsProject
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton
@@ -16,6 +16,7 @@ from .processing_provider.provider import StackSRProvider
 
 MENU = "&StackSR"
 EDIT_MODEL = "Edit the example model in the Graphical Modeler..."
+SHOW_IN_VIEWER = "Show in the Kernel viewer"
 
 
 class StackSRPlugin:
@@ -59,6 +60,24 @@ class StackSRPlugin:
             self.viewer.resize(760, 600)
         self.viewer.show()
         self.viewer.raise_()
+
+    def offer_kernel_viewer(self, bank: str, title: str) -> None:
+        """A bank just estimated: into the Kernel viewer when it is open, else a message with a button that opens it."""
+        if self.viewer is not None and self.viewer.isVisible():
+            self.viewer.load_bank(bank, title)
+            return
+        bar = self.iface.messageBar()
+        item = bar.createMessage("StackSR", f"{title[:1].upper()}{title[1:]} estimated.")
+        button = QPushButton(SHOW_IN_VIEWER)
+
+        def show():
+            self.show_kernel_viewer()
+            self.viewer.load_bank(bank, title)
+            bar.popWidget(item)
+
+        button.clicked.connect(show)
+        item.layout().addWidget(button)
+        bar.pushWidget(item, Qgis.MessageLevel.Info, 30)
 
     def select_kernel_layer(self, image: str, bank: str) -> bool:
         """Make the kernel layer of ``image`` (from ``bank``, when known) the active layer: selected in the

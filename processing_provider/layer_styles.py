@@ -48,10 +48,11 @@ def move_into_group(layer, context, *path: str, run: str = "", rank: int | None 
     while layer.name() in taken:
         layer.setName(f"{base} ({number})")
         number += 1
-    if rank is None:
-        if node.parent() is not group:
+    if rank is None:  # appended (the desktop may have added it inside the group already, at its top)
+        if node.parent() is not group or group.children()[-1] is not node:
+            parent = node.parent()
             group.addChildNode(node.clone())
-            node.parent().removeChildNode(node)
+            parent.removeChildNode(node)
         return
     layer.setCustomProperty(RUN, run)
     layer.setCustomProperty(RANK, int(rank))
@@ -173,6 +174,21 @@ class KernelLayerStyler(_KeptAlive):
             node = context.project().layerTreeRoot().findLayer(layer.id())
             if node is not None and node.parent().children()[0] is not node:
                 node.setItemVisibilityChecked(False)
+                _collapse(context.project(), layer.id())
+
+
+def _collapse(project, layer_id: str) -> None:
+    """One legend per kernel run, not one per kernel (they share the run's colour scale): the layer's node collapsed
+    now and once more after the events in flight (the desktop's layers panel expands a node it has just shown)."""
+    from qgis.PyQt.QtCore import QTimer
+
+    def collapse():
+        node = project.layerTreeRoot().findLayer(layer_id)
+        if node is not None:
+            node.setExpanded(False)
+
+    collapse()
+    QTimer.singleShot(0, collapse)
 
 
 class TTFKernelLayerStyler(KernelLayerStyler):

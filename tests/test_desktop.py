@@ -37,8 +37,18 @@ try:
         import processing
         params = json.loads(os.environ["STACKSR_TEST_RUN"])
         res = processing.runAndLoadResults("stacksr:estimatekernels", params)
+        # the viewer does not cover the map by itself: the message bar offers it
+        out["viewer_uninvited"] = p.viewer is not None and p.viewer.isVisible()
+        from qgis.PyQt.QtWidgets import QPushButton
+        offer = [b for b in iface.messageBar().currentItem().findChildren(QPushButton)
+                 if b.text() == "Show in the Kernel viewer"]
+        out["viewer_offered"] = len(offer)
+        offer[0].click()
         group = QgsProject.instance().layerTreeRoot().findGroup("Kernels")
         out["kernel_layers_in_group"] = len(group.findLayers()) if group else 0
+        QgsApplication.processEvents()
+        out["kernel_legends_shown"] = sum(n.isExpanded() for n in group.findLayers()) if group else 0
+        out["kernel_nodes"] = [(n.name(), n.isExpanded(), n.isVisible()) for n in group.findLayers()] if group else []
         out["kernel_run_groups"] = [g.name() for g in group.children()] if group else []
         # the viewer opened on the new bank by itself
         out["viewer_cells"] = p.viewer.cell_count() if p.viewer is not None and p.viewer.isVisible() else 0
@@ -126,6 +136,11 @@ def test_desktop_qgis_shows_menu_kernel_layers_viewer_and_map(tmp_path, sample_i
     from osgeo import gdal
 
     assert seen["kernel_layers_in_group"] == 4 and seen["viewer_cells"] == 4
+    assert not seen["viewer_uninvited"] and seen["viewer_offered"] == 1 and seen["kernel_legends_shown"] == 1, seen["kernel_nodes"]
+    # in the desktop too (its layers panel inserts new layers at its insertion point): the run's kernels in image
+    # order, only the first shown and with a legend
+    assert [n[0][:10] for n in seen["kernel_nodes"]] == [f"kernel_00{i}" for i in range(4)], seen["kernel_nodes"]
+    assert [n[2] for n in seen["kernel_nodes"]] == [True, False, False, False]
     assert len(seen["kernel_run_groups"]) == 1 and "4 images, x3" in seen["kernel_run_groups"][0]
     # every kernel cell lies whole inside the viewer at its default size, and its picture is drawn there
     shot = gdal.Open(str(tmp_path / "viewer.png")).ReadAsArray().astype(float)

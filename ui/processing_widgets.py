@@ -12,6 +12,7 @@ import os
 
 from processing.gui.wrappers import DIALOG_STANDARD, WidgetWrapper
 from qgis.core import QgsProcessingModelChildParameterSource, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QComboBox, QLineEdit
 
 from ..core.convention import SUPPORTED_SCALES
@@ -169,9 +170,13 @@ class EarlierOutputWrapper(WidgetWrapper):
             return picker
         self.combo = QComboBox()
         self.combo.setEditable(True)
+        # long temporary paths must not widen the dialog beyond QGIS's own size (pickers behind a scrollbar)
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(20)
         self.combo.addItem("", None)
         for path in recent(self.parameterDefinition().metadata().get("stacksr_recent", "")):
-            self.combo.addItem(f"{os.path.basename(path)}  ({os.path.dirname(path)})", path)
+            self.combo.addItem(path, path)
+            self.combo.setItemData(self.combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
         self.combo.lineEdit().setPlaceholderText("empty: " + self.parameterDefinition().description().split("empty: ")[-1]
                                                  .rstrip(")") if "empty: " in self.parameterDefinition().description()
                                                  else "")

@@ -77,14 +77,15 @@ class EstimateKernels(StackSRAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.SECONDS, "Estimation time (s)"))
 
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802 - main thread, after the run
-        """In the QGIS desktop, show the bank just estimated in the Kernel viewer (it is often a temporary file)."""
+        """In the QGIS desktop, the bank just estimated (often a temporary file) goes to the Kernel viewer if it is
+        open, else the message bar offers it there (opening by itself, the viewer covered the map and the toolbox
+        after every run)."""
         from qgis.utils import iface, plugins
 
         plugin = plugins.get("stacksr") if iface is not None else None
         if plugin is not None and getattr(self, "_bank", None):
-            plugin.show_kernel_viewer()
             run = getattr(self, "_run", "")
-            plugin.viewer.load_bank(self._bank, f"kernels of {run}" if run else "")
+            plugin.offer_kernel_viewer(self._bank, f"kernels of {run}" if run else "kernels")
         return {}
 
     def run_job(self, parameters, context, feedback, monitor):
