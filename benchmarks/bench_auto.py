@@ -24,10 +24,8 @@ import time
 
 import torch
 
-from common import (DATA_RANGE, S2_DATA_RANGE, SensorStack, deimos_stacks, kept_frames, l8_stacks, romania_x2_stacks,
+from common import (DATA_RANGE, S2_DATA_RANGE, SensorStack, as_the_job_sets_up, deimos_stacks, l8_stacks, romania_x2_stacks,
                     s2_stacks, save)
-from stacksr.core.classic.agreement import agreement_weights
-from stacksr.core.classic.baselines import choose_ibp_iterations, default_psf
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, central_window, choose_method, pick, runners
 from stacksr.core.metrics import cpsnr, flat_texture_ratio
@@ -73,11 +71,8 @@ def main() -> None:
         for name, st in load_kind(kind):
             t0 = time.perf_counter()
             s = st.scale
-            lr, valid, shifts = kept_frames(st.lr, st.valid)
-            psf = default_psf(s)
-            means = torch.stack([f[v].mean() if v.any() else f.mean() for f, v in zip(lr, valid)])
-            weights = agreement_weights(lr, valid, 0, shifts, float(means[0]))[0] if lr.shape[0] > 1 else None
-            iters = choose_ibp_iterations(lr, valid, s, shifts, psf, means, weights)[0]
+            job = as_the_job_sets_up(st.lr, st.valid, s)
+            lr, valid, shifts, psf, weights, iters = job.lr, job.valid, job.shifts, job.psf, job.weights, job.iterations
             model = None if args.model == "none" else base_model_path(s) if args.model == "base" else \
                 args.model if torch.load(args.model, weights_only=True)["scale"] == s else base_model_path(s)
             net = load_model(model, s)[0] if model else None

@@ -252,3 +252,29 @@ def romania_x2_stacks(count: int = 5, frames: int = 7, selection: bool = False) 
             out.append((f"romania_{dates[t]:%Y-%m-%d}_{name}",
                         SensorStack(hr, lr, valid, 2, ROMANIA_DATA_RANGE, False)))
     return out
+
+
+@dataclass
+class JobSetup:
+    """What the super-resolution job sets up before running a method on a stack: the frames it keeps and their
+    shifts, the default PSF, robust fusion's weights (None for one frame) and IBP's held-out iteration count."""
+
+    lr: torch.Tensor
+    valid: torch.Tensor
+    shifts: torch.Tensor
+    psf: torch.Tensor
+    weights: torch.Tensor | None
+    iterations: int
+
+
+def as_the_job_sets_up(lr: torch.Tensor, valid: torch.Tensor, scale: int) -> JobSetup:
+    """:class:`JobSetup` of a stack ``(T, h, w)`` (frame 0 the reference), as the job sets it up by default."""
+    from stacksr.core.classic.agreement import agreement_weights
+    from stacksr.core.classic.baselines import choose_ibp_iterations, default_psf
+
+    lr, valid, shifts = kept_frames(lr, valid)
+    psf = default_psf(scale)
+    means = torch.stack([f[v].mean() if v.any() else f.mean() for f, v in zip(lr, valid)])
+    weights = agreement_weights(lr, valid, 0, shifts, float(means[0]))[0] if lr.shape[0] > 1 else None
+    return JobSetup(lr, valid, shifts, psf, weights, choose_ibp_iterations(lr, valid, scale, shifts, psf, means, weights)[0])
+

@@ -11,12 +11,9 @@ import statistics
 import time
 from dataclasses import replace
 
-import torch
-
 from bench_auto import group, load_kind
-from common import kept_frames, save
-from stacksr.core.classic.agreement import agreement_weights
-from stacksr.core.classic.baselines import IBP_CANDIDATES, choose_ibp_iterations, default_psf
+from common import as_the_job_sets_up, save
+from stacksr.core.classic.baselines import IBP_CANDIDATES
 from stacksr.core.jobs.method_choice import Setup, central_window, runners
 from stacksr.core.metrics import cpsnr
 from stacksr.core.jobs.validation import REFERENCE_BASELINE, validate_one_scale_down
@@ -27,13 +24,10 @@ def main() -> None:
     for kind in ("static", "realdates", "realsensor"):
         for name, st in load_kind(kind):
             s = st.scale
-            lr, valid, shifts = kept_frames(st.lr, st.valid)
-            if lr.shape[0] < 2:
+            job = as_the_job_sets_up(st.lr, st.valid, s)
+            if job.lr.shape[0] < 2:
                 continue
-            psf = default_psf(s)
-            means = torch.stack([f[v].mean() if v.any() else f.mean() for f, v in zip(lr, valid)])
-            weights = agreement_weights(lr, valid, 0, shifts, float(means[0]))[0]
-            heldout = choose_ibp_iterations(lr, valid, s, shifts, psf, means, weights)[0]
+            lr, valid, shifts, psf, heldout = job.lr, job.valid, job.shifts, job.psf, job.iterations
             win = central_window(tuple(lr.shape[-2:]))
             coarse = Setup(s, 0, shifts / s, psf, heldout)
             cands = {REFERENCE_BASELINE: runners(coarse)[REFERENCE_BASELINE]}

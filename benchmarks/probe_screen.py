@@ -8,12 +8,8 @@ import json
 import math
 import time
 
-import torch
-
 from bench_auto import load_kind
-from common import kept_frames, save
-from stacksr.core.classic.agreement import agreement_weights
-from stacksr.core.classic.baselines import choose_ibp_iterations, default_psf
+from common import as_the_job_sets_up, save
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, runners
 from stacksr.core.learned.model_files import base_model_path, load_model
@@ -26,13 +22,10 @@ def main() -> None:
     for kind in ("static", "realdates", "realsensor"):
         for name, st in load_kind(kind):
             s = st.scale
-            lr, valid, shifts = kept_frames(st.lr, st.valid)
-            if lr.shape[0] < 2:
+            job = as_the_job_sets_up(st.lr, st.valid, s)
+            if job.lr.shape[0] < 2:
                 continue
-            psf = default_psf(s)
-            means = torch.stack([f[v].mean() if v.any() else f.mean() for f, v in zip(lr, valid)])
-            weights = agreement_weights(lr, valid, 0, shifts, float(means[0]))[0]
-            iters = choose_ibp_iterations(lr, valid, s, shifts, psf, means, weights)[0]
+            lr, valid, shifts, psf, weights, iters = job.lr, job.valid, job.shifts, job.psf, job.weights, job.iterations
             net = load_model(base_model_path(s), s)[0]
             flow = load_fkp(default_fkp_path(s), s)
             tuned = runners(Setup(s, 0, shifts, psf, iters, True, None, net, flow, TTFConfig()))

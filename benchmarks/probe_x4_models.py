@@ -10,9 +10,7 @@ import time
 
 import torch
 
-from common import DATA_RANGE, S2_DATA_RANGE, kept_frames, l8_stacks, s2_stacks, save
-from stacksr.core.classic.agreement import agreement_weights
-from stacksr.core.classic.baselines import choose_ibp_iterations, default_psf
+from common import DATA_RANGE, S2_DATA_RANGE, as_the_job_sets_up, l8_stacks, s2_stacks, save
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, runners
 from stacksr.core.metrics import cpsnr
@@ -29,11 +27,8 @@ def main() -> None:
     rows = []
     for kind, (stacks, data_range) in kinds.items():
         for name, hr, lr_all, valid_all in stacks:
-            lr, valid, shifts = kept_frames(lr_all, valid_all)
-            psf = default_psf(4)
-            means = torch.stack([f[v].mean() if v.any() else f.mean() for f, v in zip(lr, valid)])
-            weights = agreement_weights(lr, valid, 0, shifts, float(means[0]))[0] if lr.shape[0] > 1 else None
-            iters = choose_ibp_iterations(lr, valid, 4, shifts, psf, means, weights)[0]
+            job = as_the_job_sets_up(lr_all, valid_all, 4)
+            lr, valid, shifts, psf, iters = job.lr, job.valid, job.shifts, job.psf, job.iterations
             truth = {}
             for label, path in [("ibp", None)] + [(m, m) for m in models]:
                 net = load_model(path, 4)[0] if path else None
