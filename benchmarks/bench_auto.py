@@ -44,6 +44,16 @@ def load_kind(kind: str) -> list[tuple[str, SensorStack]]:
     return deimos_stacks() + romania_x2_stacks()
 
 
+def stacks_as_the_job_sets_them_up(kinds=("static", "realdates", "realsensor"), min_frames: int = 1):
+    """(kind, name, stack, :class:`common.JobSetup`) of every benchmark stack of ``kinds`` that keeps at least
+    ``min_frames`` frames."""
+    for kind in kinds:
+        for name, st in load_kind(kind):
+            job = as_the_job_sets_up(st.lr, st.valid, st.scale)
+            if job.lr.shape[0] >= min_frames:
+                yield kind, name, st, job
+
+
 def spearman(a: list[float], b: list[float]) -> float:
     def ranks(x):
         order = sorted(range(len(x)), key=x.__getitem__)

@@ -8,8 +8,8 @@ import json
 import math
 import time
 
-from bench_auto import load_kind
-from common import as_the_job_sets_up, save
+from bench_auto import stacks_as_the_job_sets_them_up
+from common import save
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, runners
 from stacksr.core.learned.model_files import base_model_path, load_model
@@ -19,25 +19,21 @@ from stacksr.core.jobs.validation import REFERENCE_BASELINE, validate
 
 def main() -> None:
     rows = []
-    for kind in ("static", "realdates", "realsensor"):
-        for name, st in load_kind(kind):
-            s = st.scale
-            job = as_the_job_sets_up(st.lr, st.valid, s)
-            if job.lr.shape[0] < 2:
-                continue
-            lr, valid, shifts, psf, weights, iters = job.lr, job.valid, job.shifts, job.psf, job.weights, job.iterations
-            net = load_model(base_model_path(s), s)[0]
-            flow = load_fkp(default_fkp_path(s), s)
-            tuned = runners(Setup(s, 0, shifts, psf, iters, True, None, net, flow, TTFConfig()))
-            untuned = runners(Setup(s, 0, shifts, psf, iters, True, None, net, None, None))
-            cands = {REFERENCE_BASELINE: tuned[REFERENCE_BASELINE], "ibp": tuned["ibp"], "piunet": untuned["piunet"],
-                     "piunet+ttf": tuned["piunet+ttf"]}
-            res = validate(cands, lr, valid, 0, s, shifts, psf, weights)
-            db = {m: 20 * math.log10(res.score("ibp").rmse / res.score(m).rmse) for m in ("piunet", "piunet+ttf")}
-            rows.append({"kind": kind, "stack": name, "untuned_vs_ibp_db": db["piunet"],
-                         "ttf_vs_ibp_db": db["piunet+ttf"], "ttf_raise_db": db["piunet+ttf"] - db["piunet"],
-                         "seconds": {m: res.score(m).seconds for m in cands}})
-            print(json.dumps(rows[-1]), flush=True)
+    for kind, name, st, job in stacks_as_the_job_sets_them_up(min_frames=2):
+        s = st.scale
+        lr, valid, shifts, psf, weights, iters = job.lr, job.valid, job.shifts, job.psf, job.weights, job.iterations
+        net = load_model(base_model_path(s), s)[0]
+        flow = load_fkp(default_fkp_path(s), s)
+        tuned = runners(Setup(s, 0, shifts, psf, iters, True, None, net, flow, TTFConfig()))
+        untuned = runners(Setup(s, 0, shifts, psf, iters, True, None, net, None, None))
+        cands = {REFERENCE_BASELINE: tuned[REFERENCE_BASELINE], "ibp": tuned["ibp"], "piunet": untuned["piunet"],
+                 "piunet+ttf": tuned["piunet+ttf"]}
+        res = validate(cands, lr, valid, 0, s, shifts, psf, weights)
+        db = {m: 20 * math.log10(res.score("ibp").rmse / res.score(m).rmse) for m in ("piunet", "piunet+ttf")}
+        rows.append({"kind": kind, "stack": name, "untuned_vs_ibp_db": db["piunet"],
+                     "ttf_vs_ibp_db": db["piunet+ttf"], "ttf_raise_db": db["piunet+ttf"] - db["piunet"],
+                     "seconds": {m: res.score(m).seconds for m in cands}})
+        print(json.dumps(rows[-1]), flush=True)
     raises = [r["ttf_raise_db"] for r in rows]
     summary = {"max_raise_db": max(raises), "mean_raise_db": sum(raises) / len(raises), "rows": rows,
                "date": time.strftime("%Y-%m-%d")}
