@@ -138,6 +138,17 @@ def heldout_errors(hr: torch.Tensor, frames: torch.Tensor, hold: torch.Tensor, s
     return out
 
 
+def _run_each(candidates, frames, valid, clock, check):
+    """``(name, output, seconds)`` of every candidate run on ``frames`` with ``valid``, honouring ``check``
+    (cancel) between them."""
+    for name, run in candidates.items():
+        if check is not None:
+            check()
+        t0 = clock()
+        out = run(frames, valid)
+        yield name, out, clock() - t0
+
+
 def validate(candidates: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]], frames: torch.Tensor,
              valid: torch.Tensor, ref: int, scale: int, shifts: torch.Tensor | None, kernels: torch.Tensor,
              weights: torch.Tensor | None = None, seed: int = 0, clock: Callable[[], float] | None = None,
@@ -154,15 +165,11 @@ def validate(candidates: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.
     hold = holdout_blocks(valid, ref, seed)
     seen = valid & ~hold
     scores = []
-    for name, run in candidates.items():
-        if check is not None:
-            check()
-        t0 = clock()
-        hr = run(frames, seen)
+    for name, hr, seconds in _run_each(candidates, frames, seen, clock, check):
         errs = heldout_errors(hr, frames, hold, scale, shifts, kernels, weights)
         total, wsum = sum(e for _, e, _ in errs), sum(n for _, _, n in errs)
         rmse = math.sqrt(total / wsum) if wsum > 0 and torch.isfinite(hr).all() else float("inf")
-        scores.append(MethodScore(name, rmse, [math.sqrt(e / n) for _, e, n in errs], clock() - t0))
+        scores.append(MethodScore(name, rmse, [math.sqrt(e / n) for _, e, n in errs], seconds))
     base = next((s for s in scores if s.method == REFERENCE_BASELINE), None)
     for s in scores:
         if base is not None and s.frame_rmse and len(s.frame_rmse) == len(base.frame_rmse):
@@ -208,14 +215,10 @@ def validate_one_scale_down(candidates: dict[str, Callable[[torch.Tensor, torch.
         return []
     target = fine[ref][scored].double()
     scores = []
-    for name, run in candidates.items():
-        if check is not None:
-            check()
-        t0 = clock()
-        out = run(coarse, coarse_valid)
+    for name, out, seconds in _run_each(candidates, coarse, coarse_valid, clock, check):
         err = out[:h, :w][scored].double() - target
         rmse = float(err.pow(2).mean().sqrt()) if bool(torch.isfinite(err).all()) else float("inf")
-        scores.append(MethodScore(name, rmse, [rmse], clock() - t0))
+        scores.append(MethodScore(name, rmse, [rmse], seconds))
     base = next(s for s in scores if s.method == REFERENCE_BASELINE)
     for s in scores:
         s.gain_db = 20 * math.log10(base.rmse / s.rmse) if 0 < s.rmse < float("inf") else float("-inf")
