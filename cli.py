@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     # imported late so that --help works without torch
     from .core import jobs
     from .core.io.outputs import check_output_path
-    from .core.io.stack_io import parse_int_list, sources_from_inputs
+    from .core.io.stack_sources import parse_int_list, sources_from_inputs
 
     monitor = BarMonitor(quiet=args.quiet)
     previous = _cancel_on_signals(monitor)

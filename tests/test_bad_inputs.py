@@ -361,7 +361,7 @@ def test_two_outputs_of_one_job_that_are_the_same_file_are_refused_before_any_wo
 
     from stacksr.core.errors import StackSRError
     from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_self_supervised
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     src = sources_from_inputs(sample_images[:3])
     same = str(tmp_path / "same.out")
@@ -396,7 +396,8 @@ def test_a_few_values_no_sensor_produces_are_invalid_with_a_warning_and_never_wr
 
     from stacksr.core.progress import Monitor
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import read_raster, sources_from_inputs
+    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     paths = []
     for i, p in enumerate(sample_images[1:5]):
@@ -433,7 +434,7 @@ def test_a_reference_without_valid_pixels_is_refused_and_an_empty_date_is_report
     from stacksr.core.errors import StackSRError
     from stacksr.core.progress import Monitor
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     empty = str(tmp_path / "empty.tif")
     ds = gdal.Translate(empty, sample_images[2])
@@ -462,7 +463,7 @@ def test_masks_that_mark_nothing_with_the_values_given_are_named_in_a_warning(sa
     pixels: a clear date's mask marks nothing)."""
     from stacksr.core.progress import Monitor
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     class Log(Monitor):
         lines: list = []
@@ -489,7 +490,7 @@ def test_inputs_named_the_gdal_way_are_opened_and_a_bad_one_is_refused_clearly(s
 
     from stacksr.core.errors import StackSRError
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     archive = str(tmp_path / "dates.zip")
     with zipfile.ZipFile(archive, "w") as z:
@@ -528,7 +529,7 @@ def test_outputs_larger_than_the_free_disk_space_are_refused_before_reading(tmp_
     from stacksr.core.jobs.chain_job import run_chain
     from stacksr.core.errors import StackSRError
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     dates = _huge_dates(tmp_path)
     out = tmp_path / "out"
@@ -584,7 +585,7 @@ def test_fuzz_two_outputs_of_a_job_that_are_one_file_are_refused_and_nothing_is_
     from stacksr.core.jobs.chain_job import run_chain
     from stacksr.core.errors import StackSRError
     from stacksr.core.jobs import run_estimate_kernels, run_superresolve, run_train_self_supervised
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     tmp = tmp_path_factory.mktemp("collide")
     names = _JOB_OUTPUTS[job]
@@ -636,7 +637,8 @@ def test_fuzz_extreme_values_anywhere_never_reach_the_output(sample_images, tmp_
     from osgeo import gdal
 
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import read_raster, sources_from_inputs
+    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     tmp = tmp_path_factory.mktemp("extreme")
     arrays = [read_raster(p)[0].astype(np.float32) for p in sample_images[:3]]

@@ -52,7 +52,7 @@ def test_nested_and_failing_jobs_restore_the_defaults_once_the_last_one_ends():
 def test_a_super_resolution_job_runs_with_heap_reuse_and_ends_without_it(sample_images, tmp_path):
     from stacksr.core.progress import Monitor
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     seen = []
 

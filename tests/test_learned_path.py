@@ -144,7 +144,8 @@ def test_the_base_model_of_every_scale_super_resolves_a_real_stack(sample_images
     from stacksr.core.classic.baselines import mean_bicubic
     from stacksr.core.learned.inference import predict
     from stacksr.core.learned.model_files import base_model_path, load_model
-    from stacksr.core.io.stack_io import read_stack, sources_from_inputs
+    from stacksr.core.io.stack_io import read_stack
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     st = read_stack(sources_from_inputs(sample_images[1:6]))
     frames, valid = torch.from_numpy(st.data), torch.from_numpy(st.valid)

@@ -141,7 +141,7 @@ def test_quality_line_names_the_method_its_error_and_gain():
 
 def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation(sample_images, sample_masks, tmp_path):
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     out, report = str(tmp_path / "sr.tif"), str(tmp_path / "report.html")
     summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), out, 3, report_html=report,
@@ -165,7 +165,7 @@ def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation
 
 def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_masks, tmp_path):
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), str(tmp_path / "sr.tif"), 3,
                                method="bicubic-ref")
@@ -179,7 +179,7 @@ def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_ma
 def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_ships(sample_images, tmp_path, scale):
     from stacksr.core.learned.model_files import base_model_path
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import sources_from_inputs
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     summary = run_superresolve(sources_from_inputs(sample_images[:4]), str(tmp_path / "sr.tif"), scale)
     methods, notes = set(summary["validation"]["methods"]), summary["validation"]["notes"]
@@ -194,7 +194,8 @@ def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_
     taking it as the reference would leave every other date out as other land."""
     from stacksr.core.classic.registration import typical_reference
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import read_raster, sources_from_inputs
+    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.stack_sources import sources_from_inputs
 
     arr, _, _, _ = read_raster(sample_images[1])
     ds = gdal.Open(sample_images[1])
