@@ -166,6 +166,15 @@ def report(rows: list[dict]) -> None:
                 true.append(r["truth"][m] - base)
     print(f"\nvalidated gain vs true gain over the reference date alone: Spearman {spearman(pred, true):.2f} "
           f"({len(pred)} method-stack pairs)")
+    pred, true = [], []
+    for r in rows:
+        for m, d in (r["validation"].get("one_scale_down") or {}).items():
+            if m != "bicubic-ref" and d["gain_db"] is not None and m in r["truth"]:
+                pred.append(d["gain_db"])
+                true.append(r["truth"][m] - r["truth"]["bicubic-ref"])
+    if pred:
+        print(f"one scale down: validated gain vs true gain, Spearman {spearman(pred, true):.2f} "
+              f"({len(pred)} method-stack pairs)")
     for kind in kinds:
         gains = [r["truth"]["piunet+ttf"] - r["untuned"] for r in rows if r["kind"] == kind and r.get("untuned") is not None]
         if gains:

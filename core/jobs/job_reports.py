@@ -37,8 +37,8 @@ def validation_rows(validation, chosen: str) -> list[tuple[str, str]]:
                      "back to its own size, scored on the reference image's own pixels"))
         for sc in validation.coarse:
             mark = " (used)" if sc.method == chosen else ""
-            rows.append((f"  {sc.method}{mark}", f"RMS error {sc.rmse:.5g}; {sc.gain_db:+.2f} dB over the reference "
-                                                 "image upsampled alone"))
+            rows.append((f"  {sc.method}{mark}", f"RMS error {sc.rmse:.5g}; {sc.gain_db:+.2f} dB (+- {sc.gain_spread_db:.2f} "
+                                                 "over the window's quarters) over the reference image upsampled alone"))
     rows += [("  note", n) for n in validation.notes]
     return rows
 

@@ -99,7 +99,7 @@ def choose_method(setup: Setup, frames: torch.Tensor, valid: torch.Tensor, kerne
     if name is None or not result.frames_scored:
         return result
     coarse = replace(setup, shifts=None if setup.shifts is None else setup.shifts / setup.scale, bank=None)
-    cands = {m: f for m, f in runners(coarse).items() if m in (REFERENCE_BASELINE, name)}
+    cands = {m: f for m, f in runners(coarse).items() if m in (REFERENCE_BASELINE, "bicubic", name)}
     # IBP at each count: one scale down the target is known, so IBP competes at its best count there (held-out
     # pixels of other dates choose few iterations, and IBP with few iterations is far from its best one scale down)
     cands.update({f"ibp@{k}": runners(replace(coarse, ibp_iterations=k))["ibp"] for k in IBP_CANDIDATES})

@@ -89,7 +89,7 @@ class SuperResolveStack(StackSRAlgorithm):
             self.OUTPUT_KERNEL, "TTF kernel layer", optional=True, createByDefault=False))
         self.add_report(self.OUTPUT_REPORT, "Run report")
         self.addOutput(QgsProcessingOutputString(self.METHOD_USED, "Method used"))
-        self.addOutput(QgsProcessingOutputString(self.QUALITY, "Quality estimate (held-out validation)"))
+        self.addOutput(QgsProcessingOutputString(self.QUALITY, "Quality estimate (validation)"))
 
     def run_job(self, parameters, context, feedback, monitor):
         from ...core.jobs.sr_job import run_superresolve  # torch is imported only when running
