@@ -30,7 +30,7 @@ from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, central_window, choose_method, pick, runners
 from stacksr.core.metrics import cpsnr, flat_texture_ratio
 from stacksr.core.learned.model_files import base_model_path, load_model
-from stacksr.core.learned.ttf import TTFConfig
+from stacksr.core.learned.ttf_config import TTFConfig
 
 
 def load_kind(kind: str) -> list[tuple[str, SensorStack]]:

@@ -21,7 +21,8 @@ import torch
 from common import l8_stacks, save
 from stacksr.core.classic.baselines import default_psf
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
-from stacksr.core.estimation.kernel_estimation import FAST_CONFIG, JOINT_CONFIG, REFERENCE_CONFIG, estimate_kernels
+from stacksr.core.estimation.kernel_estimation import estimate_kernels
+from stacksr.core.estimation.estimation_config import FAST_CONFIG, JOINT_CONFIG, REFERENCE_CONFIG
 from stacksr.core.degradation.kernels import kernel_errors
 
 TILE = 384

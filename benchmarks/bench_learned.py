@@ -42,7 +42,8 @@ from stacksr.core.classic.registration import register_stack
 from stacksr.core.learned.model_files import load_model
 from stacksr.core.learned.sampling import StackData, default_patch
 from stacksr.core.learned.training import TrainConfig, bf16_supported, train_self_supervised, train_supervised
-from stacksr.core.learned.ttf import GUARDS, TTFConfig, test_time_finetune
+from stacksr.core.learned.ttf import test_time_finetune
+from stacksr.core.learned.ttf_config import GUARDS, TTFConfig
 
 
 def load_bench(name: str):

@@ -25,7 +25,8 @@ from stacksr.core.classic.registration import register_frames
 from stacksr.core.learned.model_files import load_model
 from stacksr.core.learned.sampling import StackData
 from stacksr.core.learned.training import TrainConfig, bf16_supported, train_self_supervised
-from stacksr.core.learned.ttf import TTFConfig, test_time_finetune
+from stacksr.core.learned.ttf import test_time_finetune
+from stacksr.core.learned.ttf_config import TTFConfig
 
 
 def main() -> None:

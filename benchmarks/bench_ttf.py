@@ -26,7 +26,8 @@ from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
 from stacksr.core.learned.losses import shift_search_l1
 from stacksr.core.learned.model_files import load_model
 from stacksr.core.io.stack_ops import standardize_stack
-from stacksr.core.learned.ttf import TTFConfig, test_time_finetune
+from stacksr.core.learned.ttf import test_time_finetune
+from stacksr.core.learned.ttf_config import TTFConfig
 
 
 def plain_ttf(net, flow, frames, valid, iterations, lr_net=1e-4, lr_kernel=2e-2):

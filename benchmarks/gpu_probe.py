@@ -33,7 +33,8 @@ import torch
 
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.learned.inference import predict
-from stacksr.core.learned.ttf import TTFConfig, test_time_finetune
+from stacksr.core.learned.ttf import test_time_finetune
+from stacksr.core.learned.ttf_config import TTFConfig
 from stacksr.core.metrics import cpsnr
 from stacksr.core.learned.piunet import PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor

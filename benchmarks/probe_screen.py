@@ -13,7 +13,7 @@ from common import save
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, runners
 from stacksr.core.learned.model_files import base_model_path, load_model
-from stacksr.core.learned.ttf import TTFConfig
+from stacksr.core.learned.ttf_config import TTFConfig
 from stacksr.core.jobs.validation import REFERENCE_BASELINE, validate
 
 

@@ -18,7 +18,7 @@ from stacksr.core.learned.inference import predict
 from stacksr.core.metrics import cpsnr
 from stacksr.core.classic.registration import register_frames
 from stacksr.core.learned.model_files import load_model
-from stacksr.core.learned.ttf import TTFConfig
+from stacksr.core.learned.ttf_config import TTFConfig
 from stacksr.core.learned.ttf import test_time_finetune as finetune
 
 

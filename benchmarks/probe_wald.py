@@ -24,7 +24,7 @@ from stacksr.core.degradation.operators import blur_downsample, gaussian_kernels
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, central_window, runners
 from stacksr.core.learned.model_files import base_model_path, load_model
-from stacksr.core.learned.ttf import TTFConfig
+from stacksr.core.learned.ttf_config import TTFConfig
 
 EDGE = 2  # coarse px left out along the edges
 

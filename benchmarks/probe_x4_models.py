@@ -15,7 +15,7 @@ from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, runners
 from stacksr.core.metrics import cpsnr
 from stacksr.core.learned.model_files import load_model
-from stacksr.core.learned.ttf import TTFConfig
+from stacksr.core.learned.ttf_config import TTFConfig
 
 
 def main() -> None:

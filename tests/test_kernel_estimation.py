@@ -5,7 +5,8 @@ import torch
 
 from stacksr.core.classic.baselines import default_psf
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
-from stacksr.core.estimation.kernel_estimation import JOINT_CONFIG, estimate_kernels, select_crop
+from stacksr.core.estimation.kernel_estimation import estimate_kernels, select_crop
+from stacksr.core.estimation.estimation_config import JOINT_CONFIG
 from stacksr.core.io.kernel_bank import fit_gaussian
 from stacksr.core.degradation.kernels import kernel_errors
 

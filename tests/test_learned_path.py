@@ -9,7 +9,8 @@ from stacksr.core.degradation.operators import upsample_bicubic
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.metrics import grid_energy, grid_texture_ratio
 from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
-from stacksr.core.learned.ttf import TTFConfig, holdout_mask
+from stacksr.core.learned.ttf import holdout_mask
+from stacksr.core.learned.ttf_config import TTFConfig
 from stacksr.core.learned.ttf import test_time_finetune as finetune  # aliased: pytest would collect test_*
 
 

@@ -61,7 +61,7 @@ def test_the_learned_path_is_validated_one_scale_down_against_ibp_and_the_refere
     the reference date itself; an untrained network there scores far below IBP and is not chosen."""
     from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
     from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
-    from stacksr.core.learned.ttf import TTFConfig
+    from stacksr.core.learned.ttf_config import TTFConfig
 
     st = l8_stack
     valid = torch.ones_like(st.lr, dtype=torch.bool)

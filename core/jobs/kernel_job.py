@@ -39,7 +39,8 @@ def run_estimate_kernels(
     from dataclasses import asdict, replace
 
     from ..degradation.fkp import default_fkp_path, load_fkp
-    from ..estimation.kernel_estimation import default_config, estimate_kernels
+    from ..estimation.kernel_estimation import estimate_kernels
+    from ..estimation.estimation_config import default_config
     from ..io.kernel_bank import KernelBank
     from ..degradation.kernels import write_gallery, write_kernel_layers
 

@@ -70,7 +70,7 @@ def run_superresolve(
     uses each image's kernel from this bank (the Estimate kernels output, same images) instead. Numeric settings left
     None take their defaults from :mod:`params`, which also bounds them (:class:`errors.ParameterError`).
     """
-    from ..learned.ttf import TTFConfig
+    from ..learned.ttf_config import TTFConfig
 
     mon = ensure_monitor(monitor)
     t0 = time.perf_counter()

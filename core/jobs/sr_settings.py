@@ -11,7 +11,7 @@ from ..io.windows import StackStats, Subset
 
 if TYPE_CHECKING:
     from ..classic.registration import Registration
-    from ..learned.ttf import TTFConfig
+    from ..learned.ttf_config import TTFConfig
 
 
 @dataclass
