@@ -16,7 +16,7 @@ import torch
 from common import L8_PAN, ROOT, save
 from stacksr.core.learned import inference
 from stacksr.core.learned.model_files import load_model
-from stacksr.core.io.stack_io import read_raster
+from stacksr.core.io.whole_reads import read_raster
 
 N = 384
 

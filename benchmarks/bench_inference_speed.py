@@ -51,7 +51,7 @@ def child(code: str, tile: int, heap: bool, out: str) -> None:
 
     from stacksr.core.learned import inference
     from stacksr.core.learned.model_files import load_model
-    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.whole_reads import read_raster
 
     arr, _, _, _ = read_raster(L8_PAN)
     frames = torch.stack([torch.from_numpy(arr[8 + t // 3:8 + t // 3 + N, 8 + t % 3:8 + t % 3 + N].astype(np.float32))

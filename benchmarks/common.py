@@ -24,7 +24,7 @@ import numpy as np
 from stacksr.core.convention import default_kernel_size
 from stacksr.core.degradation.operators import degrade, gaussian_kernels, random_gaussian_params
 from stacksr.core.degradation.simulate import SimulatedStack, simulate_stack
-from stacksr.core.io.stack_io import read_raster
+from stacksr.core.io.whole_reads import read_raster
 
 SHARED = os.environ.get("STACKSR_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
 L8_PAN = os.path.join(SHARED, "landsat8_pan", "l8_B8.tif")

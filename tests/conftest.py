@@ -49,7 +49,7 @@ def l8_hr():
     """The real Landsat 8 panchromatic crop (180x180, 15 m, uint16) as float32 tensor."""
     import torch
 
-    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.whole_reads import read_raster
 
     arr, _, _, _ = read_raster(L8_CROP)
     return torch.from_numpy(arr.astype(np.float32))

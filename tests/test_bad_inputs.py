@@ -23,7 +23,8 @@ from stacksr.core.jobs.kernel_job import run_estimate_kernels
 from stacksr.core.jobs.score_job import run_score
 from stacksr.core.jobs.sr_job import run_superresolve
 from stacksr.core.jobs.train_job import run_train_self_supervised
-from stacksr.core.io.stack_io import ImageSource, read_raster
+from stacksr.core.io.stack_io import ImageSource
+from stacksr.core.io.whole_reads import read_raster
 
 gdal.UseExceptions()
 ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build", "pkg"))
@@ -396,7 +397,7 @@ def test_a_few_values_no_sensor_produces_are_invalid_with_a_warning_and_never_wr
 
     from stacksr.core.progress import Monitor
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.whole_reads import read_raster
     from stacksr.core.io.stack_sources import sources_from_inputs
 
     paths = []
@@ -637,7 +638,7 @@ def test_fuzz_extreme_values_anywhere_never_reach_the_output(sample_images, tmp_
     from osgeo import gdal
 
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.whole_reads import read_raster
     from stacksr.core.io.stack_sources import sources_from_inputs
 
     tmp = tmp_path_factory.mktemp("extreme")

@@ -73,7 +73,8 @@ def test_ibp_draws_no_lines_along_the_borders_of_a_real_stack(sample_images):
     estimated a margin beyond the raster). A fixed 40 iterations on these real dates gives 1.4 to 2.1 x:
     edge pixels, seen by fewer LR pixels, fit the dates' disagreement sooner (BENCHMARKS.md, border)."""
     from stacksr.core.classic.registration import register_stack
-    from stacksr.core.io.stack_io import ImageSource, read_stack
+    from stacksr.core.io.stack_io import ImageSource
+    from stacksr.core.io.whole_reads import read_stack
 
     st = read_stack([ImageSource(p) for p in sample_images])
     frames, valid = torch.from_numpy(st.data), torch.from_numpy(st.valid)

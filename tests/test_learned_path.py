@@ -145,7 +145,7 @@ def test_the_base_model_of_every_scale_super_resolves_a_real_stack(sample_images
     from stacksr.core.classic.baselines import mean_bicubic
     from stacksr.core.learned.inference import predict
     from stacksr.core.learned.model_files import base_model_path, load_model
-    from stacksr.core.io.stack_io import read_stack
+    from stacksr.core.io.whole_reads import read_stack
     from stacksr.core.io.stack_sources import sources_from_inputs
 
     st = read_stack(sources_from_inputs(sample_images[1:6]))
@@ -257,7 +257,8 @@ def test_ttf_on_a_co_gridded_real_stack_adds_no_grid_texture(sample_images, samp
     stack TTF of the demo multiplied the output's stride-3 energy by 12 (BENCHMARKS.md)."""
     from stacksr.core.learned.inference import predict
     from stacksr.core.learned.model_files import base_model_path, load_model
-    from stacksr.core.io.stack_io import ImageSource, read_stack
+    from stacksr.core.io.stack_io import ImageSource
+    from stacksr.core.io.whole_reads import read_stack
 
     st = read_stack([ImageSource(i, mask_path=m) for i, m in zip(sample_images, sample_masks)])
     x, v = torch.from_numpy(st.data), torch.from_numpy(st.valid)

@@ -59,7 +59,7 @@ def test_qgis_process_runs_ibp_on_real_landsat_and_output_is_georeferenced(sampl
     valid = arr != -9999.0
     assert valid.mean() > 0.99
     # values stay in the input's reflectance units: the SR mean matches the mean of the dates
-    from stacksr.core.io.stack_io import read_stack
+    from stacksr.core.io.whole_reads import read_stack
     from stacksr.core.io.stack_sources import sources_from_inputs
 
     stack = read_stack(sources_from_inputs(sample_images, masks=sample_masks))

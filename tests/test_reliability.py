@@ -17,7 +17,8 @@ from stacksr.core.jobs.sr_job import run_superresolve
 from stacksr.core.jobs.train_job import run_train_self_supervised
 from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
-from stacksr.core.io.stack_io import ImageSource, StackError, read_stack
+from stacksr.core.io.stack_io import ImageSource, StackError
+from stacksr.core.io.whole_reads import read_stack
 from stacksr.core.learned.model_files import load_model, save_model
 from stacksr.core.learned.training import TrainConfig, TrainState
 

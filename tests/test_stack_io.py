@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 from osgeo import gdal
 
 from stacksr.core.io.outputs import check_output_path, write_geotiff
-from stacksr.core.io.stack_io import RasterGrid, StackError, check_same_grid, read_stack
+from stacksr.core.io.stack_io import RasterGrid, StackError, check_same_grid
+from stacksr.core.io.whole_reads import read_stack
 from stacksr.core.io.stack_sources import parse_int_list, sources_from_inputs
 
 gdal.UseExceptions()

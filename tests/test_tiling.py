@@ -191,7 +191,7 @@ def test_streaming_job_writes_the_same_raster_in_tiles_as_whole(sample_images, s
     """The super-resolution job reads the real Landsat stack window by window and writes tile by tile:
     32-px tiles give the raster of one whole-stack tile (values and nodata)."""
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.whole_reads import read_raster
     from stacksr.core.io.stack_sources import sources_from_inputs
 
     out = {}

@@ -197,7 +197,7 @@ def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_
     taking it as the reference would leave every other date out as other land."""
     from stacksr.core.classic.registration import typical_reference
     from stacksr.core.jobs.sr_job import run_superresolve
-    from stacksr.core.io.stack_io import read_raster
+    from stacksr.core.io.whole_reads import read_raster
     from stacksr.core.io.stack_sources import sources_from_inputs
 
     arr, _, _, _ = read_raster(sample_images[1])

@@ -15,7 +15,8 @@ import numpy as np
 from osgeo import gdal
 
 from .atomic_files import atomic_output
-from .stack_io import RasterGrid, RasterStack, StackError, StackReader
+from .stack_io import RasterGrid, StackError, StackReader
+from .whole_reads import RasterStack
 
 
 RASTER_EXTENSIONS = (".tif", ".tiff")  # every raster StackSR writes is a GeoTIFF

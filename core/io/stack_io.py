@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -56,28 +56,6 @@ class RasterGrid:
                           (g[0], g[1] / scale, g[2] / scale, g[3], g[4] / scale, g[5] / scale), self.crs_wkt)
 
 
-@dataclass
-class RasterStack:
-    data: np.ndarray  # float32 (T, H, W); invalid pixels hold arbitrary finite values
-    valid: np.ndarray  # bool (T, H, W)
-    names: list[str]
-    grid: RasterGrid
-    nodata: float | None
-    source_dtype: str  # numpy dtype name of the first image
-    sources: list[ImageSource] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # StackReader.warnings() of the read, for the job's log
-
-    @property
-    def count(self) -> int:
-        return int(self.data.shape[0])
-
-    def clear_fraction(self) -> np.ndarray:
-        return self.valid.reshape(self.count, -1).mean(axis=1)
-
-    def clearest_index(self) -> int:
-        return int(np.argmax(self.clear_fraction()))
-
-
 # /vsizip/..., NETCDF:"f.nc":var, HDF5:..., GPKG:... (two letters at least: "C:" is a Windows drive)
 GDAL_NAME = re.compile(r"^(/vsi[a-z0-9_]+/|[A-Za-z0-9_]{2,}:)")
 
@@ -100,7 +78,7 @@ def georeferenced(ds: gdal.Dataset) -> bool:
     return ds.GetGeoTransform(can_return_null=True) is not None or ds.GetGCPCount() > 0
 
 
-def _grid_of(ds: gdal.Dataset) -> RasterGrid:
+def grid_of(ds: gdal.Dataset) -> RasterGrid:
     return RasterGrid(ds.RasterXSize, ds.RasterYSize, tuple(ds.GetGeoTransform()), ds.GetProjection() or "")
 
 
@@ -129,7 +107,7 @@ def check_same_grid(grid: RasterGrid, ref: RasterGrid, name: str, ref_name: str)
         raise StackError(f"'{name}' has origin ({g[0]:.6f}, {g[3]:.6f}) but '{ref_name}' has ({r[0]:.6f}, {r[3]:.6f})")
 
 
-def _read_band(ds: gdal.Dataset, band: int, name: str) -> tuple[np.ndarray, float | None, int]:
+def read_band(ds: gdal.Dataset, band: int, name: str) -> tuple[np.ndarray, float | None, int]:
     b = _band(ds, band, name)
     return _read_window(ds, band, name, 0, 0, ds.RasterXSize, ds.RasterYSize), b.GetNoDataValue(), b.DataType
 
@@ -137,7 +115,7 @@ def _read_band(ds: gdal.Dataset, band: int, name: str) -> tuple[np.ndarray, floa
 IMPLAUSIBLE = 1e20  # no sensor records values this large in any unit; float32's lowest (-3.4e38) is a usual undeclared fill
 
 
-def _valid_pixels(a: np.ndarray, nodata: float | None) -> np.ndarray:
+def valid_pixels(a: np.ndarray, nodata: float | None) -> np.ndarray:
     ok = np.isfinite(a)
     if nodata is not None and np.isfinite(nodata):
         ok &= a != nodata
@@ -179,7 +157,7 @@ class StackReader:
         try:
             for src in self.sources:
                 ds = self._dataset(src.path, "raster")
-                grid = _grid_of(ds)
+                grid = grid_of(ds)
                 band = _band(ds, src.band, src.name)
                 if self.grid is None:
                     self.grid, self.nodata = grid, band.GetNoDataValue()
@@ -190,7 +168,7 @@ class StackReader:
                 if src.mask_path:
                     mds = self._dataset(src.mask_path, "mask raster")
                     mname = os.path.basename(src.mask_path)
-                    check_same_grid(_grid_of(mds), self.grid, mname, self.names[0])
+                    check_same_grid(grid_of(mds), self.grid, mname, self.names[0])
                     _band(mds, src.mask_band, mname)
         except Exception:
             self.close()
@@ -226,7 +204,7 @@ class StackReader:
         for k, t in enumerate(idx):
             src = self.sources[t]
             arr = _read_window(self._dataset(src.path, "raster"), src.band, src.name, c0, r0, w, h)
-            ok = _valid_pixels(arr, self._nodata[t])
+            ok = valid_pixels(arr, self._nodata[t])
             if arr.dtype.kind == "f" and t not in self.implausible:
                 wild = np.isfinite(arr) & (np.abs(arr) >= IMPLAUSIBLE)
                 if wild.any():
@@ -310,27 +288,3 @@ def _read_window(ds: gdal.Dataset, band: int, name: str, x: int, y: int, w: int,
     if arr is None:
         raise StackError(f"'{name}' could not be read (corrupted or truncated file?)")
     return arr
-
-
-def read_stack(sources: Sequence[ImageSource], invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES, min_images: int = 2) -> RasterStack:
-    """Read and validate a whole stack; raises :class:`StackError` with a message naming the bad input."""
-    with StackReader(sources, invalid_mask_values, min_images) as reader:
-        data, valid = reader.read()
-        stack = RasterStack(data, valid, reader.names, reader.grid, reader.nodata, reader.source_dtype, list(sources),
-                            reader.warnings())
-    if not stack.valid.any():
-        raise StackError(NOTHING_VALID)
-    return stack
-
-
-NOTHING_VALID = "every pixel of every image is nodata or masked (cloud/fill): nothing to super-resolve"
-
-
-def read_raster(path: str, band: int = 1) -> tuple[np.ndarray, np.ndarray, RasterGrid, str]:
-    """One band as float64 with its validity (nodata/non-finite) mask, grid and dtype name."""
-    ds = open_dataset(path, "raster")
-    grid = _grid_of(ds)
-    arr, nodata, _ = _read_band(ds, band, os.path.basename(path))
-    del ds
-    a = arr.astype(np.float64)
-    return a, _valid_pixels(a, nodata), grid, arr.dtype.name

@@ -15,7 +15,8 @@ from ..heap import heap_reuse
 from .job_support import input_paths, scale_and_device
 from ..io.outputs import plan_outputs
 from ..progress import Monitor, ensure_monitor
-from ..io.stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, read_stack
+from ..io.stack_io import FMASK_INVALID_VALUES, ImageSource, StackError
+from ..io.whole_reads import read_stack
 
 
 @heap_reuse()

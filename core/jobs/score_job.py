@@ -8,7 +8,8 @@ import numpy as np
 from .. import params as P
 from ..metrics import cpsnr, default_data_range, psnr, ssim
 from ..io.outputs import same_file
-from ..io.stack_io import FMASK_INVALID_VALUES, StackError, check_same_grid, read_raster
+from ..io.stack_io import FMASK_INVALID_VALUES, StackError, check_same_grid
+from ..io.whole_reads import read_raster
 
 
 def run_score(

@@ -14,7 +14,8 @@ from ..choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from ..classic.registration import MAX_WINDOW, register_source, typical_reference
 from ..heap import heap_reuse
 from ..io.outputs import RASTER_EXTENSIONS, check_free_space, output_nodata, plan_outputs, raster_bytes
-from ..io.stack_io import FMASK_INVALID_VALUES, NOTHING_VALID, ImageSource, StackError, StackReader
+from ..io.stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, StackReader
+from ..io.whole_reads import NOTHING_VALID
 from ..io.windows import StackStats, Subset, best_window, read_window, stack_stats
 from ..progress import Monitor, ensure_monitor
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device

@@ -13,7 +13,8 @@ from .job_reports import training_report
 from .job_support import input_paths, scale_and_device
 from ..io.outputs import check_output_path, plan_outputs
 from ..progress import Monitor, ensure_monitor
-from ..io.stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, check_same_grid, read_raster, read_stack
+from ..io.stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, check_same_grid
+from ..io.whole_reads import read_raster, read_stack
 
 
 def training_settings(steps, patch, batch, frames, seed) -> tuple[int, int, int, int, int]:
