@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".build", "pkg"))
 
 from stacksr.core.learned.sampling import StackData  # noqa: E402
-from stacksr.core.io.stack_io import ImageSource, read_stack  # noqa: E402
+from stacksr.core.io.stack_io import ImageSource  # noqa: E402
+from stacksr.core.io.whole_reads import read_stack  # noqa: E402
 
 SHARED = os.environ.get("STACKSR_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
 SERIES = os.path.join(SHARED, "real_series")
