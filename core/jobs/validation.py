@@ -23,11 +23,11 @@ stack degraded once more, super-resolved back to its own size (Wald's protocol).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-
 import torch.nn.functional as F
 
 from ..degradation.operators import blur_downsample, degrade
@@ -137,6 +137,21 @@ def heldout_errors(hr: torch.Tensor, frames: torch.Tensor, hold: torch.Tensor, s
     return out
 
 
+def _set_gains(scores: list[MethodScore]) -> None:
+    """Every score's gain in dB over :data:`REFERENCE_BASELINE`'s, and its spread over the parts both were scored
+    on (the held-out frames, or the window's quarters one scale down)."""
+    base = next((s for s in scores if s.method == REFERENCE_BASELINE), None)
+    if base is None:
+        return
+    for s in scores:
+        if not s.frame_rmse or len(s.frame_rmse) != len(base.frame_rmse):
+            continue
+        s.gain_db = 20 * math.log10(base.rmse / s.rmse) if 0 < s.rmse < float("inf") else float("-inf")
+        gains = [20 * math.log10(b / a) for a, b in zip(s.frame_rmse, base.frame_rmse)
+                 if 0 < a < float("inf") and b > 0]
+        s.gain_spread_db = float(torch.tensor(gains).std()) if len(gains) > 1 else 0.0
+
+
 def _run_each(candidates, frames, valid, clock, check):
     """``(name, output, seconds)`` of every candidate run on ``frames`` with ``valid``, honouring ``check``
     (cancel) between them."""
@@ -156,8 +171,6 @@ def validate(candidates: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.
     ``ref``); ``candidates`` map a method's name to a function ``(frames, valid) -> HR (s*h, s*w)`` that runs
     it on the frames with the held-out pixels marked invalid. Must include :data:`REFERENCE_BASELINE`.
     Best (lowest held-out RMS error) first."""
-    import time
-
     check_shape("frames", frames, "T, h, w")
     check_shape("valid", valid, "T, h, w", like=frames)
     clock = clock or time.perf_counter
@@ -169,12 +182,7 @@ def validate(candidates: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.
         total, wsum = sum(e for _, e, _ in errs), sum(n for _, _, n in errs)
         rmse = math.sqrt(total / wsum) if wsum > 0 and torch.isfinite(hr).all() else float("inf")
         scores.append(MethodScore(name, rmse, [math.sqrt(e / n) for _, e, n in errs], seconds))
-    base = next((s for s in scores if s.method == REFERENCE_BASELINE), None)
-    for s in scores:
-        if base is not None and s.frame_rmse and len(s.frame_rmse) == len(base.frame_rmse):
-            gains = [20 * math.log10(b / a) for a, b in zip(s.frame_rmse, base.frame_rmse) if a > 0 and b > 0]
-            s.gain_db = 20 * math.log10(base.rmse / s.rmse) if 0 < s.rmse < float("inf") else float("-inf")
-            s.gain_spread_db = float(torch.tensor(gains).std()) if len(gains) > 1 else 0.0
+    _set_gains(scores)
     scores.sort(key=lambda s: s.rmse)
     frames_scored = len(scores[0].frame_rmse) if scores else 0
     notes = [] if frames_scored else ["no frame besides the reference has enough valid pixels to hold out"]
@@ -195,8 +203,6 @@ def validate_one_scale_down(candidates: dict[str, Callable[[torch.Tensor, torch.
     looking like other dates. The coarse stack is degraded with the PSF IBP assumes, which flatters IBP (with a
     sharper one the learned path wins on every benchmark stack, with a wider one it loses on most): hence the
     margin ``auto`` asks of the learned path (:mod:`method_choice`)."""
-    import time
-
     check_shape("frames", frames, "T, h, w")
     check_shape("valid", valid, "T, h, w", like=frames)
     clock = clock or time.perf_counter
@@ -226,11 +232,7 @@ def validate_one_scale_down(candidates: dict[str, Callable[[torch.Tensor, torch.
         parts = [float(err[quarters == q].pow(2).mean().sqrt()) if ok else float("inf")
                  for q in range(4) if int((quarters == q).sum()) >= 16]
         scores.append(MethodScore(name, rmse, parts, seconds))
-    base = next(s for s in scores if s.method == REFERENCE_BASELINE)
-    for s in scores:
-        s.gain_db = 20 * math.log10(base.rmse / s.rmse) if 0 < s.rmse < float("inf") else float("-inf")
-        gains = [20 * math.log10(b / a) for a, b in zip(s.frame_rmse, base.frame_rmse) if 0 < a < float("inf") and b > 0]
-        s.gain_spread_db = float(torch.tensor(gains).std()) if len(gains) > 1 else 0.0
+    _set_gains(scores)
     return sorted(scores, key=lambda s: s.rmse)
 
 
