@@ -174,21 +174,7 @@ class KernelLayerStyler(_KeptAlive):
             node = context.project().layerTreeRoot().findLayer(layer.id())
             if node is not None and node.parent().children()[0] is not node:
                 node.setItemVisibilityChecked(False)
-                _collapse(context.project(), layer.id())
-
-
-def _collapse(project, layer_id: str) -> None:
-    """One legend per kernel run, not one per kernel (they share the run's colour scale): the layer's node collapsed
-    now and once more after the events in flight (the desktop's layers panel expands a node it has just shown)."""
-    from qgis.PyQt.QtCore import QTimer
-
-    def collapse():
-        node = project.layerTreeRoot().findLayer(layer_id)
-        if node is not None:
-            node.setExpanded(False)
-
-    collapse()
-    QTimer.singleShot(0, collapse)
+                node.setExpanded(False)  # one legend per run, not one per kernel (they share the run's scale)
 
 
 class TTFKernelLayerStyler(KernelLayerStyler):
