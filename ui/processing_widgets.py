@@ -173,13 +173,13 @@ class EarlierOutputWrapper(WidgetWrapper):
         # long temporary paths must not widen the dialog beyond QGIS's own size (pickers behind a scrollbar)
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setMinimumContentsLength(20)
-        self.combo.addItem("", None)
+        self.combo.addItem("")
         for path in recent(self.parameterDefinition().metadata().get("stacksr_recent", "")):
-            self.combo.addItem(path, path)
+            self.combo.addItem(path)
             self.combo.setItemData(self.combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
-        self.combo.lineEdit().setPlaceholderText("empty: " + self.parameterDefinition().description().split("empty: ")[-1]
-                                                 .rstrip(")") if "empty: " in self.parameterDefinition().description()
-                                                 else "")
+        label = self.parameterDefinition().help() or self.parameterDefinition().description()  # the whole label
+        if "empty: " in label:
+            self.combo.lineEdit().setPlaceholderText("empty: " + label.split("empty: ")[-1].rstrip(")"))
         if self.combo.count() > 1:
             self.combo.setCurrentIndex(1)  # the newest: what a user running the steps in order wants
         self.combo.currentIndexChanged.connect(lambda *_: self.widgetValueHasChanged.emit(self))
@@ -209,7 +209,7 @@ class EarlierOutputWrapper(WidgetWrapper):
         if self.dialogType != DIALOG_STANDARD:
             self.widget.setFilePath(text)
             return
-        index = self.combo.findData(os.path.abspath(text)) if text else 0
+        index = self.combo.findText(os.path.abspath(text)) if text else 0
         if index >= 0:
             self.combo.setCurrentIndex(index)
         else:
@@ -218,7 +218,4 @@ class EarlierOutputWrapper(WidgetWrapper):
     def value(self):
         if self.dialogType != DIALOG_STANDARD:
             return self.widget.filePath() or None
-        index = self.combo.currentIndex()
-        if index >= 0 and self.combo.itemText(index) == self.combo.currentText():
-            return self.combo.itemData(index)
-        return self.combo.currentText().strip() or None
+        return self.combo.currentText().strip() or None  # an item's text is its path

@@ -8,7 +8,7 @@ from qgis.core import (
 
 from ...core import params as P
 from ..layer_styles import SRLayerStyler, UncertaintyLayerStyler, result_title
-from ..recent_outputs import KERNEL_BANK, MODEL, remember
+from .. import recent_outputs as recent
 from .base import StackSRAlgorithm
 
 
@@ -72,8 +72,8 @@ class SuperResolveChain(StackSRAlgorithm):
         stamp = f"{output}#{uuid.uuid4().hex}"  # one run's layers, told apart from a rerun's
         self.load_as(context, output, title, SRLayerStyler, run_stamp=stamp)
         self.load_as(context, summary["uncertainty"], f"{title} uncertainty", UncertaintyLayerStyler, run_stamp=stamp)
-        remember(KERNEL_BANK, summary["kernel_bank"])  # reusable by the single steps' dialogs
-        remember(MODEL, summary["model"])
+        recent.remember(recent.KERNEL_BANK, summary["kernel_bank"])  # reusable by the single steps' dialogs
+        recent.remember(recent.MODEL, summary["model"])
         results = {self.OUTPUT: output, self.WORK_FOLDER: folder}
         if summary["uncertainty"]:
             results[self.OUTPUT_UNCERTAINTY] = summary["uncertainty"]

@@ -9,7 +9,7 @@ from qgis.core import (
 from ...core import params as P
 from ...core.choices import CLASSIC_METHOD_DEFAULT, CLASSIC_METHOD_LABELS, CLASSIC_METHODS
 from ..layer_styles import SRLayerStyler, result_title
-from ..recent_outputs import KERNEL_BANK
+from .. import recent_outputs as recent
 from .base import StackSRAlgorithm
 
 
@@ -54,7 +54,8 @@ class ClassicSuperResolve(StackSRAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=list(CLASSIC_METHOD_LABELS.values()),
             defaultValue=CLASSIC_METHODS.index(CLASSIC_METHOD_DEFAULT)))
-        self.add_earlier_output(self.KERNEL_BANK, "Kernel bank for IBP (.npz; empty: a Gaussian blur)", "npz", KERNEL_BANK)
+        self.add_earlier_output(self.KERNEL_BANK, "Kernel bank for IBP (.npz; empty: a Gaussian blur)", "npz",
+                                recent.KERNEL_BANK)
         advanced = [
             self.number(self.ITERATIONS, "IBP iterations (empty: chosen per stack by held-out validation)", P.IBP_ITERATIONS),
             self.number(self.PSF_SIGMA, "IBP blur sigma in output pixels (empty: the default for the scale)", P.PSF_SIGMA,

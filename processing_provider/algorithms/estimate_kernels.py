@@ -10,7 +10,7 @@ from qgis.core import (
 from ...core import params as P
 from ...core.choices import KERNEL_MODE_DEFAULT, KERNEL_MODE_LABELS, KERNEL_MODES
 from ..layer_styles import KernelLayerStyler, kernel_run_title
-from ..recent_outputs import KERNEL_BANK, remember
+from .. import recent_outputs as recent
 from .base import StackSRAlgorithm
 
 
@@ -117,7 +117,7 @@ class EstimateKernels(StackSRAlgorithm):
             details.setPostProcessor(KernelLayerStyler.create(summary["peak"], run, image, bank))
             context.addLayerToLoadOnCompletion(path, details)
         self._bank, self._run = bank, run  # for postProcessAlgorithm: the viewer opens on it in the desktop
-        remember(KERNEL_BANK, bank)  # steps 2 and IBP's dialogs offer it
+        recent.remember(recent.KERNEL_BANK, bank)  # steps 2 and IBP's dialogs offer it
         results = {self.OUTPUT_BANK: bank, self.KERNEL_LAYERS: summary["layers"], self.SECONDS: summary["seconds"]}
         if folder:
             results[self.OUTPUT_LAYERS] = folder

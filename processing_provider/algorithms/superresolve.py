@@ -9,7 +9,7 @@ from qgis.core import (
 from ...core import params as P
 from ...core.choices import SR_METHOD_DEFAULT, SR_METHOD_LABELS, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS
 from ..layer_styles import SRLayerStyler, TTFKernelLayerStyler, UncertaintyLayerStyler, result_title
-from ..recent_outputs import MODEL
+from .. import recent_outputs as recent
 from .base import StackSRAlgorithm
 
 
@@ -62,7 +62,7 @@ class SuperResolveStack(StackSRAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_stack_parameters()
-        self.add_earlier_output(self.MODEL, "Trained model (.pt; empty: the shipped base model)", "pt", MODEL)
+        self.add_earlier_output(self.MODEL, "Trained model (.pt; empty: the shipped base model)", "pt", recent.MODEL)
         self.add_scale_parameter()
         self.add_reference_parameter()
         self.addParameter(QgsProcessingParameterEnum(

@@ -9,7 +9,7 @@ from qgis.core import (
 
 from ...core import params as P
 from ...core.progress import Cancelled
-from ..recent_outputs import KERNEL_BANK, MODEL, remember
+from .. import recent_outputs as recent
 from .base import StackSRAlgorithm
 
 
@@ -48,7 +48,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_stack_parameters()
-        self.add_earlier_output(self.KERNEL_BANK, "Kernel bank (empty: estimate first)", "npz", KERNEL_BANK)
+        self.add_earlier_output(self.KERNEL_BANK, "Kernel bank (empty: estimate first)", "npz", recent.KERNEL_BANK)
         self.add_scale_parameter()
         self.addParameter(QgsProcessingParameterBoolean(self.FROM_BASE, "Start from the shipped base model", True))
         self.addParameter(self.number(self.STEPS, "Training steps", P.STEPS))
@@ -100,7 +100,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
                 return {}
             raise  # nothing of this run was written, and the base says so
         feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}")
-        remember(MODEL, output)  # step 3's dialog offers it
+        recent.remember(recent.MODEL, output)  # step 3's dialog offers it
         results = {self.OUTPUT_MODEL: output, self.BEST_VAL: res["best_val"], self.STEPS_DONE: res["steps"]}
         if report:
             results[self.OUTPUT_REPORT] = report
