@@ -15,11 +15,13 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import MISSING, fields
 
 from .core import params as P
-from .core.choices import (CLASSIC_METHOD_DEFAULT, DEVICE_DEFAULT, DEVICES, KERNEL_MODE_DEFAULT, KERNEL_MODES,
-                           SR_METHOD_DEFAULT, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS)
+from .core.choices import CLASSIC_METHOD_DEFAULT, SR_METHOD_DEFAULT
 from .core.errors import StackSRError
+from .core.job_settings import (ChainSettings, JobSettings, KernelSettings, ScoreSettings, SuperResolveSettings,
+                                TrainSettings)
 from .core.params import Setting
 from .core.progress import Cancelled, Monitor
 
@@ -84,36 +86,45 @@ def _stack_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--multiband", metavar="RASTER", help="or one multiband raster whose bands are dates")
     g.add_argument("--bands", default="", help="bands of --multiband, e.g. '1,3,5-7' (default: all)")
     g.add_argument("--masks", nargs="+", metavar="RASTER", help="quality/cloud masks, one per image (or one multiband)")
-    g.add_argument("--mask-invalid-values", default="2,3,4,255", help="mask values marking invalid pixels (default: fmask)")
     g.add_argument("--allow-ungeoreferenced", action="store_true",
                    help="accept rasters without georeferencing (outputs are then in pixel coordinates)")
 
 
-def _sr_args(c: argparse.ArgumentParser, default_method: str) -> None:
-    _stack_args(c)
-    c.add_argument("--scale", type=int, default=3)
-    c.add_argument("--method", choices=SR_METHODS, default=default_method, help=f"(default {default_method})")
-    _number(c, "--ttf-iterations", P.TTF_ITERATIONS, "TTF iterations")
-    c.add_argument("--ttf-per-tile", action="store_true", help="finetune on every tile separately (needs --tile)")
-    _number(c, "--ttf-lr", P.TTF_LR, "TTF learning rate of the network tail (automatic: 1e-4)")
-    _number(c, "--ttf-kernel-lr", P.TTF_LR, "TTF learning rate of the kernel latent (automatic: 2e-2)")
-    c.add_argument("--ttf-fit", choices=TTF_FITS, default=TTF_FIT_DEFAULT,
-                   help="what the finetuned output must explain: " + "; ".join(f"{k}: {v}" for k, v in TTF_FIT_LABELS.items()))
-    c.add_argument("--kernel-output", default=None, help="write the TTF kernel layer here (piunet+ttf)")
-    c.add_argument("--model", default=None, help="trained model (.pt) for the piunet methods (default: the shipped base model)")
-    _number(c, "--tile", P.TILE, "PIUNet tile size in input pixels")
-    c.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
-    c.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
-    _number(c, "--reference", P.REFERENCE, "0-based reference frame (automatic: the clearest; of equally clear ones, the most typical)")
-    _number(c, "--iterations", P.IBP_ITERATIONS, "IBP iterations (automatic: chosen per stack by held-out validation)")
-    _number(c, "--psf-sigma", P.PSF_SIGMA, "IBP Gaussian sigma in output pixels")
-    c.add_argument("--kernel-bank", default=None,
-                   help="IBP with each image's estimated kernel from this bank (.npz of the kernels command) instead of a Gaussian")
-    c.add_argument("--no-register", action="store_true", help="skip sub-pixel registration (and use every frame)")
-    _number(c, "--min-registration-quality", P.REGISTRATION_QUALITY,
-            "frames whose registration quality is lower are left out (0: keep all)")
-    c.add_argument("--report", default=None, help="HTML report of the run (settings, TTF loss and kernel, consistency)")
-    c.add_argument("--output", required=True, help="GeoTIFF to write (.tif)")
+def _settings_args(p: argparse.ArgumentParser, cls: type[JobSettings], **defaults) -> None:
+    """One option per field of a job's settings class (:mod:`core.job_settings`), under the field's name; the
+    class's help, choices and ranges, and ``defaults`` where this command's differ."""
+    for f in fields(cls):
+        meta = f.metadata
+        flag = meta.get("cli", "--" + f.name.replace("_", "-"))
+        if flag is None:
+            continue
+        text = meta.get("help", "")
+        default = defaults.get(f.name, f.default)
+        named = {"dest": f.name, "metavar": flag.lstrip("-").upper().replace("-", "_")}
+        if "setting" in meta:
+            _number(p, flag, meta["setting"], text, **named)
+        elif "choices" in meta:
+            p.add_argument(flag, dest=f.name, choices=meta["choices"], default=default,
+                           help=f"{text} (default {default})")
+        elif meta.get("flag"):
+            p.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", help=text)
+        elif meta.get("values"):
+            p.add_argument(flag, default=",".join(map(str, default)), help=f"{text} (default {default})", **named)
+        elif default is MISSING:
+            p.add_argument(flag, required=True, help=text, **named)
+        else:
+            p.add_argument(flag, type=type(default) if default is not None else None, default=default, help=text,
+                           **named)
+
+
+def _settings_from(cls: type[JobSettings], args: argparse.Namespace):
+    """The job's settings object from the parsed options (:func:`_settings_args`)."""
+    from .core.io.stack_sources import parse_int_list
+
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    if "invalid_mask_values" in values:
+        values["invalid_mask_values"] = tuple(parse_int_list(values["invalid_mask_values"]))
+    return cls(**values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,58 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    _sr_args(sub.add_parser("sr", help="super-resolve with PIUNet (+ TTF) or a classic method"), SR_METHOD_DEFAULT)
-    # its own parser rather than an alias, so that its --help names it
-    _sr_args(sub.add_parser("classic", help=f"the same as sr, {CLASSIC_METHOD_DEFAULT} by default"), CLASSIC_METHOD_DEFAULT)
-
-    s = sub.add_parser("score", help="cPSNR / PSNR / SSIM against a reference raster")
-    s.add_argument("--sr", required=True)
-    s.add_argument("--reference", required=True)
-    s.add_argument("--reference-mask", default=None)
-    s.add_argument("--mask-invalid-values", default="2,3,4,255")
-    _number(s, "--max-shift", P.MAX_SHIFT, "largest shift searched, also the border crop")
-    _number(s, "--data-range", P.DATA_RANGE, "data range (automatic: from the reference's data type)")
+    for name, default, text in (("sr", SR_METHOD_DEFAULT, "super-resolve with PIUNet (+ TTF) or a classic method"),
+                                # its own parser rather than an alias, so that its --help names it
+                                ("classic", CLASSIC_METHOD_DEFAULT, f"the same as sr, {CLASSIC_METHOD_DEFAULT} by default")):
+        c = sub.add_parser(name, help=text)
+        _stack_args(c)
+        _settings_args(c, SuperResolveSettings, method=default)
+    _settings_args(sub.add_parser("score", help="cPSNR / PSNR / SSIM against a reference raster"), ScoreSettings)
     k = sub.add_parser("kernels", help="estimate one blur kernel per image (DIP-FKP) into a kernel bank")
     _stack_args(k)
-    k.add_argument("--scale", type=int, default=3)
-    k.add_argument("--mode", choices=KERNEL_MODES, default=KERNEL_MODE_DEFAULT)
-    _number(k, "--iterations", P.KERNEL_ITERATIONS, "estimation iterations (automatic: the mode's)")
-    _number(k, "--crop", P.KERNEL_CROP, "crop size used for estimation, in input pixels (automatic: 40)")
-    k.add_argument("--prior", default=None, help="FKP prior file (default: models/fkp_x<scale>.pt)")
-    k.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
-    _number(k, "--seed", P.SEED, "random seed")
-    k.add_argument("--layers", default=None, help="folder for one GeoTIFF layer per kernel")
-    k.add_argument("--report", default=None, help="HTML gallery of the kernels (a PNG mosaic is written beside it)")
-    k.add_argument("--output", required=True, help="kernel bank file (.npz)")
-
+    _settings_args(k, KernelSettings)
     t = sub.add_parser("train", help="train PIUNet self-supervised on the stack with a kernel bank")
     _stack_args(t)
-    t.add_argument("--kernel-bank", default=None, help="kernel bank (.npz); default: estimate one first (joint)")
-    t.add_argument("--hr", default=None, help="HR reference raster: supervised training instead (no kernel bank)")
-    t.add_argument("--scale", type=int, default=3)
-    _number(t, "--steps", P.STEPS, "training steps")
-    _number(t, "--patch", P.PATCH, "training patch size: each target is this size x the scale, in input pixels")
-    _number(t, "--batch", P.BATCH, "batch size")
-    _number(t, "--frames", P.FRAMES, "frames per sample")
-    t.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
-    _number(t, "--seed", P.SEED, "random seed")
-    t.add_argument("--resume", default=None, help="checkpoint (<model>.last) to resume from")
-    t.add_argument("--init-model", default=None, help="model (.pt) to fine-tune (default: the shipped base model)")
-    t.add_argument("--from-scratch", action="store_true", help="train a new network instead of fine-tuning the base model")
-    t.add_argument("--report", default=None, help="HTML report of the run (loss curves, settings, kernel bank)")
-    t.add_argument("--output", required=True, help="model file (.pt); <output>.last is the resumable checkpoint")
-
+    _settings_args(t, TrainSettings)
     ch = sub.add_parser("chain", help="the whole method: estimate kernels, fine-tune the base model, super-resolve "
-                                             "(PIUNet + TTF or IBP, whichever validates best)")
+                                      "(PIUNet + TTF or IBP, whichever validates best)")
     _stack_args(ch)
-    ch.add_argument("--scale", type=int, default=3)
-    _number(ch, "--steps", P.CHAIN_STEPS, "fine-tuning steps")
-    ch.add_argument("--device", choices=DEVICES, default=DEVICE_DEFAULT)
-    _number(ch, "--seed", P.SEED, "random seed")
-    ch.add_argument("--work-folder", required=True, help="where the kernel bank and the model are kept")
-    ch.add_argument("--uncertainty", default=None, help="also write PIUNet's uncertainty (std) raster here")
-    ch.add_argument("--report", default=None, help="HTML report of the super-resolution")
-    ch.add_argument("--output", required=True, help="GeoTIFF to write (.tif)")
+    _settings_args(ch, ChainSettings)
 
     f = sub.add_parser("train-fkp", help="train the flow-based kernel prior shipped in models/")
     f.add_argument("--scale", type=int, required=True)
@@ -223,38 +199,16 @@ def main(argv: list[str] | None = None) -> int:
                                    allow_ungeoreferenced=args.allow_ungeoreferenced)
 
     try:
-        invalid = parse_int_list(getattr(args, "mask_invalid_values", ""))
         if args.command in ("sr", "classic"):
-            result = jobs.run_superresolve(
-                sources(), args.output, scale=args.scale, method=args.method, reference=args.reference,
-                iterations=args.iterations, psf_sigma=args.psf_sigma, kernel_bank=args.kernel_bank,
-                register=not args.no_register,
-                min_registration_quality=args.min_registration_quality,
-                model_path=args.model, tile=args.tile, uncertainty_output=args.uncertainty, device=args.device,
-                ttf_iterations=args.ttf_iterations, ttf_per_tile=args.ttf_per_tile,
-                ttf_lr=args.ttf_lr, ttf_kernel_lr=args.ttf_kernel_lr, ttf_fit=args.ttf_fit, kernel_output=args.kernel_output,
-                invalid_mask_values=invalid, report_html=args.report, monitor=monitor)
+            result = jobs.run_superresolve(sources(), _settings_from(SuperResolveSettings, args), monitor)
         elif args.command == "kernels":
-            result = jobs.run_estimate_kernels(
-                sources(), args.output, scale=args.scale, mode=args.mode, iterations=args.iterations, crop=args.crop,
-                prior_path=args.prior, device=args.device, seed=args.seed, layers_folder=args.layers,
-                report_html=args.report, invalid_mask_values=invalid, monitor=monitor)
+            result = jobs.run_estimate_kernels(sources(), _settings_from(KernelSettings, args), monitor)
         elif args.command == "train" and args.hr:
-            result = jobs.run_train_supervised(
-                sources(), args.hr, args.output, scale=args.scale, steps=args.steps, patch=args.patch, batch=args.batch,
-                frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
-                invalid_mask_values=invalid, monitor=monitor)
+            result = jobs.run_train_supervised(sources(), _settings_from(TrainSettings, args), monitor)
         elif args.command == "train":
-            result = jobs.run_train_self_supervised(
-                [sources()], args.kernel_bank, args.output, scale=args.scale, steps=args.steps, patch=args.patch,
-                batch=args.batch, frames=args.frames, device=args.device, seed=args.seed, resume=args.resume,
-                invalid_mask_values=invalid, report_html=args.report, monitor=monitor,
-                from_base=not args.from_scratch, init_model=args.init_model)
+            result = jobs.run_train_self_supervised([sources()], _settings_from(TrainSettings, args), monitor)
         elif args.command == "chain":
-            result = jobs.run_chain(
-                sources(), args.output, args.work_folder, scale=args.scale, steps=args.steps, device=args.device,
-                seed=args.seed, uncertainty_output=args.uncertainty, report_html=args.report,
-                invalid_mask_values=invalid, monitor=monitor)
+            result = jobs.run_chain(sources(), _settings_from(ChainSettings, args), monitor)
         elif args.command == "train-fkp":
             from .core.degradation.fkp import save_fkp, train_fkp
 
@@ -265,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             save_fkp(flow, args.output, info)
             result = {"output": args.output, **info}
         else:
-            result = jobs.run_score(args.sr, args.reference, args.reference_mask, invalid,
-                                    max_shift=args.max_shift, data_range=args.data_range)
+            result = jobs.run_score(_settings_from(ScoreSettings, args))
     except (StackSRError, OSError, ArithmeticError) as exc:
         monitor.end_line()
         print(f"stacksr: error: {exc}", file=sys.stderr)

@@ -38,3 +38,7 @@ TTF_FIT_LABELS = {  # what test-time finetuning makes the output explain (ttf.TT
 }
 TTF_FITS = tuple(TTF_FIT_LABELS)
 TTF_FIT_DEFAULT = "stack"
+
+# mask values that mark a pixel invalid (Landsat Fmask: 0 clear land, 1 water, 2 cloud shadow, 3 snow, 4 cloud,
+# 255 fill): the jobs', the CLI's and the dialogs' default
+FMASK_INVALID_VALUES = (2, 3, 4, 255)

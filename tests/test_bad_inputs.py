@@ -1,6 +1,7 @@
 """Bad and unusual inputs found by an adversarial run (issue 14): each gets one clear line and
 leaves nothing behind; numeric settings are checked once, in core.params, by every front end."""
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -19,12 +20,14 @@ from conftest import ROOT
 from stacksr import cli
 from stacksr.core import params as P
 from stacksr.core.errors import ParameterError, StackSRError
+from stacksr.core.jobs.chain_job import run_chain
 from stacksr.core.jobs.kernel_job import run_estimate_kernels
 from stacksr.core.jobs.score_job import run_score
 from stacksr.core.jobs.sr_job import run_superresolve
 from stacksr.core.jobs.train_job import run_train_self_supervised
 from stacksr.core.io.stack_io import ImageSource
 from stacksr.core.io.whole_reads import read_raster
+from stacksr.core.job_settings import ChainSettings, KernelSettings, ScoreSettings, SuperResolveSettings, TrainSettings
 
 gdal.UseExceptions()
 ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build", "pkg"))
@@ -113,7 +116,8 @@ def test_a_signal_during_training_leaves_a_checkpoint_that_resumes(sample_images
     import torch
 
     bank = str(tmp_path / "k.npz")
-    run_estimate_kernels([ImageSource(p) for p in sample_images], bank, 3, "joint", iterations=2)
+    run_estimate_kernels([ImageSource(p) for p in sample_images], KernelSettings(bank, scale=3, mode="joint",
+                         iterations=2))
     out = tmp_path / "m.pt"
     args = ["train", "--inputs", *sample_images, "--kernel-bank", bank, "--steps", "400", "--batch", "2", "--output", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "stacksr", *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -153,8 +157,8 @@ def test_out_of_range_settings_get_one_line_and_no_file(sample_images, tmp_path,
 
 
 def test_the_smallest_accepted_kernel_crop_runs(sample_images, tmp_path):
-    res = run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], str(tmp_path / "k.npz"), 3, "joint",
-                               iterations=2, crop=P.KERNEL_CROP.minimum)
+    res = run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], KernelSettings(str(tmp_path / "k.npz"),
+                               scale=3, mode="joint", iterations=2, crop=P.KERNEL_CROP.minimum))
     assert res["images"] == 2
 
 
@@ -171,9 +175,10 @@ def test_a_multiband_raster_among_the_dates_is_refused_by_name(sample_images, tm
 def test_outputs_follow_the_process_umask(sample_images, tmp_path):
     old = os.umask(0o022)
     try:
-        run_superresolve([ImageSource(p) for p in sample_images[:3]], str(tmp_path / "sr.tif"), 3, "bicubic")
-        run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], str(tmp_path / "k.npz"), 3, "joint",
-                             iterations=2)
+        run_superresolve([ImageSource(p) for p in sample_images[:3]], SuperResolveSettings(str(tmp_path / "sr.tif"),
+                         scale=3, method="bicubic"))
+        run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], KernelSettings(str(tmp_path / "k.npz"),
+                             scale=3, mode="joint", iterations=2))
     finally:
         os.umask(old)
     for name in ("sr.tif", "k.npz"):
@@ -229,7 +234,7 @@ def test_a_png_without_georeferencing_is_refused(sample_images, tmp_path):
 def test_a_nodata_value_float32_cannot_hold_is_kept_exactly(sample_images, tmp_path):
     paths = [_copy(p, tmp_path / f"f{i}.tif", nodata=-1e300, dtype=gdal.GDT_Float64) for i, p in enumerate(sample_images[:3])]
     out = str(tmp_path / "sr.tif")
-    run_superresolve([ImageSource(p) for p in paths], out, 3, "bicubic")
+    run_superresolve([ImageSource(p) for p in paths], SuperResolveSettings(out, scale=3, method="bicubic"))
     ds = gdal.Open(out)
     band = ds.GetRasterBand(1)
     nodata, arr = band.GetNoDataValue(), band.ReadAsArray()
@@ -305,29 +310,28 @@ def test_fuzz_out_of_range_cli_settings_exit_2_in_one_line_and_leave_no_file(sam
     assert os.listdir(folder) == []
 
 
-JOBS = {
-    "sr": (run_superresolve, {"iterations": P.IBP_ITERATIONS, "psf_sigma": P.PSF_SIGMA, "tile": P.TILE,
-                              "ttf_iterations": P.TTF_ITERATIONS, "ttf_lr": P.TTF_LR, "reference": P.REFERENCE}),
-    "kernels": (run_estimate_kernels, {"iterations": P.KERNEL_ITERATIONS, "crop": P.KERNEL_CROP,
-                                       "kernel_size": P.KERNEL_SIZE, "seed": P.SEED}),
-    "train": (run_train_self_supervised, {"steps": P.STEPS, "patch": P.PATCH, "batch": P.BATCH, "frames": P.FRAMES,
-                                          "seed": P.SEED}),
-}
+JOBS = {"sr": (run_superresolve, SuperResolveSettings), "kernels": (run_estimate_kernels, KernelSettings),
+        "train": (run_train_self_supervised, TrainSettings), "chain": (run_chain, ChainSettings)}
+
+
+def _numeric_settings(cls) -> dict:
+    """Every numeric setting of a job's settings class, with its range (:mod:`params`)."""
+    return {f.name: f.metadata["setting"] for f in dataclasses.fields(cls) if "setting" in f.metadata}
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(job=st.sampled_from(sorted(JOBS)), data=st.data())
 def test_fuzz_out_of_range_job_settings_raise_the_user_error_and_leave_no_file(sample_images, tmp_path_factory, job, data):
-    func, keys = JOBS[job]
+    func, cls = JOBS[job]
+    keys = _numeric_settings(cls)
     key = data.draw(st.sampled_from(sorted(keys)), label="setting")
     value = data.draw(_outside(keys[key]), label="value")
     folder = tmp_path_factory.mktemp("fuzzjob")
     sources = [ImageSource(p) for p in sample_images[:3]]
-    out = str(folder / {"sr": "out.tif", "kernels": "k.npz", "train": "m.pt"}[job])
-    first = [sources] if job == "train" else sources
-    extra = (None,) if job == "train" else ()
+    out = str(folder / {"sr": "out.tif", "kernels": "k.npz", "train": "m.pt", "chain": "out.tif"}[job])
+    chosen = cls(out, folder, **{key: value}) if job == "chain" else cls(out, **{key: value})
     with pytest.raises(ParameterError):
-        func(first, *extra, out, **{key: value})
+        func([sources] if job == "train" else sources, chosen)
     assert os.listdir(folder) == []
 
 
@@ -342,7 +346,7 @@ def test_every_user_error_shares_one_base_class():
 
 def test_score_refuses_an_out_of_range_shift_before_reading(sample_images):
     with pytest.raises(ParameterError, match="maximum shift"):
-        run_score(sample_images[0], sample_images[1], max_shift=-1)
+        run_score(ScoreSettings(sample_images[0], sample_images[1], max_shift=-1))
 
 
 def test_qgis_number_parameters_take_core_ranges(processing):
@@ -367,16 +371,19 @@ def test_two_outputs_of_one_job_that_are_the_same_file_are_refused_before_any_wo
     src = sources_from_inputs(sample_images[:3])
     same = str(tmp_path / "same.out")
     with pytest.raises(StackSRError, match="the model and the report would be the same file"):
-        run_train_self_supervised([src], sample_bank, same, 3, steps=1, report_html=same)
+        run_train_self_supervised([src], TrainSettings(same, kernel_bank=sample_bank, scale=3, steps=1,
+                                  report_html=same))
     with pytest.raises(StackSRError, match="the kernel bank and the report would be the same file"):
-        run_estimate_kernels(src, same, 3, report_html=same)
+        run_estimate_kernels(src, KernelSettings(same, scale=3, report_html=same))
     link = str(tmp_path / "link.html")
     open(tmp_path / "sr.tif", "wb").close()  # a previous result, and a link to it
     os.symlink(str(tmp_path / "sr.tif"), link)
     with pytest.raises(StackSRError, match="the super-resolved raster and the report would be the same file"):
-        run_superresolve(src, str(tmp_path / "sr.tif"), 3, method="bicubic", report_html=link)
+        run_superresolve(src, SuperResolveSettings(str(tmp_path / "sr.tif"), scale=3, method="bicubic",
+                         report_html=link))
     with pytest.raises(StackSRError, match="the super-resolved raster and the uncertainty raster"):
-        run_superresolve(src, str(tmp_path / "a.tif"), 3, method="piunet", uncertainty_output=str(tmp_path / "a.tif"))
+        run_superresolve(src, SuperResolveSettings(str(tmp_path / "a.tif"), scale=3, method="piunet",
+                         uncertainty_output=str(tmp_path / "a.tif")))
     # fine-tuning a checkpoint into the model whose checkpoint it is would overwrite the input
     import shutil
 
@@ -385,7 +392,8 @@ def test_two_outputs_of_one_job_that_are_the_same_file_are_refused_before_any_wo
     init = str(tmp_path / "ft.pt.last")
     shutil.copyfile(base_model_path(3), init)
     with pytest.raises(StackSRError, match="the output '.*ft.pt.last' is one of the inputs"):
-        run_train_self_supervised([src], sample_bank, str(tmp_path / "ft.pt"), 3, steps=1, init_model=init)
+        run_train_self_supervised([src], TrainSettings(str(tmp_path / "ft.pt"), kernel_bank=sample_bank, scale=3,
+                                  steps=1, init_model=init))
     assert sorted(os.listdir(tmp_path)) == ["ft.pt.last", "link.html", "sr.tif"] and os.path.getsize(tmp_path / "sr.tif") == 0
 
 
@@ -422,7 +430,8 @@ def test_a_few_values_no_sensor_produces_are_invalid_with_a_warning_and_never_wr
 
     log = Log()
     out = str(tmp_path / "sr.tif")
-    run_superresolve(sources_from_inputs(paths), out, 3, method="piunet+ttf", ttf_iterations=3, monitor=log)
+    run_superresolve(sources_from_inputs(paths), SuperResolveSettings(out, scale=3, method="piunet+ttf",
+                     ttf_iterations=3), monitor=log)
     sr = read_raster(out)[0]
     assert np.isfinite(sr).all() and np.abs(sr).max() < 2e4  # reflectances x 1e4 stay reflectances
     warned = [line for line in log.lines if "values no sensor produces" in line]
@@ -444,7 +453,8 @@ def test_a_reference_without_valid_pixels_is_refused_and_an_empty_date_is_report
     ds = None
     paths = sample_images[3:6] + [empty]
     with pytest.raises(StackSRError, match="the reference image 'empty.tif' has no valid pixel"):
-        run_superresolve(sources_from_inputs(paths), str(tmp_path / "sr.tif"), 3, method="bicubic", reference=3)
+        run_superresolve(sources_from_inputs(paths), SuperResolveSettings(str(tmp_path / "sr.tif"), scale=3,
+                         method="bicubic", reference=3))
     assert not (tmp_path / "sr.tif").exists()
 
     class Log(Monitor):
@@ -454,7 +464,8 @@ def test_a_reference_without_valid_pixels_is_refused_and_an_empty_date_is_report
             self.lines.append(message)
 
     log = Log()
-    summary = run_superresolve(sources_from_inputs(paths), str(tmp_path / "sr.tif"), 3, method="bicubic", monitor=log)
+    summary = run_superresolve(sources_from_inputs(paths), SuperResolveSettings(str(tmp_path / "sr.tif"), scale=3,
+                               method="bicubic"), monitor=log)
     assert summary["images_used"] == 3 and "empty.tif: no valid pixel (all nodata or masked): left out" in log.lines
 
 
@@ -473,14 +484,15 @@ def test_masks_that_mark_nothing_with_the_values_given_are_named_in_a_warning(sa
             self.lines.append(message)
 
     log = Log()
-    run_superresolve(sources_from_inputs(sample_images[:3], masks=sample_masks[:3]), str(tmp_path / "sr.tif"), 3,
-                     method="bicubic", invalid_mask_values=[99], monitor=log)
+    run_superresolve(sources_from_inputs(sample_images[:3], masks=sample_masks[:3]),
+                     SuperResolveSettings(str(tmp_path / "sr.tif"), scale=3, method="bicubic",
+                     invalid_mask_values=[99]), monitor=log)
     warned = [line for line in log.lines if "no mask marks any pixel invalid" in line]
     assert len(warned) == 1 and "(99)" in warned[0] and "--mask-invalid-values" in warned[0]
     log.lines.clear()
     # the Fmask codes: some dates have cloud or shadow, the clear dates' masks mark nothing, and that is no warning
-    run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), str(tmp_path / "sr2.tif"), 3,
-                     method="bicubic", monitor=log)
+    run_superresolve(sources_from_inputs(sample_images, masks=sample_masks),
+                     SuperResolveSettings(str(tmp_path / "sr2.tif"), scale=3, method="bicubic"), monitor=log)
     assert not [line for line in log.lines if "no mask marks any pixel invalid" in line]
 
 
@@ -498,11 +510,12 @@ def test_inputs_named_the_gdal_way_are_opened_and_a_bad_one_is_refused_clearly(s
         for p in sample_images[:3]:
             z.write(p, os.path.basename(p))
     names = [f"/vsizip/{archive}/{os.path.basename(p)}" for p in sample_images[:3]]
-    summary = run_superresolve(sources_from_inputs(names), str(tmp_path / "sr.tif"), 2, method="bicubic")
+    summary = run_superresolve(sources_from_inputs(names), SuperResolveSettings(str(tmp_path / "sr.tif"), scale=2,
+                               method="bicubic"))
     assert summary["images_used"] == 3 and os.path.exists(tmp_path / "sr.tif")
     with pytest.raises(StackSRError, match="cannot be read as a raster"):
-        run_superresolve(sources_from_inputs([f"/vsizip/{archive}/missing.tif", names[1]]), str(tmp_path / "x.tif"), 2,
-                         method="bicubic")
+        run_superresolve(sources_from_inputs([f"/vsizip/{archive}/missing.tif", names[1]]),
+                         SuperResolveSettings(str(tmp_path / "x.tif"), scale=2, method="bicubic"))
     assert not os.path.exists(tmp_path / "x.tif")
 
 
@@ -539,10 +552,10 @@ def test_outputs_larger_than_the_free_disk_space_are_refused_before_reading(tmp_
     line = _one_line_error(res.returncode, res.stderr)
     assert "the outputs need up to 36.0 TB" in line and "free" in line
     with pytest.raises(StackSRError, match="the outputs need up to 72.0 TB"):  # the uncertainty raster counts too
-        run_superresolve(sources_from_inputs(dates), str(out / "sr.tif"), 3, method="piunet",
-                         uncertainty_output=str(out / "unc.tif"))
+        run_superresolve(sources_from_inputs(dates), SuperResolveSettings(str(out / "sr.tif"), scale=3,
+                         method="piunet", uncertainty_output=str(out / "unc.tif")))
     with pytest.raises(StackSRError, match="the outputs need up to"):  # before the kernels and the training
-        run_chain(sources_from_inputs(dates), str(out / "sr.tif"), str(out), 3)
+        run_chain(sources_from_inputs(dates), ChainSettings(str(out / "sr.tif"), work_folder=str(out), scale=3))
     assert os.listdir(out) == []
 
 
@@ -615,15 +628,17 @@ def test_fuzz_two_outputs_of_a_job_that_are_one_file_are_refused_and_nothing_is_
     src = sources_from_inputs(sample_images[:3])
     with pytest.raises(StackSRError, match="same file|one of the inputs|must end in"):
         if job == "sr":
-            run_superresolve(src, given["output"], 3, method="piunet+ttf", uncertainty_output=given["uncertainty_output"],
-                             kernel_output=given["kernel_output"], report_html=given["report_html"])
+            run_superresolve(src, SuperResolveSettings(given["output"], scale=3, method="piunet+ttf",
+                             uncertainty_output=given["uncertainty_output"], kernel_output=given["kernel_output"],
+                             report_html=given["report_html"]))
         elif job == "kernels":
-            run_estimate_kernels(src, given["bank_path"], 3, report_html=given["report_html"])
+            run_estimate_kernels(src, KernelSettings(given["bank_path"], scale=3, report_html=given["report_html"]))
         elif job == "train":
-            run_train_self_supervised([src], sample_bank, given["output"], 3, steps=1, report_html=given["report_html"])
+            run_train_self_supervised([src], TrainSettings(given["output"], kernel_bank=sample_bank, scale=3, steps=1,
+                                      report_html=given["report_html"]))
         else:
-            run_chain(src, given["output"], str(tmp), 3, uncertainty_output=given["uncertainty_output"],
-                      report_html=given["report_html"])
+            run_chain(src, ChainSettings(given["output"], work_folder=str(tmp), scale=3,
+                      uncertainty_output=given["uncertainty_output"], report_html=given["report_html"]))
     assert {p.name: p.read_bytes() if p.is_file() else None for p in tmp.iterdir()} == before
 
 
@@ -653,7 +668,7 @@ def test_fuzz_extreme_values_anywhere_never_reach_the_output(sample_images, tmp_
         ds = None
         paths.append(dst)
     out = str(tmp / "sr.tif")
-    run_superresolve(sources_from_inputs(paths), out, 3, method=method)
+    run_superresolve(sources_from_inputs(paths), SuperResolveSettings(out, scale=3, method=method))
     sr = read_raster(out)[0]
     good = sr[np.isfinite(sr)]
     assert good.size > 0.9 * sr.size and np.abs(good).max() < 2e4  # NaN is the nodata of a raster without one

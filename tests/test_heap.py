@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from stacksr.core import heap
+from stacksr.core.job_settings import SuperResolveSettings
 
 
 def _rss_mb() -> float:
@@ -60,5 +61,6 @@ def test_a_super_resolution_job_runs_with_heap_reuse_and_ends_without_it(sample_
         def _emit(self, fraction, message):
             seen.append(heap.active())
 
-    run_superresolve(sources_from_inputs(sample_images[:3]), str(tmp_path / "sr.tif"), method="bicubic", monitor=Watch())
+    run_superresolve(sources_from_inputs(sample_images[:3]), SuperResolveSettings(str(tmp_path / "sr.tif"),
+                     method="bicubic"), monitor=Watch())
     assert seen and all(seen) and not heap.active()

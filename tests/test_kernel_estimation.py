@@ -9,6 +9,7 @@ from stacksr.core.estimation.kernel_estimation import estimate_kernels, select_c
 from stacksr.core.estimation.estimation_config import JOINT_CONFIG
 from stacksr.core.io.kernel_bank import fit_gaussian
 from stacksr.core.degradation.kernels import kernel_errors
+from stacksr.core.job_settings import KernelSettings
 
 QUICK = replace(JOINT_CONFIG, iterations=120, warmup=40, crop=32)
 
@@ -76,8 +77,8 @@ def test_kernel_job_reports_an_image_of_another_scene_and_gives_it_the_default_p
     dst.GetRasterBand(1).WriteArray(np.ascontiguousarray(arr[::-1, ::-1]).astype(np.float32))
     dst = src = None
     bank_path, html = str(tmp_path / "k.npz"), str(tmp_path / "k.html")
-    res = run_estimate_kernels([ImageSource(p) for p in [*sample_images[:4], other]], bank_path, 3, "joint",
-                               iterations=30, report_html=html)
+    res = run_estimate_kernels([ImageSource(p) for p in [*sample_images[:4], other]], KernelSettings(bank_path,
+                               scale=3, mode="joint", iterations=30, report_html=html))
     assert res["default_psf_images"] == ["other_scene.tif"]
     bank = KernelBank.load(bank_path)
     assert bank.meta["default_psf_images"] == ["other_scene.tif"]

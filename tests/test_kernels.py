@@ -14,6 +14,7 @@ from stacksr.core.degradation.fkp import (
 )
 from stacksr.core.io.kernel_bank import KernelBank, KernelBankError, fit_gaussian
 from stacksr.core.degradation.kernels import kernel_errors, write_gallery, write_kernel_layers
+from stacksr.core.job_settings import KernelSettings
 
 
 def test_fit_gaussian_recovers_sigmas_and_angle():
@@ -158,8 +159,8 @@ def test_kernel_layers_of_a_stack_lie_over_its_centre_in_its_crs(sample_images, 
     from stacksr.core.jobs.kernel_job import run_estimate_kernels
     from stacksr.core.io.stack_io import ImageSource
 
-    res = run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], str(tmp_path / "k.npz"), 3, "joint",
-                               iterations=2, layers_folder=str(tmp_path / "layers"))
+    res = run_estimate_kernels([ImageSource(p) for p in sample_images[:2]], KernelSettings(str(tmp_path / "k.npz"),
+                               scale=3, mode="joint", iterations=2, layers_folder=str(tmp_path / "layers")))
     src, ds = gdal.Open(sample_images[0]), gdal.Open(res["layers"][0])
     sg, kg = src.GetGeoTransform(), ds.GetGeoTransform()
     assert ds.GetSpatialRef().IsSame(src.GetSpatialRef())

@@ -7,6 +7,7 @@ import pytest
 from osgeo import gdal
 
 from conftest import ROOT
+from stacksr.core.job_settings import KernelSettings
 
 
 def test_provider_lists_algorithms(qgis_app):
@@ -368,7 +369,8 @@ def test_classic_ibp_takes_a_kernel_bank_and_reports_left_out_images(processing,
     from stacksr.core.io.stack_io import ImageSource
 
     bank = str(tmp_path / "bank.npz")
-    run_estimate_kernels([ImageSource(p) for p in sample_images[:3]], bank, 3, "joint", iterations=3)
+    run_estimate_kernels([ImageSource(p) for p in sample_images[:3]], KernelSettings(bank, scale=3, mode="joint",
+                         iterations=3))
     out = str(tmp_path / "sr.tif")
     res = processing.run("stacksr:superresolveclassic", {"LAYERS": sample_images[:3], "SCALE": 3, "METHOD": 1,
                                                          "ITERATIONS": 5, "KERNEL_BANK": bank, "OUTPUT": out})

@@ -6,6 +6,7 @@ import numpy as np
 from osgeo import gdal
 
 from conftest import QGIS_PROCESS, enabled_plugin_profile
+from stacksr.core.job_settings import KernelSettings
 
 
 def _qgis_process(*args, timeout=300):
@@ -171,7 +172,8 @@ def test_ibp_with_the_estimated_kernel_bank_runs_in_qgis_process_and_the_cli(sam
     from stacksr.core.io.stack_io import ImageSource
 
     bank = str(tmp_path / "bank.npz")
-    run_estimate_kernels([ImageSource(p) for p in sample_images[:4]], bank, 3, "joint", iterations=5)
+    run_estimate_kernels([ImageSource(p) for p in sample_images[:4]], KernelSettings(bank, scale=3, mode="joint",
+                         iterations=5))
     outs = {}
     for way in ("qgis_process", "cli", "gaussian"):
         out = tmp_path / f"{way}.tif"

@@ -21,6 +21,7 @@ from stacksr.core.io.stack_io import ImageSource, StackError
 from stacksr.core.io.whole_reads import read_stack
 from stacksr.core.learned.model_files import load_model, save_model
 from stacksr.core.learned.training import TrainConfig, TrainState
+from stacksr.core.job_settings import KernelSettings, SuperResolveSettings, TrainSettings
 
 gdal.UseExceptions()
 METHODS = ("bicubic", "ibp", "piunet", "piunet+ttf")
@@ -62,8 +63,9 @@ def _run_all_methods(paths, tmp_path, model):
     outs = {}
     for m in METHODS:
         out = str(tmp_path / f"{m.replace('+', '_')}.tif")
-        run_superresolve(_sources(paths), out, 3, method=m, iterations=5, model_path=model, ttf_iterations=3,
-                         uncertainty_output=out.replace(".tif", "_std.tif") if m.startswith("piunet") else None)
+        run_superresolve(_sources(paths), SuperResolveSettings(out, scale=3, method=m, iterations=5, model_path=model,
+                         ttf_iterations=3, uncertainty_output=out.replace(".tif",
+                         "_std.tif") if m.startswith("piunet") else None))
         ds = gdal.Open(out)
         outs[m] = ds.GetRasterBand(1).ReadAsArray()
         ds = None
@@ -90,7 +92,7 @@ def test_nan_and_inf_pixels_are_nodata_and_never_reach_the_output(sample_images,
 def test_stack_of_only_nan_and_inf_is_refused(tmp_path):
     paths = [_write(tmp_path / f"n{i}.tif", np.full((20, 20), v, np.float32)) for i, v in enumerate([np.nan, np.inf])]
     with pytest.raises(StackError, match="every pixel of every image is nodata"):
-        run_superresolve(_sources(paths), str(tmp_path / "out.tif"))
+        run_superresolve(_sources(paths), SuperResolveSettings(str(tmp_path / "out.tif")))
     assert sorted(os.listdir(tmp_path)) == ["n0.tif", "n1.tif"]
 
 
@@ -123,7 +125,7 @@ def test_every_method_gives_finite_output_on_degenerate_and_high_dynamic_range_s
             assert np.isfinite(ds.GetRasterBand(1).ReadAsArray()).all()
             ds = None
     bank = str(tmp_path / "bank.npz")
-    res = run_estimate_kernels(_sources(paths[:2]), bank, 3, mode="joint", iterations=6)
+    res = run_estimate_kernels(_sources(paths[:2]), KernelSettings(bank, scale=3, mode="joint", iterations=6))
     assert all(np.isfinite([k["sigma1"], k["sigma2"]]).all() for k in res["kernels"])
 
 
@@ -139,12 +141,13 @@ def _crops(sources, folder, prefix, size):
 def test_rasters_smaller_than_the_kernel_or_the_patch_are_refused(sample_images, tmp_path):
     small = _crops(sample_images[:2], tmp_path, "s", 3)
     with pytest.raises(StackError, match="3x3 pixels are too small"):
-        run_superresolve(_sources(small), str(tmp_path / "sr.tif"))
+        run_superresolve(_sources(small), SuperResolveSettings(str(tmp_path / "sr.tif")))
     with pytest.raises(StackError, match="smaller than the 15x15 kernel"):
-        run_estimate_kernels(_sources(small), str(tmp_path / "bank.npz"), 3)
+        run_estimate_kernels(_sources(small), KernelSettings(str(tmp_path / "bank.npz"), scale=3))
     mid = _crops(sample_images[:2], tmp_path, "m", 20)
     with pytest.raises(StackError, match="too small for .*training and validation patches"):
-        run_train_self_supervised([_sources(mid)], None, str(tmp_path / "m.pt"), 3, steps=2, patch=8)
+        run_train_self_supervised([_sources(mid)], TrainSettings(str(tmp_path / "m.pt"), kernel_bank=None, scale=3,
+                                  steps=2, patch=8))
     assert sorted(os.listdir(tmp_path)) == ["m0.tif", "m1.tif", "s0.tif", "s1.tif"]
 
 
@@ -163,11 +166,12 @@ def test_unwritable_output_folder_is_refused_before_any_work(sample_images, tmp_
     restore = _unwritable(locked)
     try:
         with pytest.raises(StackError, match="is not writable"):
-            run_superresolve(_sources(sample_images[:2]), str(locked / "sr.tif"))
+            run_superresolve(_sources(sample_images[:2]), SuperResolveSettings(str(locked / "sr.tif")))
         with pytest.raises(StackError, match="is not writable"):
-            run_estimate_kernels(_sources(sample_images[:2]), str(locked / "bank.npz"))
+            run_estimate_kernels(_sources(sample_images[:2]), KernelSettings(str(locked / "bank.npz")))
         with pytest.raises(StackError, match="is not writable"):
-            run_train_self_supervised([_sources(sample_images[:2])], None, str(locked / "m.pt"))
+            run_train_self_supervised([_sources(sample_images[:2])], TrainSettings(str(locked / "m.pt"),
+                                      kernel_bank=None))
     finally:
         restore()
     assert os.listdir(locked) == []
@@ -179,7 +183,8 @@ def test_model_file_of_another_format_version_is_refused(tiny_model, tmp_path, s
     future = str(tmp_path / "future.pt")
     torch.save(payload, future)
     with pytest.raises(StackSRError, match="format version 99, expected 1"):
-        run_superresolve(_sources(sample_images[:2]), str(tmp_path / "sr.tif"), method="piunet", model_path=future)
+        run_superresolve(_sources(sample_images[:2]), SuperResolveSettings(str(tmp_path / "sr.tif"), method="piunet",
+                         model_path=future))
     assert os.listdir(tmp_path) == ["future.pt"]
 
 
@@ -206,14 +211,14 @@ def test_cancel_stops_long_work_within_two_seconds(job, sample_images, tmp_path_
     out = tmp_path / "out"
     with pytest.raises(Cancelled):
         if job == "kernel estimation":
-            run_estimate_kernels(_sources(sample_images), str(out) + ".npz", 3, mode="per-image", iterations=5000,
-                                 monitor=mon)
+            run_estimate_kernels(_sources(sample_images), KernelSettings(str(out) + ".npz", scale=3, mode="per-image",
+                                 iterations=5000), monitor=mon)
         elif job == "TTF":
-            run_superresolve(_sources(sample_images), str(out) + ".tif", 3, method="piunet+ttf", model_path=tiny_model,
-                             ttf_iterations=10000, monitor=mon)
+            run_superresolve(_sources(sample_images), SuperResolveSettings(str(out) + ".tif", scale=3,
+                             method="piunet+ttf", model_path=tiny_model, ttf_iterations=10000), monitor=mon)
         elif job == "validation":  # auto runs every candidate (TTF among them) before the chosen one
-            run_superresolve(_sources(sample_images), str(out) + ".tif", 3, method="auto", model_path=tiny_model,
-                             ttf_iterations=10000, iterations=1000, monitor=mon)
+            run_superresolve(_sources(sample_images), SuperResolveSettings(str(out) + ".tif", scale=3, method="auto",
+                             model_path=tiny_model, ttf_iterations=10000, iterations=1000), monitor=mon)
         else:  # the sample mirrored to 244 x 244 px: 64 tiles of the smallest size
             big = tmp_path_factory.mktemp("big")
             paths = []
@@ -222,8 +227,8 @@ def test_cancel_stops_long_work_within_two_seconds(job, sample_images, tmp_path_
                 arr = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
                 ds = None
                 paths.append(_write(big / f"b{i}.tif", np.tile(np.concatenate([arr, arr[::-1]]), (2, 4)), like=p))
-            run_superresolve(_sources(paths), str(out) + ".tif", 3, method="piunet", model_path=tiny_model, tile=32,
-                             monitor=mon)
+            run_superresolve(_sources(paths), SuperResolveSettings(str(out) + ".tif", scale=3, method="piunet",
+                             model_path=tiny_model, tile=32), monitor=mon)
     stopped = time.perf_counter()
     assert mon.asked is not None and stopped - mon.asked < 2.0
     assert os.listdir(tmp_path) == []
@@ -231,10 +236,11 @@ def test_cancel_stops_long_work_within_two_seconds(job, sample_images, tmp_path_
 
 def test_cancelled_rerun_leaves_the_previous_output_intact(sample_images, tmp_path):
     out = str(tmp_path / "ibp.tif")
-    run_superresolve(_sources(sample_images), out, 3, method="ibp", iterations=5)
+    run_superresolve(_sources(sample_images), SuperResolveSettings(out, scale=3, method="ibp", iterations=5))
     before = hashlib.sha256(open(out, "rb").read()).hexdigest()
     with pytest.raises(Cancelled):
-        run_superresolve(_sources(sample_images), out, 3, method="ibp", iterations=1000, monitor=_CancelAfter(0.3))
+        run_superresolve(_sources(sample_images), SuperResolveSettings(out, scale=3, method="ibp", iterations=1000),
+                         monitor=_CancelAfter(0.3))
     assert hashlib.sha256(open(out, "rb").read()).hexdigest() == before
     assert os.listdir(tmp_path) == ["ibp.tif"]
 
@@ -244,12 +250,14 @@ def test_same_seed_gives_the_same_kernels_model_and_super_resolution(sample_imag
     digests, models, srs = [], [], []
     for run in ("a", "b"):
         bank = str(tmp_path / f"bank_{run}.npz")
-        digests.append(run_estimate_kernels(srcs, bank, 3, mode="joint", iterations=10, seed=3)["digest"])
+        digests.append(run_estimate_kernels(srcs, KernelSettings(bank, scale=3, mode="joint", iterations=10, seed=3))["digest"])
         model = str(tmp_path / f"model_{run}.pt")
-        run_train_self_supervised([srcs], bank, model, 3, steps=3, patch=6, batch=2, frames=4, seed=3)
+        run_train_self_supervised([srcs], TrainSettings(model, kernel_bank=bank, scale=3, steps=3, patch=6, batch=2,
+                                  frames=4, seed=3))
         models.append(load_model(model)[0].state_dict())
         sr = str(tmp_path / f"sr_{run}.tif")
-        run_superresolve(srcs, sr, 3, method="piunet+ttf", model_path=model, ttf_iterations=3, tile=32)
+        run_superresolve(srcs, SuperResolveSettings(sr, scale=3, method="piunet+ttf", model_path=model,
+                         ttf_iterations=3, tile=32))
         ds = gdal.Open(sr)
         srs.append(ds.GetRasterBand(1).ReadAsArray())
         ds = None
@@ -269,8 +277,9 @@ def test_all_cloud_stack_is_refused_and_inputs_are_never_modified(sample_images,
     before = digest(sample_images[:3] + clouds)
     srcs = [ImageSource(p, mask_path=m) for p, m in zip(sample_images[:3], clouds)]
     with pytest.raises(StackError, match="every pixel of every image is nodata or masked"):
-        run_superresolve(srcs, str(tmp_path / "sr.tif"))
-    run_superresolve(_sources(sample_images[:3]), str(tmp_path / "ok.tif"), method="ibp", iterations=3)
+        run_superresolve(srcs, SuperResolveSettings(str(tmp_path / "sr.tif")))
+    run_superresolve(_sources(sample_images[:3]), SuperResolveSettings(str(tmp_path / "ok.tif"), method="ibp",
+                     iterations=3))
     assert digest(sample_images[:3] + clouds) == before
     assert sorted(os.listdir(tmp_path)) == ["cloud0.tif", "cloud1.tif", "cloud2.tif", "ok.tif"]
 
@@ -278,8 +287,9 @@ def test_all_cloud_stack_is_refused_and_inputs_are_never_modified(sample_images,
 def test_ttf_per_tile_finetunes_every_tile_and_writes_a_complete_raster(sample_images, tmp_path, tiny_model):
     once, per_tile = str(tmp_path / "once.tif"), str(tmp_path / "per_tile.tif")
     for out, flag in ((once, False), (per_tile, True)):
-        res = run_superresolve(_sources(sample_images), out, 3, method="piunet+ttf", model_path=tiny_model, tile=32,
-                               ttf_iterations=4, ttf_per_tile=flag, kernel_output=out.replace(".tif", "_k.tif"))
+        res = run_superresolve(_sources(sample_images), SuperResolveSettings(out, scale=3, method="piunet+ttf",
+                               model_path=tiny_model, tile=32, ttf_iterations=4, ttf_per_tile=flag,
+                               kernel_output=out.replace(".tif", "_k.tif")))
         assert res["kernel"]
     arrays = []
     for out in (once, per_tile):
@@ -294,14 +304,15 @@ def test_ttf_per_tile_finetunes_every_tile_and_writes_a_complete_raster(sample_i
 def test_ttf_fits_the_stack_by_default_records_the_choice_and_refuses_an_unknown_one(sample_images, tmp_path, tiny_model):
     for fit in (None, "reference"):
         out = str(tmp_path / f"sr_{fit}.tif")
-        run_superresolve(_sources(sample_images), out, 3, method="piunet+ttf", model_path=tiny_model, ttf_iterations=2,
-                         ttf_fit=fit)
+        run_superresolve(_sources(sample_images), SuperResolveSettings(out, scale=3, method="piunet+ttf",
+                         model_path=tiny_model, ttf_iterations=2, ttf_fit=fit))
         ds = gdal.Open(out)
         assert f'"ttf_fit": "{fit or "stack"}"' in ds.GetMetadataItem("STACKSR_PARAMETERS")
         ds = None
     bad = str(tmp_path / "bad.tif")
-    with pytest.raises(StackError, match="TTF fit must be one of"):
-        run_superresolve(_sources(sample_images), bad, 3, method="piunet+ttf", model_path=tiny_model, ttf_fit="all")
+    with pytest.raises(ParameterError, match="TTF fit must be one of"):
+        run_superresolve(_sources(sample_images), SuperResolveSettings(bad, scale=3, method="piunet+ttf",
+                         model_path=tiny_model, ttf_fit="all"))
     assert not os.path.exists(bad)
 
 
@@ -315,9 +326,10 @@ def test_outputs_of_one_run_land_together_or_not_at_all(sample_images, tmp_path,
 
     monkeypatch.setattr(kernels, "write_kernel_layer", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        run_superresolve(_sources(sample_images), str(tmp_path / "sr.tif"), 3, method="piunet+ttf",
-                         model_path=tiny_model, ttf_iterations=2, uncertainty_output=str(tmp_path / "std.tif"),
-                         kernel_output=str(tmp_path / "k.tif"), report_html=str(tmp_path / "r.html"))
+        run_superresolve(_sources(sample_images), SuperResolveSettings(str(tmp_path / "sr.tif"), scale=3,
+                         method="piunet+ttf", model_path=tiny_model, ttf_iterations=2,
+                         uncertainty_output=str(tmp_path / "std.tif"), kernel_output=str(tmp_path / "k.tif"),
+                         report_html=str(tmp_path / "r.html")))
     assert os.listdir(tmp_path) == []
 
 
@@ -326,13 +338,14 @@ def test_ttf_learning_rates_are_used_and_out_of_range_ones_refused(sample_images
     outs = []
     for i, lr in enumerate((None, 0.05)):
         out = str(tmp_path / f"sr{i}.tif")
-        run_superresolve(_sources(sample_images), out, 3, ttf_lr=lr, **base)
+        run_superresolve(_sources(sample_images), SuperResolveSettings(out, 3, ttf_lr=lr, **base))
         ds = gdal.Open(out)
         outs.append(ds.GetRasterBand(1).ReadAsArray())
         ds = None
     assert not np.array_equal(outs[0], outs[1])
     with pytest.raises(ParameterError, match="TTF learning rate must be a number above 0 and up to 0.9, got 5"):
-        run_superresolve(_sources(sample_images), str(tmp_path / "bad.tif"), 3, ttf_kernel_lr=5.0, **base)
+        run_superresolve(_sources(sample_images), SuperResolveSettings(str(tmp_path / "bad.tif"), 3, ttf_kernel_lr=5.0,
+                                                                       **base))
     assert not os.path.exists(tmp_path / "bad.tif")
 
 
@@ -349,7 +362,8 @@ def test_an_image_that_cannot_be_registered_is_reported_and_left_out(sample_imag
             infos.append(message)
 
     out = str(tmp_path / "sr.tif")
-    res = run_superresolve(_sources(paths), out, 3, method="ibp", iterations=5, monitor=Log())
+    res = run_superresolve(_sources(paths), SuperResolveSettings(out, scale=3, method="ibp", iterations=5),
+                           monitor=Log())
     assert res["images"] == 8 and res["images_used"] == 7
     assert any(m.startswith("other_place.tif") and "left out" in m for m in infos)
     ds = gdal.Open(out)
@@ -357,5 +371,6 @@ def test_an_image_that_cannot_be_registered_is_reported_and_left_out(sample_imag
     ds = None
     assert reg["other_place.tif"]["used"] is False and reg["other_place.tif"]["quality"] < 0.9
     assert sum(r["used"] for r in reg.values()) == 7
-    res = run_superresolve(_sources(paths), out, 3, method="ibp", iterations=5, min_registration_quality=0)
+    res = run_superresolve(_sources(paths), SuperResolveSettings(out, scale=3, method="ibp", iterations=5,
+                           min_registration_quality=0))
     assert res["images_used"] == 8

@@ -9,6 +9,7 @@ from stacksr.core.learned.inference import predict, stack_context
 from stacksr.core.learned.piunet import PIUNet, PIUNetConfig
 from stacksr.core.io.stack_ops import standardize_stack
 from stacksr.core.io.windows import TensorStack, stack_stats
+from stacksr.core.job_settings import SuperResolveSettings
 
 
 def _small_net(scale: int, blocks: int = 2, seed: int = 0, residual: str = "bilinear") -> PIUNet:
@@ -197,7 +198,8 @@ def test_streaming_job_writes_the_same_raster_in_tiles_as_whole(sample_images, s
     out = {}
     for tile in (0, 32):
         path = str(tmp_path / f"sr{tile}.tif")
-        run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), path, method=method, tile=tile)
+        run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), SuperResolveSettings(path,
+                         method=method, tile=tile))
         out[tile] = read_raster(path)
     (a, va, _, _), (b, vb, _, _) = out[0], out[32]
     assert np.array_equal(va, vb) and va.mean() > 0.9

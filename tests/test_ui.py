@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from stacksr.core.job_settings import KernelSettings
+
 
 @pytest.fixture(scope="module")
 def real_bank(tmp_path_factory, sample_images):
@@ -12,7 +14,8 @@ def real_bank(tmp_path_factory, sample_images):
     from stacksr.core.io.stack_io import ImageSource
 
     path = str(tmp_path_factory.mktemp("bank") / "landsat7_kernels.npz")
-    run_estimate_kernels([ImageSource(p) for p in sample_images], path, 3, mode="joint", iterations=30)
+    run_estimate_kernels([ImageSource(p) for p in sample_images], KernelSettings(path, scale=3, mode="joint",
+                         iterations=30))
     return path
 
 

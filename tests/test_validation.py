@@ -11,6 +11,7 @@ from stacksr.core.classic.baselines import default_psf
 from stacksr.core.jobs.method_choice import LEARNED_MARGIN_DB, Setup, choose_method, pick
 from stacksr.core.metrics import cpsnr
 from stacksr.core.classic.registration import register_stack
+from stacksr.core.job_settings import SuperResolveSettings
 from stacksr.core.jobs.validation import (EDGE, REFERENCE_BASELINE, MethodScore, ValidationResult, heldout_errors,
                                      holdout_blocks, quality_line)
 
@@ -147,8 +148,8 @@ def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation
     from stacksr.core.io.stack_sources import sources_from_inputs
 
     out, report = str(tmp_path / "sr.tif"), str(tmp_path / "report.html")
-    summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), out, 3, report_html=report,
-                               ttf_iterations=3)
+    summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), SuperResolveSettings(out,
+                               scale=3, report_html=report, ttf_iterations=3))
     assert summary["requested_method"] == "auto" and summary["method"] in ("ibp", "piunet+ttf")
     methods = summary["validation"]["methods"]
     # the classic methods on held-out pixels, the base model (with TTF) one scale down against IBP
@@ -170,11 +171,11 @@ def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_ma
     from stacksr.core.jobs.sr_job import run_superresolve
     from stacksr.core.io.stack_sources import sources_from_inputs
 
-    summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), str(tmp_path / "sr.tif"), 3,
-                               method="bicubic-ref")
+    summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks),
+                               SuperResolveSettings(str(tmp_path / "sr.tif"), scale=3, method="bicubic-ref"))
     assert summary["method"] == "bicubic-ref" and set(summary["validation"]["methods"]) == {"bicubic-ref"}
-    summary = run_superresolve(sources_from_inputs(sample_images[:2]),
-                               str(tmp_path / "two.tif"), 3, method="bicubic")
+    summary = run_superresolve(sources_from_inputs(sample_images[:2]), SuperResolveSettings(str(tmp_path / "two.tif"),
+                               scale=3, method="bicubic"))
     assert set(summary["validation"]["methods"]) == {"bicubic-ref", "bicubic"}
 
 
@@ -184,7 +185,8 @@ def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_s
     from stacksr.core.jobs.sr_job import run_superresolve
     from stacksr.core.io.stack_sources import sources_from_inputs
 
-    summary = run_superresolve(sources_from_inputs(sample_images[:4]), str(tmp_path / "sr.tif"), scale)
+    summary = run_superresolve(sources_from_inputs(sample_images[:4]), SuperResolveSettings(str(tmp_path / "sr.tif"),
+                               scale=scale))
     methods, notes = set(summary["validation"]["methods"]), summary["validation"]["notes"]
     assert {"bicubic-ref", "bicubic", "ibp"} <= methods
     if base_model_path(scale):  # the base model with TTF, one scale down
@@ -212,5 +214,6 @@ def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_
     frames = torch.stack([torch.from_numpy(read_raster(p)[0].astype(np.float32)) for p in paths])
     ref, corr = typical_reference([1.0] * len(paths), lambda: (frames, torch.ones_like(frames, dtype=torch.bool)))
     assert ref != 0 and corr[0] == min(corr)
-    summary = run_superresolve(sources_from_inputs(paths), str(tmp_path / "sr.tif"), 3, method="bicubic")
+    summary = run_superresolve(sources_from_inputs(paths), SuperResolveSettings(str(tmp_path / "sr.tif"), scale=3,
+                               method="bicubic"))
     assert summary["reference"] != "outlier.tif" and summary["images_used"] == len(paths) - 1

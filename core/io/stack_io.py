@@ -17,12 +17,11 @@ from typing import Sequence
 import numpy as np
 from osgeo import gdal, osr
 
+from ..choices import FMASK_INVALID_VALUES  # noqa: F401 - the readers' default, where the jobs import it
 from ..errors import StackError  # this module's error, defined GDAL-free (atomic_files raises it too)
 
 gdal.UseExceptions()
 
-# Landsat fmask: 0 clear land, 1 water, 2 cloud shadow, 3 snow, 4 cloud, 255 fill
-FMASK_INVALID_VALUES = (2, 3, 4, 255)
 _COMPLEX_TYPES = {gdal.GDT_CInt16, gdal.GDT_CInt32, gdal.GDT_CFloat32, gdal.GDT_CFloat64}
 _GEO_TOL = 1e-6  # relative to the pixel size
 

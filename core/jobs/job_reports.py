@@ -111,7 +111,10 @@ SETTING_NAMES = {  # TrainConfig's fields as a report reader would name them
 }
 
 
-def training_report(path: str, res: dict, config, device: str, images: Sequence[str], bank=None) -> None:
+def training_report(path: str, res: dict, config, device: str, images: Sequence[str], bank=None,
+                    settings=None) -> None:
+    """The training run's report: summary, loss curves, the training configuration, the job's settings as given
+    (``settings``, :class:`job_settings.TrainSettings`) and the kernel bank."""
     from dataclasses import asdict
 
     from ..degradation.kernels import gallery_section
@@ -122,7 +125,8 @@ def training_report(path: str, res: dict, config, device: str, images: Sequence[
     sections = [
         ("Summary", table([("model", os.path.basename(res["output"])), ("steps", res["steps"]),
                            ("best validation loss", res["best_val"]), ("seconds", res["seconds"]), ("device", device),
-                           ("images", f"{len(images)}: " + ", ".join(images))])),
+                           ("images", f"{len(images)}: " + ", ".join(images)),
+                           *([settings.report_row()] if settings is not None else [])])),
         ("Loss", line_chart({"training (batch)": train_curve,
                              "validation (held-out area)": [(h[0], h[2]) for h in hist]}, "step", "loss")),
         ("Settings", table([(SETTING_NAMES.get(k, k), v) for k, v in asdict(config).items()], ("setting", "value"))),

@@ -1,29 +1,21 @@
 """The scoring job: cPSNR, PSNR and SSIM of an SR raster against a reference raster."""
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
-from .. import params as P
+from ..job_settings import ScoreSettings
 from ..metrics import cpsnr, default_data_range, psnr, ssim
 from ..io.outputs import same_file
-from ..io.stack_io import FMASK_INVALID_VALUES, StackError, check_same_grid
+from ..io.stack_io import StackError, check_same_grid
 from ..io.whole_reads import read_raster
 
 
-def run_score(
-    sr_path: str,
-    reference_path: str,
-    reference_mask: str | None = None,
-    invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
-    max_shift: int | None = None,
-    data_range: float | None = None,
-    sr_band: int = 1,
-    reference_band: int = 1,
-) -> dict:
-    """cPSNR (Proba-V), PSNR and SSIM of an SR raster against a reference raster of the same grid."""
-    max_shift, data_range = P.MAX_SHIFT.check(max_shift), P.DATA_RANGE.check(data_range)
+def run_score(settings: ScoreSettings) -> dict:
+    """cPSNR (Proba-V), PSNR and SSIM of an SR raster against a reference raster of the same grid, with
+    ``settings`` (:class:`ScoreSettings`)."""
+    s = settings.checked()
+    sr_path, reference_path, reference_mask = s.sr_path, s.reference_path, s.reference_mask
+    sr_band, reference_band, max_shift, data_range = s.sr_band, s.reference_band, s.max_shift, s.data_range
     if same_file(sr_path, reference_path) and sr_band == reference_band:
         raise StackError(f"the SR raster and the reference are the same file ('{sr_path}'): choose the reference (truth) raster")
     sr, sr_ok, sr_grid, _ = read_raster(sr_path, sr_band)
@@ -35,7 +27,7 @@ def run_score(
     if reference_mask:
         mask, _, mgrid, _ = read_raster(reference_mask)
         check_same_grid(mgrid, hr_grid, reference_mask, reference_path)
-        hr_ok &= ~np.isin(mask, np.asarray(list(invalid_mask_values), dtype=np.float64))
+        hr_ok &= ~np.isin(mask, np.asarray(list(s.invalid_mask_values), dtype=np.float64))
     rng = float(data_range) if data_range else default_data_range(hr_dtype, np.where(hr_ok, hr, np.nan))
     sr = np.where(sr_ok, sr, np.nan)
     try:

@@ -11,13 +11,13 @@ from ..classic.baselines import IBP_CANDIDATES, choose_ibp_iterations, default_p
 from ..convention import default_kernel_size
 from ..degradation.operators import gaussian_kernels
 from ..progress import Monitor
-from .sr_settings import SelectedFrames, SRSettings
+from .sr_run import SelectedFrames, SRRun
 
 if TYPE_CHECKING:
     from .validation import ValidationResult
 
 
-def classic_kernels(sel: SelectedFrames, run: SRSettings) -> torch.Tensor:
+def classic_kernels(sel: SelectedFrames, run: SRRun) -> torch.Tensor:
     """The classic methods' PSF: the bank's kernels of the frames used, a given sigma, or the default."""
     return sel.kernels if sel.kernels is not None else default_psf(run.scale) if run.psf_sigma is None \
         else gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)
@@ -37,7 +37,7 @@ def robust_fusion(sel: SelectedFrames, frames: torch.Tensor, valid: torch.Tensor
     return (sel.ref, spreads), weights
 
 
-def ibp_iterations(sel: SelectedFrames, run: SRSettings, frames: torch.Tensor, valid: torch.Tensor,
+def ibp_iterations(sel: SelectedFrames, run: SRRun, frames: torch.Tensor, valid: torch.Tensor,
                        weights: torch.Tensor | None, mon: Monitor) -> int:
     """IBP's iteration count for this stack, by held-out validation on the registration window ``frames``
     (one count for every tile, so tiles match the untiled result)."""
@@ -49,7 +49,7 @@ def ibp_iterations(sel: SelectedFrames, run: SRSettings, frames: torch.Tensor, v
     return count
 
 
-def validate_window(sel: SelectedFrames, run: SRSettings, frames: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor | None,
+def validate_window(sel: SelectedFrames, run: SRRun, frames: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor | None,
               net, flow, mon: Monitor) -> "ValidationResult | None":
     """Held-out validation (:mod:`validation`) on the central part of the registration window: of every
     candidate for ``auto``, else of the method asked for; each against the reference date upsampled alone.
@@ -94,7 +94,7 @@ class QuietMonitor(Monitor):
         return self.job.is_cancelled()
 
 
-def apply_auto_choice(run: SRSettings, sel: SelectedFrames, validation: "ValidationResult | None", mon: Monitor) -> None:
+def apply_auto_choice(run: SRRun, sel: SelectedFrames, validation: "ValidationResult | None", mon: Monitor) -> None:
     """``auto``: the method the validation ranks first (IBP with the kernel bank counts as IBP)."""
     from .method_choice import pick, reason
 

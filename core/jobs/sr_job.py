@@ -4,110 +4,73 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import Sequence
 
 import torch
 
 from .. import distributed
-from .. import params as P
-from ..choices import SR_METHOD_DEFAULT, SR_METHODS, TTF_FITS
 from ..classic.registration import MAX_WINDOW, register_source, typical_reference
 from ..heap import heap_reuse
+from ..job_settings import SuperResolveSettings
 from ..io.outputs import RASTER_EXTENSIONS, check_free_space, output_nodata, plan_outputs, raster_bytes
-from ..io.stack_io import FMASK_INVALID_VALUES, ImageSource, StackError, StackReader
+from ..io.stack_io import ImageSource, StackError, StackReader
 from ..io.whole_reads import NOTHING_VALID
 from ..io.windows import StackStats, Subset, best_window, read_window, stack_stats
 from ..progress import Monitor, ensure_monitor
 from .job_support import MIN_LR_SIZE, input_paths, scale_and_device
 from .sr_choice import apply_auto_choice, ibp_iterations, robust_fusion, validate_window
 from .sr_output import run_and_write
-from .sr_settings import SelectedFrames, SRSettings
+from .sr_run import SelectedFrames, SRRun
 
 
 @heap_reuse()
-def run_superresolve(
-    sources: Sequence[ImageSource],
-    output: str,
-    scale: int = 3,
-    method: str = SR_METHOD_DEFAULT,
-    reference: int | None = None,
-    iterations: int | None = None,
-    psf_sigma: float | None = None,
-    kernel_bank: str | None = None,
-    register: bool = True,
-    min_registration_quality: float | None = None,
-    model_path: str | None = None,
-    tile: int | None = None,
-    uncertainty_output: str | None = None,
-    ttf_iterations: int | None = None,
-    ttf_per_tile: bool = False,
-    ttf_lr: float | None = None,
-    ttf_kernel_lr: float | None = None,
-    ttf_fit: str | None = None,
-    kernel_output: str | None = None,
-    device: str = "auto",
-    invalid_mask_values: Sequence[int] = FMASK_INVALID_VALUES,
-    report_html: str | None = None,
-    monitor: Monitor | None = None,
-    earlier_steps: Sequence[tuple[str, float]] = (),
-) -> dict:
-    """Super-resolve a stack and write a georeferenced GeoTIFF (``report_html``: settings, TTF
-    loss curve and kernel, and how well the result reproduces the reference frame; ``earlier_steps``: what a
-    job that ends with this one did before, ``(what, seconds)`` each, for the report).
+def run_superresolve(sources: Sequence[ImageSource], settings: SuperResolveSettings, monitor: Monitor | None = None,
+                     earlier_steps: Sequence[tuple[str, float]] = ()) -> dict:
+    """Super-resolve a stack and write a georeferenced GeoTIFF, with ``settings`` (:class:`SuperResolveSettings`,
+    whose fields say what each setting does; recorded whole in the raster's metadata and the report).
+    ``earlier_steps``: what a job that ends with this one did before, ``(what, seconds)`` each, for the report.
 
-    ``method``: "bicubic" (registered mean of bicubic), "ibp", "piunet" (a trained
-    model from ``model_path``, by default the shipped base model, in ``tile``-pixel tiles when ``tile`` > 0; optionally
-    its uncertainty as a standard-deviation raster) or "piunet+ttf" (the model first
-    finetuned on this stack for ``ttf_iterations``, calibrated once on a crop and
-    applied to every tile, or with ``ttf_per_tile`` finetuned on every tile separately;
-    ``ttf_lr`` / ``ttf_kernel_lr``: learning rates of the network tail and of the kernel latent
-    (None: the benchmarked defaults of :class:`ttf.TTFConfig`; larger ones over-fit); ``ttf_fit``: what
-    the finetuned output must explain, one of :data:`choices.TTF_FITS` (None: every frame of the stack);
-    ``kernel_output`` receives the TTF kernel (of the centre tile when per tile) as a layer). ``reference``: 0-based frame whose
-    grid the classic methods align to (None: the clearest, and of equally clear ones the one the others agree with
-    most: :func:`registration.typical_reference`). ``psf_sigma``: isotropic
-    PSF sigma in HR pixels assumed by IBP (None: :func:`baselines.default_psf`); ``iterations``: IBP's, None (the
-    default) chosen per stack by held-out validation (:func:`baselines.choose_ibp_iterations`); ``kernel_bank``: IBP
-    uses each image's kernel from this bank (the Estimate kernels output, same images) instead. Numeric settings left
-    None take their defaults from :mod:`params`, which also bounds them (:class:`errors.ParameterError`).
+    The methods: "bicubic" (registered mean of bicubic), "bicubic-ref" (the reference date alone), "ibp", "piunet"
+    (a trained model, by default the shipped base model of the scale, in tiles), "piunet+ttf" (the model first
+    finetuned on this stack, calibrated once on a crop and applied to every tile, or finetuned on every tile) and
+    "auto" (the one that validates best, :mod:`method_choice`). Without a given reference the classic methods align
+    to the clearest frame, of equally clear ones the one the others agree with most
+    (:func:`registration.typical_reference`); IBP's iteration count left None is chosen per stack by held-out
+    validation (:func:`baselines.choose_ibp_iterations`). Settings out of range or that exclude each other are
+    refused before anything is read (:class:`errors.ParameterError`, :class:`errors.StackError`).
     """
     from ..learned.ttf_config import TTFConfig
 
     mon = ensure_monitor(monitor)
     t0 = time.perf_counter()
-    scale, dev, why = scale_and_device(scale, device)
-    if method not in SR_METHODS:
-        raise StackError(f"method must be one of {SR_METHODS}, got '{method}'")
-    ttf_fit = TTFConfig.fit if ttf_fit is None else ttf_fit
-    if ttf_fit not in TTF_FITS:
-        raise StackError(f"TTF fit must be one of {TTF_FITS}, got '{ttf_fit}'")
-    lrs = {k: v for k, v in (("lr_net", P.TTF_LR.check(ttf_lr)), ("lr_kernel", P.TTF_LR.check(ttf_kernel_lr))) if v}
-    run = SRSettings(method, scale, dev, P.IBP_ITERATIONS.check(iterations), P.PSF_SIGMA.check(psf_sigma), kernel_bank,
-               register, P.REGISTRATION_QUALITY.check(min_registration_quality), model_path, P.TILE.check(tile),
-               TTFConfig(iterations=P.TTF_ITERATIONS.check(ttf_iterations), fit=ttf_fit, **lrs), ttf_per_tile)
-    reference = P.REFERENCE.check(reference)
-    requested = method
-    _check_outputs(run, sources, output, uncertainty_output, kernel_output, report_html)
+    s = settings.checked()
+    scale, dev, why = scale_and_device(s.scale, s.device)
+    s = replace(s, scale=scale)
+    lrs = {k: v for k, v in (("lr_net", s.ttf_lr), ("lr_kernel", s.ttf_kernel_lr)) if v}
+    run = SRRun(s, s.method, dev, s.iterations, s.model_path,
+                TTFConfig(iterations=s.ttf_iterations, fit=s.ttf_fit, **lrs))
+    _check_outputs(run, sources)
     procs, run.device = distributed.init_from_env(run.device)  # under torchrun: this process's share and device
     net, flow = _load_networks(run)
-    with StackReader(sources, invalid_mask_values) as reader:  # windows are read as the work needs them
-        check_sr_space(reader, scale, output, uncertainty_output)
+    with StackReader(sources, s.invalid_mask_values) as reader:  # windows are read as the work needs them
+        check_sr_space(reader, scale, s.output, s.uncertainty_output)
         stats = stack_stats(reader, mon.sub(0.05, 0.08))
         for line in reader.warnings():
             mon.info(line)
         if not stats.counts.any():
             raise StackError(NOTHING_VALID)
-        sel = _select_frames(reader, stats, run, reference, mon)
+        sel = _select_frames(reader, stats, run, s.reference, mon)
         mon.progress(0.1, "frames registered")
         mon.check()
         # robust fusion's constants, IBP's iteration count and the validation, from one read of the window
         frames, valid = read_window(sel.source, *sel.window)
         agreement, weights = robust_fusion(sel, frames, valid, mon)
-        if method in ("ibp", "auto") and run.iterations is None:
+        if s.method in ("ibp", "auto") and run.iterations is None:
             run.iterations = ibp_iterations(sel, run, frames, valid, weights, mon.sub(0.1, 0.15))
         validation = validate_window(sel, run, frames, valid, weights, net, flow, mon)
         del frames, valid
-        if method == "auto":
+        if s.method == "auto":
             apply_auto_choice(run, sel, validation, mon)
             if not run.learned:
                 net = flow = None
@@ -115,31 +78,38 @@ def run_superresolve(
         mon.progress(0.3 if run.learned else 0.15, "validated")
         if method != "ibp":
             agreement = None
-        params = {"scale": scale, "method": method, "requested_method": requested,
-                  "iterations": run.iterations if method == "ibp" else None,
-                  "robust_fusion": agreement is not None if method == "ibp" else None,
-                  "psf_sigma": run.psf_sigma, "kernel_bank": os.path.basename(kernel_bank) if kernel_bank else None,
-                  "register": register, "min_registration_quality": run.min_quality, "tile": run.tile,
-                  "invalid_mask_values": list(invalid_mask_values), "model": os.path.basename(run.model_path) if run.model_path else None,
-                  "ttf_iterations": run.ttf.iterations if method == "piunet+ttf" else None,
-                  "ttf_per_tile": bool(ttf_per_tile and run.tile > 0) if method == "piunet+ttf" else None,
-                  "ttf_lr": ttf_lr, "ttf_kernel_lr": ttf_kernel_lr, "ttf_fit": ttf_fit if method == "piunet+ttf" else None}
-        paths = (output, uncertainty_output if run.learned else None,
-                 kernel_output if flow is not None else None, report_html)
+        paths = (s.output, s.uncertainty_output if run.learned else None,
+                 s.kernel_output if flow is not None else None, s.report_html)
         # under torchrun every process computes its share of the tiles and rank 0 writes them all
-        seconds = run_and_write(paths if procs.is_main else (None,) * 4, reader, sel, run, params, net, flow, mon, t0,
-                                 agreement, validation, earlier_steps)
-    mon.progress(1.0, f"wrote {output}")
-    return {"output": output, "uncertainty": paths[1], "report": report_html, "kernel": paths[2], "method": method,
-            "requested_method": requested, "scale": scale, "reference": sel.reference_name, "images": reader.count,
+        seconds = run_and_write(paths if procs.is_main else (None,) * 4, reader, sel, run, _record(run, agreement),
+                                net, flow, mon, t0, agreement, validation, earlier_steps)
+    mon.progress(1.0, f"wrote {s.output}")
+    return {"output": s.output, "uncertainty": paths[1], "report": s.report_html, "kernel": paths[2], "method": method,
+            "requested_method": s.method, "scale": scale, "reference": sel.reference_name, "images": reader.count,
             "images_used": sel.source.count, "seconds": seconds,
             "validation": None if validation is None else validation.to_dict(method)}
 
 
-def _check_outputs(run: SRSettings, sources, output, uncertainty_output, kernel_output, report_html) -> None:
+def _record(run: SRRun, agreement) -> dict:
+    """The raster's STACKSR_PARAMETERS: every setting as given (:meth:`JobSettings.record`), then what the run
+    decided, under the names earlier versions wrote (``method`` is the method used, ``iterations`` IBP's count
+    used, None where the method has none)."""
+    s, method = run.settings, run.method
+    ttf = method == "piunet+ttf"
+    return {**s.record(), "method": method, "requested_method": s.method,
+            "iterations": run.iterations if method == "ibp" else None,
+            "robust_fusion": agreement is not None if method == "ibp" else None,
+            "model": os.path.basename(run.model_path) if run.model_path else None,
+            "ttf_iterations": run.ttf.iterations if ttf else None,
+            "ttf_per_tile": bool(s.ttf_per_tile and s.tile > 0) if ttf else None,
+            "ttf_fit": s.ttf_fit if ttf else None}
+
+
+def _check_outputs(run: SRRun, sources) -> None:
     """Before any reading: the settings that exclude each other, the model to use, the output paths."""
     from ..learned.model_files import base_model_path
 
+    s = run.settings
     if run.kernel_bank and run.method not in ("ibp", "auto"):
         raise StackError("a kernel bank is used by the IBP method only")
     if run.kernel_bank and run.psf_sigma is not None:
@@ -149,9 +119,9 @@ def _check_outputs(run: SRSettings, sources, output, uncertainty_output, kernel_
         if run.model_path is None and run.learned:
             raise StackError(f"method '{run.method}' needs a trained model file (no base model is shipped for x{run.scale})")
     inputs = input_paths(sources) + [p for p in (run.model_path, run.kernel_bank) if p]
-    plan_outputs([("super-resolved raster", output, RASTER_EXTENSIONS),
-                  ("uncertainty raster", uncertainty_output, RASTER_EXTENSIONS),
-                  ("TTF kernel layer", kernel_output, RASTER_EXTENSIONS), ("report", report_html, None)], inputs)
+    plan_outputs([("super-resolved raster", s.output, RASTER_EXTENSIONS),
+                  ("uncertainty raster", s.uncertainty_output, RASTER_EXTENSIONS),
+                  ("TTF kernel layer", s.kernel_output, RASTER_EXTENSIONS), ("report", s.report_html, None)], inputs)
 
 
 def check_sr_space(reader: StackReader, scale: int, output: str | None, uncertainty_output: str | None) -> None:
@@ -161,7 +131,7 @@ def check_sr_space(reader: StackReader, scale: int, output: str | None, uncertai
     check_free_space([(output, n), (uncertainty_output, n)])
 
 
-def _load_networks(run: SRSettings):
+def _load_networks(run: SRRun):
     """PIUNet and, for TTF, the kernel prior (None, None for the classic methods)."""
     from ..degradation.fkp import default_fkp_path, load_fkp
     from ..learned.model_files import load_model
@@ -172,7 +142,7 @@ def _load_networks(run: SRSettings):
     return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method in ("piunet+ttf", "auto") else None
 
 
-def _select_frames(reader: StackReader, stats: StackStats, run: SRSettings, reference: int | None, mon: Monitor) -> SelectedFrames:
+def _select_frames(reader: StackReader, stats: StackStats, run: SRRun, reference: int | None, mon: Monitor) -> SelectedFrames:
     """Register every frame to the reference and keep those whose registration quality passes."""
     if min(reader.width, reader.height) < MIN_LR_SIZE:
         raise StackError(f"images of {reader.width}x{reader.height} pixels are too small (at least {MIN_LR_SIZE}x{MIN_LR_SIZE})")

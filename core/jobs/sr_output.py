@@ -19,13 +19,13 @@ from ..io.windows import read_window
 from ..progress import Monitor
 from .job_reports import sr_report, ttf_summary, validation_rows
 from .sr_choice import classic_kernels
-from .sr_settings import SelectedFrames, SRSettings
+from .sr_run import SelectedFrames, SRRun
 
 if TYPE_CHECKING:
     from .validation import ValidationResult
 
 
-def run_learned(net, flow, sel: SelectedFrames, run: SRSettings, sink, mon: Monitor):
+def run_learned(net, flow, sel: SelectedFrames, run: SRRun, sink, mon: Monitor):
     """PIUNet (after TTF when ``flow`` is given) into ``sink``; returns the TTF kernel and result."""
     from ..learned.inference import predict_source, stack_context
     from ..learned.ttf import finetune_per_tile, test_time_finetune
@@ -49,7 +49,7 @@ def run_learned(net, flow, sel: SelectedFrames, run: SRSettings, sink, mon: Moni
     return kernel, result
 
 
-def run_classic(sel: SelectedFrames, run: SRSettings, sink, mon: Monitor, agreement: tuple[int, torch.Tensor] | None) -> None:
+def run_classic(sel: SelectedFrames, run: SRRun, sink, mon: Monitor, agreement: tuple[int, torch.Tensor] | None) -> None:
     classic_tiles(sel.source, sel.stats, run.method, run.scale, sel.shifts, sink, classic_kernels(sel, run),
                   run.iterations, run.tile, mon.sub(0.3, 0.95), agreement, sel.ref)
 
@@ -81,7 +81,7 @@ class FileSink:
                 self.std[dst] = std[src]
 
 
-def run_and_write(paths, reader: StackReader, sel: SelectedFrames, run: SRSettings, params: dict, net, flow, mon: Monitor,
+def run_and_write(paths, reader: StackReader, sel: SelectedFrames, run: SRRun, params: dict, net, flow, mon: Monitor,
                    t0: float, agreement: tuple[int, torch.Tensor] | None, validation: "ValidationResult | None",
                    earlier_steps: Sequence[tuple[str, float]] = ()) -> float:
     """Run the method tile by tile into the SR raster, uncertainty, TTF kernel layer and report, all or
@@ -128,12 +128,12 @@ def run_and_write(paths, reader: StackReader, sel: SelectedFrames, run: SRSettin
                        ("reference frame", sel.reference_name), ("images used (registration quality)", sel.source.count),
                        *model_rows(run), ("device", str(run.device) if run.learned else "cpu"),
                        ("tile (input pixels)", run.tile), *step_rows(earlier_steps, seconds), *shown,
-                       *validation_rows(validation, run.method)],
+                       *validation_rows(validation, run.method), run.settings.report_row()],
                       sel.reference_name, sink.std if t_unc else None, sink.covered)
     return seconds
 
 
-def model_rows(run: SRSettings) -> list[tuple[str, str]]:
+def model_rows(run: SRRun) -> list[tuple[str, str]]:
     """The report's rows on the network and the kernel bank: which file, and whether the result used it."""
     from ..learned.model_files import base_model_path
 

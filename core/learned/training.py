@@ -60,10 +60,11 @@ def train_self_supervised(
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
     init: str | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Self-supervised training (CR stacks -> LR target) with a kernel bank; see :func:`train_piunet`."""
     return train_piunet(SelfSupervisedSampler(stacks, kernels, config), config, output, bank_digest, net_config,
-                        resume, device, monitor, init)
+                        resume, device, monitor, init, extra)
 
 
 def train_supervised(
@@ -75,10 +76,11 @@ def train_supervised(
     resume: str | None = None,
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Supervised training (LR stack -> HR image) when HR references exist; see :func:`train_piunet`."""
     return train_piunet(SupervisedSampler(stacks, hr, config), config, output, "supervised", net_config,
-                        resume, device, monitor)
+                        resume, device, monitor, extra=extra)
 
 
 def train_piunet(
@@ -91,12 +93,14 @@ def train_piunet(
     device: str | torch.device = "cpu",
     monitor: Monitor | None = None,
     init: str | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Train PIUNet on batches from ``sampler``; writes ``output`` (best on validation) and
     ``output`` + '.last' (resumable). On cancel, the last checkpoint is saved and Cancelled
     is re-raised. ``init``: a model file whose architecture and weights training starts from
     (fine-tuning, e.g. the shipped base model), with a fresh optimiser and step count;
-    ``resume`` instead continues a checkpoint exactly.
+    ``resume`` instead continues a checkpoint exactly. ``extra``: kept in every file written (the job's
+    settings).
 
     Under torchrun, every process trains on its own samples with DistributedDataParallel
     (gradients averaged across processes); only rank 0 validates and writes files."""
@@ -174,13 +178,13 @@ def train_piunet(
                 state.history.append((state.step, train_loss, val))
                 if val < state.best_val:
                     state.best_val = val
-                    save_model(output, net, config, bank_digest, state)
-                save_model(last, net, config, bank_digest, state, opt, gen)
+                    save_model(output, net, config, bank_digest, state, extra=extra)
+                save_model(last, net, config, bank_digest, state, opt, gen, extra)
             mon.progress(state.step / config.steps, progress_line(state, config.steps, train_loss,
                                                                   time.perf_counter() - t0, state.step - first_step))
     except Cancelled:
         if dist_info.is_main and state.step > first_step:  # a checkpoint of no step would only replace an older one
-            save_model(last, net, config, bank_digest, state, opt, gen)
+            save_model(last, net, config, bank_digest, state, opt, gen, extra)
         raise
     return {"output": output, "checkpoint": last, "steps": state.step, "best_val": state.best_val,
             "history": state.history, "curve": state.curve, "seconds": round(time.perf_counter() - t0, 1),

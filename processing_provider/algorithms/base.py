@@ -17,7 +17,7 @@ from ...core.convention import SUPPORTED_SCALES
 from ...core.errors import StackSRError
 from ...core.params import Setting
 from ...core.progress import Cancelled
-from ...core.io.stack_io import FMASK_INVALID_VALUES
+from ...core.choices import FMASK_INVALID_VALUES
 from ...core.io.stack_sources import parse_int_list, sources_from_inputs
 from ...deps import PLUGIN_DIR, deps_dir, missing_torch_message
 from ..feedback import FeedbackMonitor

@@ -7,6 +7,7 @@ from qgis.core import (
 )
 
 from ...core import params as P
+from ...core.job_settings import ChainSettings
 from ..layer_styles import SRLayerStyler, UncertaintyLayerStyler, result_title
 from .. import recent_outputs as recent
 from .base import StackSRAlgorithm
@@ -62,12 +63,12 @@ class SuperResolveChain(StackSRAlgorithm):
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
         folder = self.parameterAsFileOutput(parameters, self.WORK_FOLDER, context)
         os.makedirs(folder, exist_ok=True)
-        summary = run_chain(
-            self.stack_sources(parameters, context), output, folder,
-            scale=self.parameterAsInt(parameters, self.SCALE, context),
+        settings = ChainSettings(
+            output, folder, scale=self.parameterAsInt(parameters, self.SCALE, context),
             steps=self.parameterAsInt(parameters, self.STEPS, context), device=self.device_choice(parameters, context),
             seed=self.parameterAsInt(parameters, self.SEED, context), uncertainty_output=unc, report_html=report,
-            invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
+            invalid_mask_values=self.invalid_mask_values(parameters, context))
+        summary = run_chain(self.stack_sources(parameters, context), settings, monitor)
         title = result_title(summary)
         stamp = f"{output}#{uuid.uuid4().hex}"  # one run's layers, told apart from a rerun's
         self.load_as(context, output, title, SRLayerStyler, run_stamp=stamp)

@@ -7,6 +7,7 @@ from qgis.core import (
 )
 
 from ...core import params as P
+from ...core.job_settings import SuperResolveSettings
 from ...core.choices import CLASSIC_METHOD_DEFAULT, CLASSIC_METHOD_LABELS, CLASSIC_METHODS
 from ..layer_styles import SRLayerStyler, result_title
 from .. import recent_outputs as recent
@@ -74,9 +75,8 @@ class ClassicSuperResolve(StackSRAlgorithm):
         reference = self.optional_number(parameters, self.REFERENCE, context, legacy=-1)
         sigma = self.optional_number(parameters, self.PSF_SIGMA, context, legacy=0.0)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        summary = run_superresolve(
-            sources, output,
-            scale=self.parameterAsInt(parameters, self.SCALE, context),
+        settings = SuperResolveSettings(
+            output, scale=self.parameterAsInt(parameters, self.SCALE, context),
             method=CLASSIC_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
             reference=reference,
             iterations=self.optional_number(parameters, self.ITERATIONS, context),
@@ -84,9 +84,8 @@ class ClassicSuperResolve(StackSRAlgorithm):
             kernel_bank=self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None,
             register=self.parameterAsBool(parameters, self.REGISTER, context),
             min_registration_quality=self.optional_number(parameters, self.MIN_REGISTRATION_QUALITY, context),
-            invalid_mask_values=self.invalid_mask_values(parameters, context),
-            monitor=monitor,
-        )
+            invalid_mask_values=self.invalid_mask_values(parameters, context))
+        summary = run_superresolve(sources, settings, monitor)
         feedback.pushInfo(f"Reference frame: {summary['reference']}; {summary['images_used']} of {summary['images']} "
                           f"images used; {summary['seconds']} s")
         stamp = f"{output}#{uuid.uuid4().hex}"  # one run's layers, told apart from a rerun's

@@ -8,6 +8,7 @@ from qgis.core import (
 )
 
 from ...core import params as P
+from ...core.job_settings import KernelSettings
 from ...core.choices import KERNEL_MODE_DEFAULT, KERNEL_MODE_LABELS, KERNEL_MODES
 from ..layer_styles import KernelLayerStyler, kernel_run_title
 from .. import recent_outputs as recent
@@ -97,16 +98,16 @@ class EstimateKernels(StackSRAlgorithm):
         bank = self.parameterAsFileOutput(parameters, self.OUTPUT_BANK, context)
         folder = self.parameterAsFileOutput(parameters, self.OUTPUT_LAYERS, context)
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
-        summary = run_estimate_kernels(
-            self.stack_sources(parameters, context), bank,
-            scale=self.parameterAsInt(parameters, self.SCALE, context),
+        settings = KernelSettings(
+            bank, scale=self.parameterAsInt(parameters, self.SCALE, context),
             mode=KERNEL_MODES[self.parameterAsEnum(parameters, self.MODE, context)],
             iterations=iterations, crop=crop, prior_path=prior or None,
             kernel_size=self.optional_number(parameters, self.KERNEL_SIZE, context, legacy=0),
             device=self.device_choice(parameters, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             layers_folder=folder or None, report_html=report or None,
-            invalid_mask_values=self.invalid_mask_values(parameters, context), monitor=monitor)
+            invalid_mask_values=self.invalid_mask_values(parameters, context))
+        summary = run_estimate_kernels(self.stack_sources(parameters, context), settings, monitor)
         for k in summary["kernels"]:
             feedback.pushInfo(f"{k['image']}: sigma1 {k['sigma1']:.2f}, sigma2 {k['sigma2']:.2f} px, angle {k['theta_deg']:.0f} deg")
         run = kernel_run_title(summary)

@@ -7,7 +7,8 @@ from qgis.core import (
 )
 
 from ...core import params as P
-from ...core.io.stack_io import FMASK_INVALID_VALUES
+from ...core.job_settings import ScoreSettings
+from ...core.choices import FMASK_INVALID_VALUES
 from .base import StackSRAlgorithm
 
 
@@ -67,12 +68,12 @@ class ScoreAgainstReference(StackSRAlgorithm):
         ref = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
         mask = self.parameterAsRasterLayer(parameters, self.REFERENCE_MASK, context)
         data_range = self.optional_number(parameters, self.DATA_RANGE, context, legacy=0.0)
-        scores = run_score(
+        scores = run_score(ScoreSettings(
             sr.source(), ref.source(), mask.source() if mask is not None else None,
             invalid_mask_values=self.invalid_mask_values(parameters, context),
             max_shift=self.parameterAsInt(parameters, self.MAX_SHIFT, context),
             data_range=data_range,
-        )
+        ))
         feedback.pushInfo(f"cPSNR {scores['cpsnr']:.3f} dB (shift {scores['shift']}), PSNR {scores['psnr']:.3f} dB, SSIM {scores['ssim']:.4f}")
         results = {name: scores[key] for name, (key, _) in self.SCORES.items()}
         out_json = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context)

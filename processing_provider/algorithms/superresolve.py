@@ -7,6 +7,7 @@ from qgis.core import (
 )
 
 from ...core import params as P
+from ...core.job_settings import SuperResolveSettings
 from ...core.choices import SR_METHOD_DEFAULT, SR_METHOD_LABELS, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS
 from ..layer_styles import SRLayerStyler, TTFKernelLayerStyler, UncertaintyLayerStyler, result_title
 from .. import recent_outputs as recent
@@ -100,9 +101,8 @@ class SuperResolveStack(StackSRAlgorithm):
         kernel = self.parameterAsOutputLayer(parameters, self.OUTPUT_KERNEL, context)
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
         method = SR_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
-        summary = run_superresolve(
-            self.stack_sources(parameters, context), output,
-            scale=self.parameterAsInt(parameters, self.SCALE, context), method=method,
+        settings = SuperResolveSettings(
+            output, scale=self.parameterAsInt(parameters, self.SCALE, context), method=method,
             reference=self.optional_number(parameters, self.REFERENCE, context),
             model_path=self.parameterAsFile(parameters, self.MODEL, context) or None,
             tile=self.parameterAsInt(parameters, self.TILE, context),
@@ -115,7 +115,8 @@ class SuperResolveStack(StackSRAlgorithm):
             kernel_output=(kernel or None) if method in ("piunet+ttf", "auto") else None,
             device=self.device_choice(parameters, context),
             min_registration_quality=self.optional_number(parameters, self.MIN_REGISTRATION_QUALITY, context),
-            invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor)
+            invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report)
+        summary = run_superresolve(self.stack_sources(parameters, context), settings, monitor)
         stylers = {self.OUTPUT: SRLayerStyler, self.OUTPUT_UNCERTAINTY: UncertaintyLayerStyler,
                    self.OUTPUT_KERNEL: TTFKernelLayerStyler}
         title = result_title(summary)

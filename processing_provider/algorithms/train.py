@@ -8,6 +8,7 @@ from qgis.core import (
 )
 
 from ...core import params as P
+from ...core.job_settings import TrainSettings
 from ...core.progress import Cancelled
 from .. import recent_outputs as recent
 from .base import StackSRAlgorithm
@@ -78,9 +79,8 @@ class TrainSelfSupervised(StackSRAlgorithm):
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
         started = time.time()
         try:
-            res = run_train_self_supervised(
-                [self.stack_sources(parameters, context)],
-                self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None, output,
+            settings = TrainSettings(
+                output, self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None,
                 scale=self.parameterAsInt(parameters, self.SCALE, context),
                 steps=self.parameterAsInt(parameters, self.STEPS, context),
                 patch=self.optional_number(parameters, self.PATCH, context, legacy=0),
@@ -89,9 +89,10 @@ class TrainSelfSupervised(StackSRAlgorithm):
                 device=self.device_choice(parameters, context),
                 seed=self.parameterAsInt(parameters, self.SEED, context),
                 resume=self.parameterAsFile(parameters, self.RESUME, context) or None,
-                invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report, monitor=monitor,
+                invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report,
                 from_base=self.parameterAsBoolean(parameters, self.FROM_BASE, context),
                 init_model=self.parameterAsFile(parameters, self.INIT_MODEL, context) or None)
+            res = run_train_self_supervised([self.stack_sources(parameters, context)], settings, monitor)
         except Cancelled:
             last = f"{output}.last"
             if os.path.exists(last) and os.path.getmtime(last) >= started - 1:  # this run's checkpoint, not an old one
