@@ -49,8 +49,9 @@ test: deps
 test-fast: deps
 	$(PY) -m pytest -q -m "not slow"
 
+# every benchmark suite, its tables appended to BENCHMARKS.md (benchmarks/run.py --help: suites, methods)
 bench: deps
-	cd benchmarks && ../$(PY) bench_classic.py && ../$(PY) bench_kernels.py
+	cd benchmarks && ../$(PY) run.py --record
 
 # the installable plugin zip (dist/stacksr-<version>.zip): runtime files only
 zip:

@@ -1,4 +1,5 @@
-"""Classic baselines on real Landsat 8 pan stacks (x3, T=9, known kernels and shifts).
+"""Classic baselines on real Landsat 8 pan stacks (x3, T=9, known kernels and shifts): the harness's ``classic``
+suite (``benchmarks/run.py --suites classic``).
 
 Methods: mean of bicubic without and with registration, IBP with the default
 isotropic PSF (what a user gets), and IBP with the true kernels and shifts (oracle).
@@ -10,7 +11,7 @@ import time
 
 import torch
 
-from common import DATA_RANGE, l8_stacks, save
+from common import DATA_RANGE, l8_stacks
 from stacksr.core.classic.baselines import choose_ibp_iterations, ibp, mean_bicubic
 from stacksr.core.metrics import cpsnr, ssim
 from stacksr.core.classic.registration import register_frames
@@ -18,7 +19,8 @@ from stacksr.core.classic.registration import register_frames
 TILE = 399  # HR pixels (LR 133 x 133); the 1254 x 1207 pan gives 9 tiles
 
 
-def main() -> None:
+def suite(names: list[str], opts) -> dict:
+    """The harness's ``classic`` suite (``benchmarks/run.py``)."""
     stacks = l8_stacks(TILE)
     rows: dict[str, dict[str, list[float]]] = {}
 
@@ -50,13 +52,9 @@ def main() -> None:
 
     summary = {m: {k: statistics.mean(v) for k, v in d.items()} for m, d in rows.items()}
     base = summary["mean-bicubic (registered)"]
-    print(f"\n| method | cPSNR (dB) | SSIM | s / stack | cPSNR vs registered mean-bicubic |")
-    print("|---|---|---|---|---|")
+    table = ["| method | cPSNR (dB) | SSIM | s / stack | cPSNR vs registered mean-bicubic |", "|---|---|---|---|---|"]
     for m, s in summary.items():
-        print(f"| {m} | {s['cpsnr']:.2f} | {s['ssim']:.4f} | {s['seconds']:.2f} | {s['cpsnr'] - base['cpsnr']:+.2f} dB |")
-    path = save("classic", {"tile_hr": TILE, "frames": 9, "scale": 3, "stacks": len(stacks), "summary": summary, "per_stack": rows})
-    print(f"\nsaved {path}")
-
-
-if __name__ == "__main__":
-    main()
+        table.append(f"| {m} | {s['cpsnr']:.2f} | {s['ssim']:.4f} | {s['seconds']:.2f} | "
+                     f"{s['cpsnr'] - base['cpsnr']:+.2f} dB |")
+    return {"rows": [{"method": m, **s} for m, s in summary.items()], "per_stack": rows, "table": table,
+            "setting": {"tile_hr": TILE, "frames": 9, "scale": 3, "stacks": len(stacks)}}

@@ -7,14 +7,12 @@ runs alone under /usr/bin/time (peak resident memory). Time per input pixel: the
 pixels (one date's). Also, in the same run, one tile's IBP (the job's tile and halo: 294 x 294 LR px, 9 dates, 60
 iterations) against a plain reference implementation of the same operator (shift T HR copies, blur, decimate; the
 adjoint by autograd), with the largest difference of their outputs.
-Usage: ``python bench_ibp_scale.py [--sizes 512 2048] [--methods ibp piunet]``.
+The harness's ``speed`` and ``memory`` suites: ``python benchmarks/run.py --suites speed,memory --sizes 512 2048``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 
@@ -23,7 +21,6 @@ import torch.nn.functional as F
 from osgeo import gdal
 
 from bench_streaming import build_dates, run
-from common import save
 from stacksr.core.classic.baselines import default_psf, ibp, mean_bicubic
 from stacksr.core.degradation.operators import blur_downsample, shift_images
 from stacksr.core.classic.shift_blur import margin_px
@@ -75,37 +72,37 @@ def seconds(clock: str) -> float:
     return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="*", default=[512, 2048])
-    ap.add_argument("--methods", nargs="*", default=["ibp", "piunet"])
-    args = ap.parse_args()
+def suite(names: list[str], opts) -> dict:
+    """The harness's ``speed`` and ``memory`` suites (``benchmarks/run.py``; one set of runs measures both):
+    IBP and PIUNet as the CLI runs them on 9-date stacks of ``opts.sizes`` px, and one tile of IBP against its
+    plain reference implementation."""
+    sizes, methods = opts.sizes, ["ibp", "piunet"]
     work = tempfile.mkdtemp(prefix="stacksr_ibp_scale_")
     rows = []
     tile = tile_comparison(build_dates(work, 512, subpixel=True))
     print(json.dumps(tile), flush=True)
-    for size in args.sizes:
+    for size in sizes:
         dates = build_dates(work, size, subpixel=True)
-        for method in args.methods:
+        for method in methods:
             out = run(["sr", "--inputs", *dates, "--method", method, "--output", os.path.join(work, f"{method}{size}.tif")])
             s = seconds(out["wall_clock"])
             rows.append({"method": method, "size": size, "seconds": s, "us_per_input_px": round(s / size ** 2 * 1e6, 1),
                          "peak_rss_gb": out["peak_rss_gb"], "iterations": out["summary"].get("iterations")})
             print(json.dumps(rows[-1]), flush=True)
     by = {(r["method"], r["size"]): r for r in rows}
-    ratios = {}
-    for m in args.methods:
-        if len(args.sizes) > 1:
-            ratios[f"{m} peak memory {max(args.sizes)} / {min(args.sizes)}"] = round(
-                by[m, max(args.sizes)]["peak_rss_gb"] / by[m, min(args.sizes)]["peak_rss_gb"], 2)
-    for size in args.sizes:
-        if ("ibp", size) in by and ("piunet", size) in by:
-            ratios[f"ibp / piunet time per px at {size}"] = round(
-                by["ibp", size]["us_per_input_px"] / by["piunet", size]["us_per_input_px"], 2)
-    print(json.dumps(ratios, indent=1))
-    save("ibp_scale", {"rows": rows, "ratios": ratios, "tile": tile, "machine": f"{platform.processor() or platform.machine()}, "
-                       f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")})
-
-
-if __name__ == "__main__":
-    main()
+    table = ["| method | stack (9 dates, x3) | seconds | us per input px | peak memory (GB) | IBP iterations |",
+             "|---|---|---|---|---|---|"]
+    table += [f"| {r['method']} | {r['size']}^2 | {r['seconds']:.1f} | {r['us_per_input_px']} | {r['peak_rss_gb']} | "
+              f"{r['iterations'] or '-'} |" for r in rows]
+    table.append("")
+    for m in methods:
+        if len(sizes) > 1:
+            table.append(f"- {m} peak memory {max(sizes)}^2 / {min(sizes)}^2: "
+                         f"{by[m, max(sizes)]['peak_rss_gb'] / by[m, min(sizes)]['peak_rss_gb']:.2f}")
+    for size in sizes:
+        table.append(f"- IBP / PIUNet time per input px at {size}^2: "
+                     f"{by['ibp', size]['us_per_input_px'] / by['piunet', size]['us_per_input_px']:.2f}")
+    table.append(f"- one tile of IBP ({tile['tile_input_px']} px, {tile['iterations']} iterations): plain reference "
+                 f"{tile['reference_s']} s, shipped {tile['shipped_s']} s ({tile['speedup']} x); largest difference "
+                 f"{tile['largest_difference_dn']:.3g} DN of {tile['value_range_dn']:.0f}")
+    return {"rows": rows, "tile": tile, "table": table}

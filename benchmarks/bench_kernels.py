@@ -1,4 +1,5 @@
-"""Kernel estimation on real Landsat 8 pan stacks with known kernels (x3, 15x15).
+"""Kernel estimation on real Landsat 8 pan stacks with known kernels (x3, 15x15): the harness's ``kernels`` suite
+(``benchmarks/run.py --suites kernels``).
 
 Configurations, all in the same run and on the same images:
 - reference: the plain DIP-FKP set-up (5-scale skip U-Net, 128 channels, 1000
@@ -11,14 +12,13 @@ Per-image time is wall time / images. Images are 128x128 LR (384x384 HR tiles).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 from dataclasses import replace
 
 import torch
 
-from common import l8_stacks, save
+from common import l8_stacks
 from stacksr.core.classic.baselines import default_psf
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.estimation.kernel_estimation import estimate_kernels
@@ -35,15 +35,15 @@ def summarize(errs: list[dict], seconds: float, images: int) -> dict:
             "images": images}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--stacks", type=int, default=2, help="number of 9-frame stacks (tiles)")
-    ap.add_argument("--reference-images", type=int, default=3, help="frames per stack run with the slow reference")
-    args = ap.parse_args()
+STACKS, REFERENCE_IMAGES = 2, 3  # 9-frame stacks (tiles); frames per stack run with the slow reference
+
+
+def suite(names: list[str], opts) -> dict:
+    """The harness's ``kernels`` suite (``benchmarks/run.py``)."""
     flow = load_fkp(default_fkp_path(3), 3)
-    stacks = l8_stacks(TILE)[: args.stacks]
+    stacks = l8_stacks(TILE)[:STACKS]
     configs = {
-        "reference DIP-FKP (5x128, 1000 it, 24 px crop)": (replace(REFERENCE_CONFIG, crop=24), "per-image", args.reference_images),
+        "reference DIP-FKP (5x128, 1000 it, 24 px crop)": (replace(REFERENCE_CONFIG, crop=24), "per-image", REFERENCE_IMAGES),
         "fast per-image (shipped)": (FAST_CONFIG, "per-image", None),
         "fast per-image + bf16 autocast": (replace(FAST_CONFIG, bf16=True), "per-image", None),
         "joint (shipped)": (JOINT_CONFIG, "joint", None),
@@ -68,13 +68,11 @@ def main() -> None:
         results[name] = summarize(errs_by[name], time_by[name], n_by[name])
     results["default isotropic PSF (no estimation)"] = summarize(default_errs, 0.0, len(default_errs))
     ref = results["reference DIP-FKP (5x128, 1000 it, 24 px crop)"]
-    print("\n| configuration | kernel nL2 | sigma error (px) | angle error (deg) | s / image | speed-up vs reference |")
-    print("|---|---|---|---|---|---|")
+    table = ["| configuration | kernel nL2 | sigma error (px) | angle error (deg) | s / image | speed-up vs reference |",
+             "|---|---|---|---|---|---|"]
     for name, r in results.items():
         speed = f"{ref['s_per_image'] / r['s_per_image']:.1f}x" if r["s_per_image"] > 0 else "-"
-        print(f"| {name} | {r['nl2']:.3f} | {r['sigma_abs']:.3f} | {r['angle_deg']:.1f} | {r['s_per_image']:.1f} | {speed} |")
-    print(f"\nsaved {save('kernels', {'tile_hr': TILE, 'scale': 3, 'stacks': len(stacks), 'results': results})}")
-
-
-if __name__ == "__main__":
-    main()
+        table.append(f"| {name} | {r['nl2']:.3f} | {r['sigma_abs']:.3f} | {r['angle_deg']:.1f} | "
+                     f"{r['s_per_image']:.1f} | {speed} |")
+    return {"rows": [{"configuration": n, **r} for n, r in results.items()], "table": table,
+            "setting": {"tile_hr": TILE, "scale": 3, "stacks": len(stacks)}}
