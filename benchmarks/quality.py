@@ -105,7 +105,7 @@ def evaluate(kinds: list[str], methods: list[str] | None = None, model: str = "b
                 win = central_window(tuple(lr.shape[-2:]))
                 val = choose_method(setup, lr[:, win[0], win[1]], valid[:, win[0], win[1]], psf,
                                     None if weights is None else weights[:, win[0], win[1]])
-                chosen = pick(val if val.frames_scored else None)
+                chosen = pick(val)
                 chosen = "ibp" if chosen == "ibp-bank" else chosen
                 row.update(validation=val.to_dict(), chosen=chosen, auto=truth[chosen],
                            lowest_heldout_error=val.best.method if val.frames_scored else None)

@@ -8,7 +8,7 @@ import torch
 from osgeo import gdal
 
 from stacksr.core.classic.baselines import default_psf
-from stacksr.core.jobs.method_choice import LEARNED_MARGIN_DB, Setup, choose_method, pick
+from stacksr.core.jobs.method_choice import ONE_SCALE_DOWN_MARGIN_DB, Setup, choose_method, pick
 from stacksr.core.metrics import cpsnr
 from stacksr.core.classic.registration import register_stack
 from stacksr.core.job_settings import SuperResolveSettings
@@ -116,7 +116,7 @@ def _with_coarse(result: ValidationResult, **rmse_by_method) -> ValidationResult
 
 
 def test_auto_takes_the_learned_path_only_when_it_beats_ibp_clearly_one_scale_down():
-    margin = 10 ** (-LEARNED_MARGIN_DB / 20)
+    margin = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["learned"] / 20)
     classic = {"ibp": 1.0, "bicubic-ref": 1.2}
     assert pick(_with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": 0.99, "bicubic-ref": 1.3})) == "ibp"
     assert pick(_with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": margin * 0.98})) == "piunet+ttf"
@@ -126,6 +126,19 @@ def test_auto_takes_the_learned_path_only_when_it_beats_ibp_clearly_one_scale_do
     assert pick(_result(**{"ibp": 1.0, "ibp-bank": 0.9, "bicubic": 0.95})) == "ibp-bank"
     assert pick(_with_coarse(_result(**{"ibp": 1.0, "ibp-bank": 0.9}), ibp=1.0, piunet=margin * 0.98)) == "piunet"
     assert pick(None) == "ibp"  # one image: IBP deconvolves it, nothing to validate
+
+
+def test_auto_takes_the_reference_date_alone_where_one_scale_down_it_beats_ibp_by_its_margin():
+    """Other dates of other land: IBP fuses them in, the reference alone wins by dB one scale down."""
+    far = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["bicubic-ref"] / 20)
+    classic = {"ibp": 1.0, "bicubic-ref": 1.2}
+    assert pick(_with_coarse(_result(**classic), ibp=1.0, **{"bicubic-ref": far * 0.98})) == "bicubic-ref"
+    assert pick(_with_coarse(_result(**classic), ibp=1.0, **{"bicubic-ref": far * 1.02})) == "ibp"
+    # both challengers past their margins: the closer one one scale down
+    both = _with_coarse(_result(**classic), ibp=1.0, **{"bicubic-ref": far * 0.98, "piunet+ttf": far * 0.9})
+    assert pick(both) == "piunet+ttf"
+    both = _with_coarse(_result(**classic), ibp=1.0, **{"bicubic-ref": far * 0.5, "piunet+ttf": far * 0.9})
+    assert pick(both) == "bicubic-ref"
 
 
 def test_quality_line_names_the_method_its_error_and_gain():
@@ -192,6 +205,22 @@ def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_s
     if base_model_path(scale):  # the base model with TTF, one scale down
         assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf"} or \
             any(n.startswith("piunet+ttf not validated") for n in notes)
+
+
+def test_auto_on_a_stack_of_one_image_validates_one_scale_down_and_says_so(sample_images, tmp_path):
+    """Nothing can be held out, but one scale down needs no other date: the learned path and IBP still compete
+    there, and the output gets its quality estimate."""
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_sources import sources_from_inputs
+
+    # a registration quality no other date reaches: the reference is the one image used
+    summary = run_superresolve(sources_from_inputs(sample_images[:3]),
+                               SuperResolveSettings(str(tmp_path / "sr.tif"), ttf_iterations=2, min_registration_quality=1.0))
+    v = summary["validation"]
+    assert summary["images_used"] == 1 and v["frames_scored"] == 0
+    assert {"ibp", "piunet+ttf", "bicubic-ref"} <= set(v["one_scale_down"])
+    assert any("only the reference image is used" in n for n in v["notes"])
+    assert "one scale down" in quality_line(summary)
 
 
 def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_equally_clear(sample_images, tmp_path):

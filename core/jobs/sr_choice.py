@@ -53,16 +53,17 @@ def validate_window(sel: SelectedFrames, run: SRRun, frames: torch.Tensor, valid
               net, flow, mon: Monitor) -> "ValidationResult | None":
     """Held-out validation (:mod:`validation`) on the central part of the registration window: of every
     candidate for ``auto``, else of the method asked for; each against the reference date upsampled alone.
-    None when only the reference is used (nothing to hold out)."""
+    None when only the reference is used (nothing to hold out), unless ``auto`` has a network to validate one scale
+    down."""
     from .method_choice import Setup, central_window, choose_method
 
-    if sel.source.count < 2:
+    auto = run.method == "auto"
+    if sel.source.count < 2 and not (auto and net is not None):  # the learned path is validated one scale down
         mon.info("quality estimate: none, only the reference image is used (nothing to hold out)")
         return None
     rows, cols = central_window(tuple(frames.shape[-2:]))
     f, v = frames[:, rows, cols], valid[:, rows, cols]
     w = None if weights is None else weights[:, rows, cols]
-    auto = run.method == "auto"
     psf = default_psf(run.scale) if run.psf_sigma is None and (auto or sel.kernels is None) else classic_kernels(sel, run)
     if auto and run.psf_sigma is not None:
         psf = gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)

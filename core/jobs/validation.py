@@ -247,6 +247,8 @@ def quality_line(summary: dict) -> str:
         return (f"{summary['method']}: one scale down, RMS error {coarse.get('rmse')} on the reference image's own "
                 f"pixels, {coarse['gain_db']:+.2f} dB (+- {coarse.get('gain_spread_db') or 0.0:.2f}) over the "
                 "reference image upsampled alone")
+    if not v.get("frames_scored"):
+        return f"{summary['method']}: no quality estimate (only the reference image is used)"
     m = m or {}
     gain, spread = m.get("gain_db"), m.get("gain_spread_db")
     text = f"{summary['method']}: held-out RMS error {m.get('rmse')}"
