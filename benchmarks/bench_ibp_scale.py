@@ -1,5 +1,6 @@
 """IBP at scale: time per input pixel and peak memory of ``sr --method ibp`` against ``sr --method piunet`` (the shipped
-base model), both with the CLI's defaults, on 9-date stacks of 512^2 and 2048^2 px at x3 (issue 30, item 5).
+base model) and ``sr --method auto`` (what validating the methods costs against the one it chooses), all with the
+CLI's defaults, on 9-date stacks of 512^2 and 2048^2 px at x3 (issue 30, item 5).
 
 The dates are VRT mosaics of the real Landsat 8 pan band, date t moved by (t // 3 / 3, t % 3 / 3) px with GDAL's cubic
 resampling (:func:`bench_streaming.build_dates`), so registration finds sub-pixel shifts as on real dates. Each job
@@ -76,7 +77,7 @@ def suite(names: list[str], opts) -> dict:
     """The harness's ``speed`` and ``memory`` suites (``benchmarks/run.py``; one set of runs measures both):
     IBP and PIUNet as the CLI runs them on 9-date stacks of ``opts.sizes`` px, and one tile of IBP against its
     plain reference implementation."""
-    sizes, methods = opts.sizes, ["ibp", "piunet"]
+    sizes, methods = opts.sizes, ["ibp", "piunet", "auto"]
     work = tempfile.mkdtemp(prefix="stacksr_ibp_scale_")
     rows = []
     tile = tile_comparison(build_dates(work, 512, subpixel=True))
@@ -87,7 +88,8 @@ def suite(names: list[str], opts) -> dict:
             out = run(["sr", "--inputs", *dates, "--method", method, "--output", os.path.join(work, f"{method}{size}.tif")])
             s = seconds(out["wall_clock"])
             rows.append({"method": method, "size": size, "seconds": s, "us_per_input_px": round(s / size ** 2 * 1e6, 1),
-                         "peak_rss_gb": out["peak_rss_gb"], "iterations": out["summary"].get("iterations")})
+                         "peak_rss_gb": out["peak_rss_gb"], "iterations": out["summary"].get("iterations"),
+                         "method_used": out["summary"].get("method")})
             print(json.dumps(rows[-1]), flush=True)
     by = {(r["method"], r["size"]): r for r in rows}
     table = ["| method | stack (9 dates, x3) | seconds | us per input px | peak memory (GB) | IBP iterations |",
@@ -102,6 +104,10 @@ def suite(names: list[str], opts) -> dict:
     for size in sizes:
         table.append(f"- IBP / PIUNet time per input px at {size}^2: "
                      f"{by['ibp', size]['us_per_input_px'] / by['piunet', size]['us_per_input_px']:.2f}")
+        used = by["auto", size]["method_used"]
+        if (used, size) in by:
+            table.append(f"- auto (chose {used}) / {used} alone, time at {size}^2: "
+                         f"{by['auto', size]['seconds'] / by[used, size]['seconds']:.2f}")
     table.append(f"- one tile of IBP ({tile['tile_input_px']} px, {tile['iterations']} iterations): plain reference "
                  f"{tile['reference_s']} s, shipped {tile['shipped_s']} s ({tile['speedup']} x); largest difference "
                  f"{tile['largest_difference_dn']:.3g} DN of {tile['value_range_dn']:.0f}")
