@@ -109,7 +109,8 @@ def _settings_args(p: argparse.ArgumentParser, cls: type[JobSettings], **default
         elif meta.get("flag"):
             p.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", help=text)
         elif meta.get("values"):
-            p.add_argument(flag, default=",".join(map(str, default)), help=f"{text} (default {default})", **named)
+            shown = ",".join(map(str, default))
+            p.add_argument(flag, default=shown, help=f"{text} (default {shown})", **named)
         elif default is MISSING:
             p.add_argument(flag, required=True, help=text, **named)
         else:
