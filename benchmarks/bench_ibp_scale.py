@@ -88,14 +88,13 @@ def suite(names: list[str], opts) -> dict:
             out = run(["sr", "--inputs", *dates, "--method", method, "--output", os.path.join(work, f"{method}{size}.tif")])
             s = seconds(out["wall_clock"])
             rows.append({"method": method, "size": size, "seconds": s, "us_per_input_px": round(s / size ** 2 * 1e6, 1),
-                         "peak_rss_gb": out["peak_rss_gb"], "iterations": out["summary"].get("iterations"),
+                         "peak_rss_gb": out["peak_rss_gb"],
                          "method_used": out["summary"].get("method")})
             print(json.dumps(rows[-1]), flush=True)
     by = {(r["method"], r["size"]): r for r in rows}
-    table = ["| method | stack (9 dates, x3) | seconds | us per input px | peak memory (GB) | IBP iterations |",
-             "|---|---|---|---|---|---|"]
-    table += [f"| {r['method']} | {r['size']}^2 | {r['seconds']:.1f} | {r['us_per_input_px']} | {r['peak_rss_gb']} | "
-              f"{r['iterations'] or '-'} |" for r in rows]
+    table = ["| method | stack (9 dates, x3) | seconds | us per input px | peak memory (GB) |", "|---|---|---|---|---|"]
+    table += [f"| {r['method']} | {r['size']}^2 | {r['seconds']:.1f} | {r['us_per_input_px']} | {r['peak_rss_gb']} |"
+              for r in rows]
     table.append("")
     for m in methods:
         if len(sizes) > 1:
