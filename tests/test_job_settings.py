@@ -90,3 +90,15 @@ def test_kernel_estimation_and_training_record_their_settings_in_their_files(sam
     run_train_self_supervised([sources], J.TrainSettings(model, bank, steps=2, batch=2, patch=4))
     payload = torch.load(model, weights_only=True)
     assert payload["extra"]["job_settings"]["steps"] == 2 and payload["extra"]["job_settings"]["kernel_bank"] == "k.npz"
+
+
+def test_training_refuses_settings_of_the_other_kind_before_reading(sample_images, tmp_path):
+    from stacksr.core.errors import StackError
+    from stacksr.core.jobs.train_job import run_train_self_supervised, run_train_supervised
+
+    sources = [ImageSource(p) for p in sample_images[:3]]
+    with pytest.raises(StackError, match="no kernel bank"):
+        run_train_supervised(sources, J.TrainSettings(str(tmp_path / "m.pt"), "k.npz", hr=sample_images[0]))
+    with pytest.raises(StackError, match="supervised job"):
+        run_train_self_supervised([sources], J.TrainSettings(str(tmp_path / "m.pt"), hr=sample_images[0]))
+    assert list(tmp_path.iterdir()) == []
