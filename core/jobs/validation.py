@@ -41,6 +41,9 @@ COARSE_EDGE = 2  # coarse px along the edges whose output is not scored, one sca
 COARSE_MIN = 8  # coarse px: a smaller coarse stack is not validated
 
 
+NOTHING_HELD_OUT = "no frame besides the reference has enough valid pixels to hold out"
+
+
 @dataclass
 class MethodScore:
     """One candidate's held-out errors: RMS error over all held-out pixels, per frame, and the gain."""
@@ -80,7 +83,7 @@ class ValidationResult:
         return next((s for s in self.coarse if s.method == method), None)
 
     def to_dict(self, chosen: str | None = None) -> dict:
-        out = {"chosen": chosen or self.best.method, "frames_scored": self.frames_scored,
+        out = {"chosen": chosen or (self.best.method if self.scores else None), "frames_scored": self.frames_scored,
                "heldout_pixels": self.pixels, "window_input_px": list(self.window),
                "holdout": f"{HOLDOUT_SHARE:g} of the {HOLDOUT_BLOCK}-px blocks of every non-reference frame",
                "methods": {s.method: s.to_dict() for s in self.scores}, "notes": list(self.notes)}
@@ -175,6 +178,8 @@ def validate(candidates: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.
     check_shape("valid", valid, "T, h, w", like=frames)
     clock = clock or time.perf_counter
     hold = holdout_blocks(valid, ref, seed)
+    if not hold.any():  # the reference alone (or nothing valid besides it): no candidate has anything to predict
+        return ValidationResult([], 0, 0, tuple(frames.shape[-2:]), [NOTHING_HELD_OUT])
     seen = valid & ~hold
     scores = []
     for name, hr, seconds in _run_each(candidates, frames, seen, clock, check):
@@ -185,7 +190,7 @@ def validate(candidates: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.
     _set_gains(scores)
     scores.sort(key=lambda s: s.rmse)
     frames_scored = len(scores[0].frame_rmse) if scores else 0
-    notes = [] if frames_scored else ["no frame besides the reference has enough valid pixels to hold out"]
+    notes = [] if frames_scored else [NOTHING_HELD_OUT]
     return ValidationResult(scores, frames_scored, int(hold.sum()), tuple(frames.shape[-2:]), notes)
 
 
