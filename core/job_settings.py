@@ -11,7 +11,7 @@ follows from the field. Numeric ranges and defaults come from :mod:`params`, the
 from __future__ import annotations
 
 import os
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
 from . import params as P
@@ -83,14 +83,6 @@ class JobSettings:
     def report_row(self) -> tuple[str, str]:
         """The settings as a report row: every one, ``name=value``, "automatic" where left to the job."""
         return "settings", ", ".join(f"{k}={'automatic' if v is None else v}" for k, v in self.record().items())
-
-    @classmethod
-    def help_of(cls, name: str) -> str:
-        return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
-
-    @classmethod
-    def required(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
 
 
 @dataclass
