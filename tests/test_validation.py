@@ -8,7 +8,7 @@ import torch
 from osgeo import gdal
 
 from stacksr.core.classic.baselines import default_psf
-from stacksr.core.jobs.method_choice import ONE_SCALE_DOWN_MARGIN_DB, Setup, choose_method, pick
+from stacksr.core.jobs.method_choice import ONE_SCALE_DOWN_MARGIN_DB, Setup, choose_method, pick, reason
 from stacksr.core.metrics import cpsnr
 from stacksr.core.classic.registration import register_stack
 from stacksr.core.job_settings import SuperResolveSettings
@@ -139,6 +139,19 @@ def test_auto_takes_the_reference_date_alone_where_one_scale_down_it_beats_ibp_b
     assert pick(both) == "piunet+ttf"
     both = _with_coarse(_result(**classic), ibp=1.0, **{"bicubic-ref": far * 0.5, "piunet+ttf": far * 0.9})
     assert pick(both) == "bicubic-ref"
+
+
+def test_once_the_learned_path_has_passed_ibp_the_reference_alone_competes_without_its_margin():
+    """The margins are IBP's handicap one scale down (its own PSF made the coarse stack), not the reference's."""
+    near = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["learned"] / 20)
+    classic = {"ibp": 1.0, "bicubic-ref": 1.2}
+    learned_passes = _with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": near * 0.98, "bicubic-ref": near * 0.9})
+    assert pick(learned_passes) == "bicubic-ref"
+    why = reason(learned_passes, "bicubic-ref")
+    assert "closer than piunet+ttf, which beat IBP there by" in why and "at least 0.5 needed" in why
+    # without a challenger past its margin, IBP stays, however the challengers rank among themselves
+    neither = _with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": 0.99, "bicubic-ref": 0.98})
+    assert pick(neither) == "ibp"
 
 
 def test_quality_line_names_the_method_its_error_and_gain():

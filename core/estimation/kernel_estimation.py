@@ -29,6 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ..adam import Adam
 from ..classic.baselines import default_psf
 from ..convention import check_scale
 from ..degradation.operators import blur_downsample, shift_images
@@ -130,8 +131,8 @@ def estimate_kernel_single(
     h, w = lr.shape
     size = flow.config.size
     net, noise, z = _dip_setup(1, h, w, flow, scale, config, generator, device)
-    opt_img = torch.optim.Adam(net.parameters(), lr=config.lr_image)
-    opt_z = torch.optim.Adam([z], lr=config.lr_kernel)
+    opt_img = Adam(net.parameters(), lr=config.lr_image)
+    opt_z = Adam([z], lr=config.lr_kernel)
     y, m = lr.to(device)[None], _loss_mask(valid.to(device)[None], math.ceil((size // 2) / scale))
     losses = []
     for it in range(config.iterations):
@@ -173,9 +174,9 @@ def estimate_kernels_joint(
     d = (shifts.float() * scale).to(device).requires_grad_(True)  # HR pixels
     gain = torch.ones(T, 1, 1, device=device, requires_grad=True)
     bias = torch.zeros(T, 1, 1, device=device, requires_grad=True)
-    opt_img = torch.optim.Adam(net.parameters(), lr=config.lr_image)
-    opt_k = torch.optim.Adam([z], lr=config.lr_kernel)
-    opt_geo = torch.optim.Adam([{"params": [d], "lr": 1e-2}, {"params": [gain, bias], "lr": 1e-3}])
+    opt_img = Adam(net.parameters(), lr=config.lr_image)
+    opt_k = Adam([z], lr=config.lr_kernel)
+    opt_geo = Adam([{"params": [d], "lr": 1e-2}, {"params": [gain, bias], "lr": 1e-3}])
     y = frames.to(device)
     m = _loss_mask(valid.to(device), math.ceil((size // 2) / scale) + 1)
     losses = []

@@ -25,6 +25,7 @@ import math
 import torch
 
 from .. import distributed
+from ..adam import Adam
 from ..choices import TTF_FITS
 from ..degradation.operators import blur_downsample, shift_images
 from ..degradation.fkp import KernelFlow, project_to_sphere
@@ -179,7 +180,7 @@ def test_time_finetune(
     total = config.kernel_warmup + config.iterations
     with torch.no_grad():
         sr0, _ = tuned.decode(fused, xn[None], base)
-    kopt = torch.optim.Adam([z], lr=config.lr_kernel)
+    kopt = Adam([z], lr=config.lr_kernel)
     for it in range(config.kernel_warmup):
         mon.check()
         fit = fit_loss(sr0)
@@ -193,7 +194,7 @@ def test_time_finetune(
     best = (baseline, 0, tail_state())
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.Adam([{"params": params, "lr": config.lr_net}, {"params": [z], "lr": config.lr_kernel}])
+    opt = Adam([{"params": params, "lr": config.lr_net}, {"params": [z], "lr": config.lr_kernel}])
     losses, checks = [], []
     for it in range(config.iterations):
         mon.check()
