@@ -103,7 +103,7 @@ class SuperResolveSettings(JobSettings):
     register: bool = flag(True, "skip sub-pixel registration (and use every frame)", cli="--no-register")
     min_registration_quality: float | None = number(
         P.REGISTRATION_QUALITY, "frames whose registration quality is lower are left out (0: keep all)")
-    model_path: str | None = path("trained model (.pt) for the piunet methods (default: the shipped base model)",
+    model_path: str | None = path("trained model (.pt) for the piunet methods and the blend (default: the shipped base model)",
                                   cli="--model")
     tile: int | None = number(P.TILE, "PIUNet tile size in input pixels")
     uncertainty_output: str | None = path("also write PIUNet's uncertainty (std) raster here", output=True,
@@ -114,7 +114,7 @@ class SuperResolveSettings(JobSettings):
     ttf_kernel_lr: float | None = number(P.TTF_LR, "TTF learning rate of the kernel latent (automatic: 2e-2)")
     ttf_fit: str = choice(TTF_FITS, TTF_FIT_DEFAULT, "TTF fit", "what the finetuned output must explain: "
                           + "; ".join(f"{k}: {v}" for k, v in TTF_FIT_LABELS.items()))
-    kernel_output: str | None = path("write the TTF kernel layer here (piunet+ttf)", output=True)
+    kernel_output: str | None = path("write the TTF kernel layer here (piunet+ttf, blend)", output=True)
     device: str = _device()
     invalid_mask_values: Sequence[int] = _invalid_values()
     report_html: str | None = path("HTML report of the run (settings, TTF loss and kernel, consistency)",

@@ -12,6 +12,7 @@ from stacksr.core.jobs.method_choice import ONE_SCALE_DOWN_MARGIN_DB, Setup, cho
 from stacksr.core.metrics import cpsnr
 from stacksr.core.classic.registration import register_stack
 from stacksr.core.job_settings import SuperResolveSettings
+from stacksr.core.errors import StackError
 from stacksr.core.jobs.validation import (EDGE, REFERENCE_BASELINE, MethodScore, ValidationResult, heldout_errors,
                                      holdout_blocks, quality_line)
 
@@ -176,11 +177,11 @@ def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation
     out, report = str(tmp_path / "sr.tif"), str(tmp_path / "report.html")
     summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), SuperResolveSettings(out,
                                scale=3, report_html=report, ttf_iterations=3))
-    assert summary["requested_method"] == "auto" and summary["method"] in ("ibp", "piunet+ttf")
+    assert summary["requested_method"] == "auto" and summary["method"] in ("ibp", "piunet+ttf", "blend", "bicubic-ref")
     methods = summary["validation"]["methods"]
-    # the classic methods on held-out pixels, the base model (with TTF) one scale down against IBP
+    # the classic methods on held-out pixels, the base model (with TTF) and the blend one scale down against IBP
     assert set(methods) == {"bicubic-ref", "bicubic", "ibp"}
-    assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf"}
+    assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf", "blend"}
     assert summary["validation"]["chosen"] == summary["method"]
     assert any(n.startswith(f"auto chose {summary['method']}: ") for n in summary["validation"]["notes"])
     ds = gdal.Open(out)
@@ -191,6 +192,44 @@ def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation
     ds = None
     text = open(report, encoding="utf-8").read()
     assert "quality estimate (held-out validation)" in text and "(used)" in text
+
+
+def test_the_blend_is_the_mean_of_ibp_and_piunet_ttf_run_as_their_own_jobs_run_them(sample_images, sample_masks, tmp_path):
+    """One pass over the tiles computes both on each tile (the wider halo): the same pixels as the two methods' own
+    rasters, in tiles or not; the uncertainty and the TTF kernel are the network's."""
+    from stacksr.core.jobs.sr_job import run_superresolve
+    from stacksr.core.io.stack_sources import sources_from_inputs
+
+    rasters = {}
+    for method, tile in (("ibp", 0), ("piunet+ttf", 0), ("blend", 0), ("blend", 32)):
+        out = str(tmp_path / f"{method}_{tile}.tif")
+        summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), SuperResolveSettings(
+            out, scale=3, method=method, tile=tile, ttf_iterations=3, iterations=10,
+            uncertainty_output=str(tmp_path / f"{method}_{tile}_unc.tif") if method != "ibp" else None))
+        assert summary["method"] == method
+        ds = gdal.Open(out)
+        rasters[method, tile] = ds.ReadAsArray().astype(np.float64)
+        if method == "blend":
+            params = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
+            assert params["iterations"] == 10 and params["ttf_iterations"] == 3 and summary["uncertainty"]
+        ds = None
+    mean = 0.5 * (rasters["ibp", 0] + rasters["piunet+ttf", 0])
+    span = float(np.ptp(mean))
+    for tile in (0, 32):
+        assert np.abs(rasters["blend", tile] - mean).max() < 1e-4 * span, tile
+    with pytest.raises(StackError, match="TTF per tile"):
+        run_superresolve(sources_from_inputs(sample_images), SuperResolveSettings(
+            str(tmp_path / "x.tif"), scale=3, method="blend", tile=32, ttf_per_tile=True))
+
+
+def test_auto_takes_the_blend_when_one_scale_down_it_passes_its_half_margin():
+    half = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["blend"] / 20)
+    assert ONE_SCALE_DOWN_MARGIN_DB["blend"] == 0.5 * ONE_SCALE_DOWN_MARGIN_DB["learned"]
+    classic = {"ibp": 1.0, "bicubic-ref": 1.2}
+    assert pick(_with_coarse(_result(**classic), ibp=1.0, blend=half * 0.98, **{"piunet+ttf": 1.05})) == "blend"
+    assert pick(_with_coarse(_result(**classic), ibp=1.0, blend=half * 1.02, **{"piunet+ttf": 1.05})) == "ibp"
+    # past its margin, the learned path closer still: the learned path
+    assert pick(_with_coarse(_result(**classic), ibp=1.0, blend=half * 0.98, **{"piunet+ttf": half * 0.9})) == "piunet+ttf"
 
 
 def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_masks, tmp_path):

@@ -215,7 +215,16 @@ def classic_tiles(source, stats: StackStats, method: str, scale: int, shifts: to
     """Mean of bicubic (``method`` "bicubic"), the reference date ``ref`` alone ("bicubic-ref") or IBP of a source (:mod:`windows`) in ``tile``-px tiles
     (0: one), each handed to ``sink``: the same result as on the whole stack, in bounded memory.
     ``agreement``: (the reference's index, the robust spreads of :func:`agreement.agreement_weights`
-    measured once on the stack): IBP weighs each LR pixel by the frame's agreement with the reference.
+    measured once on the stack): IBP weighs each LR pixel by the frame's agreement with the reference."""
+    compute, halo = classic_compute(source, stats, method, scale, shifts, kernels, iterations, agreement, ref)
+    run_tiles(source, scale, tile, halo, compute, sink, monitor)
+
+
+def classic_compute(source, stats: StackStats, method: str, scale: int, shifts: torch.Tensor | None,
+                    kernels: torch.Tensor | None = None, iterations: int = 40,
+                    agreement: tuple[int, torch.Tensor] | None = None, ref: int = 0):
+    """What :func:`classic_tiles` runs on each tile (a :data:`windows.Compute`: its HR output on the window read)
+    and the halo it needs; any wider halo gives the same result.
 
     The weights need a wider halo than IBP; each tile computes them on the wider window and runs IBP
     on it less the extra ring (on the sides where a ring was read), so IBP costs what it did."""
@@ -242,4 +251,4 @@ def classic_tiles(source, stats: StackStats, method: str, scale: int, shifts: to
             frame_means=stats.frame_means, weights=weights[inner])
         return (out,)
 
-    run_tiles(source, scale, tile, classic_halo(method, shifts) + extra, compute, sink, monitor)
+    return compute, classic_halo(method, shifts) + extra

@@ -22,7 +22,7 @@ from .train_job import run_train_self_supervised
 
 @heap_reuse()
 def run_chain(sources: Sequence[ImageSource], settings: ChainSettings, monitor: Monitor | None = None) -> dict:
-    """Kernels -> fine-tuned model -> the validated best of PIUNet + TTF and IBP (method ``auto``), with ``settings``
+    """Kernels -> fine-tuned model -> the validated best of PIUNet + TTF, IBP and their blend (method ``auto``), with ``settings``
     (:class:`ChainSettings`; each step gets its own settings object built from them). Returns the
     super-resolution summary with the paths of the kernel bank and the model."""
     mon = ensure_monitor(monitor)
@@ -46,7 +46,7 @@ def run_chain(sources: Sequence[ImageSource], settings: ChainSettings, monitor: 
     trained = run_train_self_supervised([sources], TrainSettings(model, bank, steps=s.steps, seed=s.seed, **shared),
                                         mon.sub(0.25, 0.85))
     t2 = time.perf_counter()
-    mon.info("3/3 super-resolving with the method that validates best (PIUNet + TTF or IBP)")
+    mon.info("3/3 super-resolving with the method that validates best (PIUNet + TTF, IBP or their blend)")
     earlier = [(f"kernel estimation ({kernels['mode']}, {kernels['images']} images) -> {bank}", t1 - t0),
                (f"fine-tuning the shipped base model, {s.steps} steps, best validation loss "
                 f"{trained.get('best_val', float('nan')):.4g} -> {model}", t2 - t1)]

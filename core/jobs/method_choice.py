@@ -21,6 +21,14 @@ from .validation import REFERENCE_BASELINE, ValidationResult, validate, validate
 Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 VALIDATION_WINDOW = 128  # input px: validation runs every candidate once on a window this size at most
+BLEND_LEARNED_SHARE = 0.5  # the blend's weight of PIUNet + TTF (the rest is IBP's)
+
+
+def blend(ibp_out: torch.Tensor, learned_out: torch.Tensor) -> torch.Tensor:
+    """The "blend" method's output from IBP's and PIUNet + TTF's on the same pixels (any shape): their weighted mean.
+    The two err differently (IBP rings along edges where its PSF is wrong, the network invents or misses detail), so
+    on real data their mean beats both on most stacks (BENCHMARKS.md, *blend*); it is a candidate of ``auto``."""
+    return (1 - BLEND_LEARNED_SHARE) * ibp_out + BLEND_LEARNED_SHARE * learned_out
 
 
 @dataclass
@@ -40,6 +48,7 @@ class Setup:
     flow: object = None
     ttf: object = None  # ttf.TTFConfig
     monitor: object = None  # progress.Monitor: every candidate honours cancel (TTF and IBP run long on a big window)
+    blend: bool = True  # with net and flow: the blend of IBP and PIUNet + TTF is a candidate too
 
 
 def runners(setup: Setup) -> dict[str, Runner]:
@@ -75,6 +84,8 @@ def runners(setup: Setup) -> dict[str, Runner]:
             return predict(net, f, v, reference=ref, monitor=mon)[0]
 
         out["piunet+ttf" if setup.flow is not None else "piunet"] = learned
+        if setup.flow is not None and setup.blend:
+            out["blend"] = lambda f, v: blend(out["ibp"](f, v), learned(f, v))
     return out
 
 
@@ -85,32 +96,52 @@ def choose_method(setup: Setup, frames: torch.Tensor, valid: torch.Tensor, kerne
     and rank them; ``kernels`` degrade the output to each frame (the PSF or the bank), ``weights`` keep changed
     land out of the error (robust fusion's).
 
-    All candidates (``auto``): the classic ones on held-out pixels; the learned path, which held-out pixels of
-    other dates cannot judge (:mod:`validation`), one scale down against IBP and the reference alone
-    (:func:`validation.validate_one_scale_down`; its TTF then runs on a coarse stack of 1/scale^2 the pixels)."""
+    All candidates (``auto``): the classic ones on held-out pixels; the learned path and the blend, which held-out
+    pixels of other dates cannot judge (:mod:`validation`), one scale down against IBP and the reference alone
+    (:func:`validation.validate_one_scale_down`; TTF then runs on a coarse stack of 1/scale^2 the pixels, once for
+    both: the blend is scored from the learned path's and IBP's coarse outputs)."""
     cands = runners(setup)
     if only is not None:
         cands = {k: v for k, v in cands.items() if k in only or k == REFERENCE_BASELINE}
         return validate(cands, frames, valid, setup.ref, setup.scale, setup.shifts, kernels, weights, check=check)
     name = next((m for m in cands if m.startswith("piunet")), None)
+    with_blend = cands.pop("blend", None) is not None
     if name is not None:
         del cands[name]
     result = validate(cands, frames, valid, setup.ref, setup.scale, setup.shifts, kernels, weights, check=check)
     if name is None:  # one scale down needs no other date: a stack of the reference alone is validated there too
         return result
     coarse = replace(setup, shifts=None if setup.shifts is None else setup.shifts / setup.scale, bank=None)
-    cands = {m: f for m, f in runners(coarse).items() if m in (REFERENCE_BASELINE, "bicubic", name)}
+    outputs: dict[str, torch.Tensor] = {}
+
+    def kept(method: str, run: Runner) -> Runner:  # the blend is scored from these outputs, not run again
+        def runs(f, v):
+            outputs[method] = run(f, v)
+            return outputs[method]
+        return runs
+
+    cands = {m: kept(m, f) for m, f in runners(coarse).items() if m in (REFERENCE_BASELINE, "bicubic", name)}
     # IBP at each count: one scale down the target is known, so IBP competes at its best count there (held-out
     # pixels of other dates choose few iterations, and IBP with few iterations is far from its best one scale down)
-    cands.update({f"ibp@{k}": runners(replace(coarse, ibp_iterations=k))["ibp"] for k in IBP_CANDIDATES})
+    cands.update({f"ibp@{k}": kept(f"ibp@{k}", runners(replace(coarse, ibp_iterations=k))["ibp"])
+                  for k in IBP_CANDIDATES})
     scores = validate_one_scale_down(cands, frames, valid, setup.ref, setup.scale, setup.psf, check=check)
     if not scores:
         result.notes.append(f"{name} not validated: the window is too small to be degraded once more")
         return result
     best = min((s for s in scores if s.method.startswith("ibp@")), key=lambda s: s.rmse)
     result.notes.append(f"one scale down IBP is scored at its best iteration count, {best.method[4:]}")
+    ibp_out = outputs[best.method]
     best.method = "ibp"
     result.coarse = [s for s in scores if not s.method.startswith("ibp@")]
+    if with_blend:
+        mixed = blend(ibp_out, outputs[name])
+        again = validate_one_scale_down({REFERENCE_BASELINE: lambda f, v: outputs[REFERENCE_BASELINE],
+                                         "blend": lambda f, v: mixed}, frames, valid, setup.ref, setup.scale,
+                                        setup.psf, check=check)
+        score = next(s for s in again if s.method == "blend")
+        score.seconds = best.seconds + next(s.seconds for s in scores if s.method == name)
+        result.coarse = sorted(result.coarse + [score], key=lambda s: s.rmse)
     return result
 
 
@@ -126,7 +157,8 @@ PREFERRED = ("ibp", "ibp-bank")  # the classic family that measured best on all 
 # upsampled alone by this much: where the other dates show other land or light, IBP fuses it in and the reference alone
 # wins by several dB one scale down and at full scale (set on the Romania selection dates, BENCHMARKS.md). The margins
 # are IBP's handicap only: once one challenger has passed its own, the challengers are compared as they score.
-ONE_SCALE_DOWN_MARGIN_DB = {"learned": 0.5, REFERENCE_BASELINE: 2.5}
+ONE_SCALE_DOWN_MARGIN_DB = {"learned": 0.5, REFERENCE_BASELINE: 2.5, "blend": 0.5 * BLEND_LEARNED_SHARE}  # the blend: as
+# flattered as its IBP share
 
 
 def pick(result: ValidationResult | None) -> str:
@@ -137,7 +169,7 @@ def pick(result: ValidationResult | None) -> str:
     sensors it often ranks the reference date upsampled alone or the mean of dates first where the truth does
     not (BENCHMARKS.md, *held-out validation*). It decides therefore within what it can judge: IBP with the
     default PSF or with the kernel bank, whichever predicts better. One scale down, where the target is the
-    reference date's own pixels, the learned path and the reference date alone challenge IBP: when either
+    reference date's own pixels, the learned path, the blend and the reference date alone challenge IBP: when one
     beats IBP there by its margin (:data:`ONE_SCALE_DOWN_MARGIN_DB`, which makes up for the coarse stack being
     degraded with IBP's own PSF), IBP is out and the challenger closer to the reference one scale down is taken,
     whether or not it passed its own margin; this needs no other date, so it also decides where only the reference
@@ -151,13 +183,19 @@ def pick(result: ValidationResult | None) -> str:
         return max((gain, method) for method, gain, _ in challengers)[1]
     if not result.frames_scored:
         return "ibp"
+    return preferred_classic(result)
+
+
+def preferred_classic(result: ValidationResult) -> str:
+    """IBP with the default PSF or with the kernel bank, whichever predicts held-out pixels better ("ibp" when
+    nothing was held out)."""
     classic = min((s for s in result.scores if s.method in PREFERRED), key=lambda s: s.rmse, default=None)
-    return result.best.method if classic is None else classic.method
+    return "ibp" if classic is None else classic.method
 
 
 def _ahead_of_ibp(result: ValidationResult) -> list[tuple[str, float, float]]:
-    """(challenger, its gain over IBP one scale down in dB, the margin it needs) for the learned candidate and the
-    reference date alone, where validated."""
+    """(challenger, its gain over IBP one scale down in dB, the margin it needs) for the learned candidate, the
+    blend and the reference date alone, where validated."""
     ibp = result.coarse_score("ibp")
     if ibp is None:
         return []

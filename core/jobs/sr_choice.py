@@ -69,7 +69,7 @@ def validate_window(sel: SelectedFrames, run: SRRun, frames: torch.Tensor, valid
         psf = gaussian_kernels(run.psf_sigma, run.psf_sigma, 0.0, default_kernel_size(run.scale), run.scale)
     setup = Setup(run.scale, sel.ref, sel.shifts, psf, run.iterations or IBP_CANDIDATES[-1], sel.shifts is not None,
                   sel.kernels if auto else None, net if (auto or run.learned) else None, flow, run.ttf,
-                  QuietMonitor(mon))
+                  QuietMonitor(mon), blend=not (run.ttf_per_tile and run.tile > 0))  # the blend finetunes once
     only = None if auto else (run.method,)
     mon.progress(0.15, "validating " + ("every method" if auto else run.method) + " on held-out pixels")
     result = choose_method(setup, f, v, sel.kernels if sel.kernels is not None else psf, w, only, check=mon.check)
@@ -97,7 +97,7 @@ class QuietMonitor(Monitor):
 
 def apply_auto_choice(run: SRRun, sel: SelectedFrames, validation: "ValidationResult | None", mon: Monitor) -> None:
     """``auto``: the method the validation ranks first (IBP with the kernel bank counts as IBP)."""
-    from .method_choice import pick, reason
+    from .method_choice import pick, preferred_classic, reason
 
     chosen = pick(validation)
     why = f"auto chose {chosen}: {reason(validation, chosen)}"
@@ -106,6 +106,7 @@ def apply_auto_choice(run: SRRun, sel: SelectedFrames, validation: "ValidationRe
         validation.notes.append(why)
     if chosen == "ibp-bank":
         chosen = "ibp"
-    elif chosen == "ibp":
+    elif chosen == "ibp" or (chosen == "blend" and validation is not None and validation.frames_scored
+                             and preferred_classic(validation) == "ibp"):
         sel.kernels = None  # IBP with the default PSF did better than with the estimated kernels
     run.method = chosen

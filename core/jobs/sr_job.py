@@ -34,7 +34,8 @@ def run_superresolve(sources: Sequence[ImageSource], settings: SuperResolveSetti
     The methods: "bicubic" (registered mean of bicubic), "bicubic-ref" (the reference date alone), "ibp", "piunet"
     (a trained model, by default the shipped base model of the scale, in tiles), "piunet+ttf" (the model first
     finetuned on this stack, calibrated once on a crop and applied to every tile, or finetuned on every tile) and
-    "auto" (the one that validates best, :mod:`method_choice`). Without a given reference the classic methods align
+    "blend" (the mean of IBP and PIUNet + TTF, :func:`method_choice.blend`) and "auto" (the one that validates best,
+    :mod:`method_choice`). Without a given reference the classic methods align
     to the clearest frame, of equally clear ones the one the others agree with most
     (:func:`registration.typical_reference`); IBP's iteration count left None is chosen per stack by held-out
     validation (:func:`baselines.choose_ibp_iterations`). Settings out of range or that exclude each other are
@@ -66,7 +67,7 @@ def run_superresolve(sources: Sequence[ImageSource], settings: SuperResolveSetti
         # robust fusion's constants, IBP's iteration count and the validation, from one read of the window
         frames, valid = read_window(sel.source, *sel.window)
         agreement, weights = robust_fusion(sel, frames, valid, mon)
-        if s.method in ("ibp", "auto") and run.iterations is None:
+        if s.method in ("ibp", "auto", "blend") and run.iterations is None:
             run.iterations = ibp_iterations(sel, run, frames, valid, weights, mon.sub(0.1, 0.15))
         validation = validate_window(sel, run, frames, valid, weights, net, flow, mon)
         del frames, valid
@@ -76,7 +77,7 @@ def run_superresolve(sources: Sequence[ImageSource], settings: SuperResolveSetti
                 net = flow = None
         method = run.method
         mon.progress(0.3 if run.learned else 0.15, "validated")
-        if method != "ibp":
+        if not run.ibp_used:
             agreement = None
         paths = (s.output, s.uncertainty_output if run.learned else None,
                  s.kernel_output if flow is not None else None, s.report_html)
@@ -95,10 +96,10 @@ def _record(run: SRRun, agreement) -> dict:
     decided, under the names earlier versions wrote (``method`` is the method used, ``iterations`` IBP's count
     used, None where the method has none)."""
     s, method = run.settings, run.method
-    ttf = method == "piunet+ttf"
+    ttf = run.ttf_used
     return {**s.record(), "method": method, "requested_method": s.method,
-            "iterations": run.iterations if method == "ibp" else None,
-            "robust_fusion": agreement is not None if method == "ibp" else None,
+            "iterations": run.iterations if run.ibp_used else None,
+            "robust_fusion": agreement is not None if run.ibp_used else None,
             "model": os.path.basename(run.model_path) if run.model_path else None,
             "ttf_iterations": run.ttf.iterations if ttf else None,
             "ttf_per_tile": bool(s.ttf_per_tile and s.tile > 0) if ttf else None,
@@ -110,8 +111,10 @@ def _check_outputs(run: SRRun, sources) -> None:
     from ..learned.model_files import base_model_path
 
     s = run.settings
-    if run.kernel_bank and run.method not in ("ibp", "auto"):
-        raise StackError("a kernel bank is used by the IBP method only")
+    if run.kernel_bank and run.method not in ("ibp", "auto", "blend"):
+        raise StackError("a kernel bank is used by IBP only (methods ibp, blend and auto)")
+    if run.method == "blend" and run.ttf_per_tile and run.tile > 0:
+        raise StackError("the blend finetunes the network once for the whole stack: TTF per tile is for piunet+ttf")
     if run.kernel_bank and run.psf_sigma is not None:
         raise StackError("give either a PSF sigma or a kernel bank for IBP, not both")
     if (run.learned or run.method == "auto") and not run.model_path:
@@ -139,7 +142,7 @@ def _load_networks(run: SRRun):
     if not (run.learned or (run.method == "auto" and run.model_path)):
         return None, None
     net, _ = load_model(run.model_path, scale=run.scale, device=run.device)
-    return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method in ("piunet+ttf", "auto") else None
+    return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method in ("piunet+ttf", "auto", "blend") else None
 
 
 def _select_frames(reader: StackReader, stats: StackStats, run: SRRun, reference: int | None, mon: Monitor) -> SelectedFrames:

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from .. import __version__, distributed
-from ..classic.baselines import classic_tiles
+from ..classic.baselines import classic_compute, classic_tiles
 from ..io.atomic_files import atomic_outputs
 from ..io.outputs import GeoTiffWriter, output_nodata, same_file
 from ..io.stack_io import StackReader
-from ..io.windows import read_window
+from ..io.windows import read_window, run_tiles
 from ..progress import Monitor
 from .job_reports import sr_report, ttf_summary, validation_rows
 from .sr_choice import classic_kernels
@@ -27,25 +27,56 @@ if TYPE_CHECKING:
 
 def run_learned(net, flow, sel: SelectedFrames, run: SRRun, sink, mon: Monitor):
     """PIUNet (after TTF when ``flow`` is given) into ``sink``; returns the TTF kernel and result."""
-    from ..learned.inference import predict_source, stack_context
-    from ..learned.ttf import finetune_per_tile, test_time_finetune
+    from ..learned.inference import predict_source
+    from ..learned.ttf import finetune_per_tile
 
     if flow is not None and run.ttf_per_tile and run.tile > 0:
         kernel, result = finetune_per_tile(net, flow, sel.source, sel.ref, run.tile, sink, run.ttf, run.device,
                                            mon.sub(0.1, 0.95))
         mon.info("TTF per tile; centre tile: " + ttf_summary(result))
         return kernel, result
-    kernel = result = None
-    if flow is not None:
-        # calibrated on the registration window, with the whole stack's normalisation and pools
-        frames, valid = read_window(sel.source, *sel.window)
-        context = stack_context(net.to(run.device).eval(), sel.source, sel.stats, run.device)
-        net, kernel, result = test_time_finetune(net, flow, frames, valid, sel.ref, run.ttf, monitor=mon.sub(0.1, 0.6),
-                                                 device=run.device, stats=sel.stats, context=context)
-        distributed.same_as_rank0([*net.parameters(), kernel], run.device)  # under torchrun: one tuned network
-        mon.info("TTF: " + ttf_summary(result))
+    net, kernel, result = _finetuned(net, flow, sel, run, mon)
     mon.progress(0.6, "predicting")
     predict_source(net, sel.source, sel.stats, sink, run.tile, run.device, mon.sub(0.6, 0.95), sel.ref, sel.shifts)
+    return kernel, result
+
+
+def _finetuned(net, flow, sel: SelectedFrames, run: SRRun, mon: Monitor):
+    """The network after TTF calibrated once on the registration window, with the whole stack's normalisation and
+    pools (unchanged without ``flow``), the TTF kernel and result (None without)."""
+    from ..learned.inference import stack_context
+    from ..learned.ttf import test_time_finetune
+
+    if flow is None:
+        return net, None, None
+    frames, valid = read_window(sel.source, *sel.window)
+    context = stack_context(net.to(run.device).eval(), sel.source, sel.stats, run.device)
+    net, kernel, result = test_time_finetune(net, flow, frames, valid, sel.ref, run.ttf, monitor=mon.sub(0.1, 0.6),
+                                             device=run.device, stats=sel.stats, context=context)
+    distributed.same_as_rank0([*net.parameters(), kernel], run.device)  # under torchrun: one tuned network
+    mon.info("TTF: " + ttf_summary(result))
+    return net, kernel, result
+
+
+def run_blend(net, flow, sel: SelectedFrames, run: SRRun, sink, mon: Monitor,
+              agreement: tuple[int, torch.Tensor] | None):
+    """The blend of IBP and PIUNet + TTF (:func:`method_choice.blend`) into ``sink``, in one pass over the tiles: each
+    tile runs both on the same window (read with the wider of their halos); the uncertainty is the network's.
+    Returns the TTF kernel and result."""
+    from ..learned.inference import learned_compute
+    from .method_choice import blend
+
+    net, kernel, result = _finetuned(net, flow, sel, run, mon)
+    mon.progress(0.6, "predicting")
+    learned, learned_halo = learned_compute(net, sel.source, sel.stats, run.device, mon, sel.ref, sel.shifts)
+    classic, classic_halo = classic_compute(sel.source, sel.stats, "ibp", run.scale, sel.shifts,
+                                            classic_kernels(sel, run), run.iterations, agreement, sel.ref)
+
+    def compute(frames, valid, window, tile_mon):
+        sr, log_scale = learned(frames, valid, window, tile_mon)
+        return blend(classic(frames, valid, window, tile_mon)[0], sr), log_scale
+
+    run_tiles(sel.source, run.scale, run.tile, max(learned_halo, classic_halo), compute, sink, mon.sub(0.6, 0.95))
     return kernel, result
 
 
@@ -107,7 +138,9 @@ def run_and_write(paths, reader: StackReader, sel: SelectedFrames, run: SRRun, p
             unc = files.enter_context(GeoTiffWriter(t_unc, grid, 1, nodata, {**tags, "STACKSR_PRODUCT": "uncertainty (std)"},
                                                     ["uncertainty (standard deviation)"])) if t_unc else None
             sink = FileSink(out, unc, nodata, look)
-            if net is not None:
+            if run.method == "blend":
+                ttf_kernel, ttf_res = run_blend(net, flow, sel, run, sink, mon, agreement)
+            elif net is not None:
                 ttf_kernel, ttf_res = run_learned(net, flow, sel, run, sink, mon)
             else:
                 run_classic(sel, run, sink, mon, agreement)
@@ -144,7 +177,7 @@ def model_rows(run: SRRun) -> list[tuple[str, str]]:
                 if base and os.path.exists(base) and same_file(base, run.model_path) else run.model_path)
         rows.append(("model", name + ("" if run.learned else " (validated by auto, not used)")))
     if run.kernel_bank:
-        rows.append(("kernel bank", run.kernel_bank + ("" if run.method == "ibp" else " (validated by auto, not used)")))
+        rows.append(("kernel bank", run.kernel_bank + ("" if run.ibp_used else " (validated by auto, not used)")))
     return rows
 
 

@@ -30,7 +30,16 @@ class SRRun:
 
     @property
     def learned(self) -> bool:
-        return self.method.startswith("piunet")
+        """Whether the method runs the network ("blend" too: half of it is PIUNet + TTF)."""
+        return self.method.startswith("piunet") or self.method == "blend"
+
+    @property
+    def ttf_used(self) -> bool:
+        return self.method in ("piunet+ttf", "blend")
+
+    @property
+    def ibp_used(self) -> bool:
+        return self.method in ("ibp", "blend")
 
     # the settings the run's modules read, under the names they read them by
     scale = property(lambda self: self.settings.scale)

@@ -82,6 +82,14 @@ def predict_source(
     stack's ``stats`` and given the whole stack's pools, so the result equals the untiled one.
     ``shifts``: the frames' registration to frame ``reference`` (an IBP-residual network's base
     follows it; registered here when None)."""
+    compute, halo = learned_compute(net, source, stats, device, monitor, reference, shifts)
+    run_tiles(source, net.config.scale, tile, halo, compute, sink, monitor, share_tiles)
+
+
+def learned_compute(net: PIUNet, source, stats: StackStats, device: str | torch.device = "cpu",
+                    monitor: Monitor | None = None, reference: int = 0, shifts: torch.Tensor | None = None):
+    """What :func:`predict_source` runs on each tile (a :data:`windows.Compute`: SR and Laplace log-scale on the
+    window read) and the halo it needs; any wider halo gives the same result."""
     s = net.config.scale
     net = net.to(device).eval().to(memory_format=WEIGHT_LAYOUT)
     context = stack_context(net, source, stats, device)
@@ -100,7 +108,7 @@ def predict_source(
         return tuple(_on_window(o[0].float(), inner, net.receptive_radius() * s, xn.shape[-2:], s)
                      for o in (out * stats.std + stats.mean, ls + math.log(stats.std)))
 
-    run_tiles(source, s, tile, halo, compute, sink, monitor, share_tiles)
+    return compute, halo
 
 
 def predict(
