@@ -91,7 +91,8 @@ def s2_dates() -> list[tuple[int, datetime, float]]:
     return out
 
 
-def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0) -> list[tuple[str, RealDateStack]]:
+def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0,
+              selection: bool = False) -> list[tuple[str, RealDateStack]]:
     """Stacks with REAL temporal change from the Sentinel-2 NDVI series.
 
     Truths: cloud-free, textured dates (NDVI std >= 0.04, i.e. not snow-covered) with at least
@@ -99,7 +100,9 @@ def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0) -
     stack is the truth date plus its ``frames - 1`` nearest usable dates (cloud fraction <= 0.6)
     within 60 days, every frame degraded x``scale`` with its own random anisotropic Gaussian
     kernel, a shift of up to 0.5 LR px (the truth's frame unshifted) and noise 0.005; LR pixels
-    whose footprint (dilated by one LR pixel) holds real cloud are invalid."""
+    whose footprint (dilated by one LR pixel) holds real cloud are invalid. ``selection``: ``count`` other truth
+    dates, spread over those the benchmark does not use, for choosing settings without looking at the benchmark
+    (their LR dates may include a benchmark truth's neighbours)."""
     ds_ndvi = os.path.join(S2_DIR, "ndvi_68dates.tif")
     ds_cloud = os.path.join(S2_DIR, "cloudmask_68dates.tif")
     from osgeo import gdal
@@ -118,6 +121,10 @@ def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0) -
 
     truths = [d for d in dates if d[2] == 0.0 and float(ndvi[d[0]].std()) >= 0.04 and len(neighbours(d)) >= 4]
     pick = [truths[round(i * (len(truths) - 1) / max(count - 1, 1))] for i in range(min(count, len(truths)))]
+    if selection:
+        rest = [d for d in truths if d not in pick]
+        pick = [rest[round(i * (len(rest) - 1) / max(count - 1, 1))] for i in range(min(count, len(rest)))]
+        seed += 1  # other kernels, shifts and noise than the benchmark's
     out = []
     for i, d in enumerate(dict.fromkeys(pick)):
         g = torch.Generator().manual_seed(seed * 1000 + i)

@@ -40,6 +40,8 @@ def load_kind(kind: str) -> list[tuple[str, SensorStack]]:
         return [(n, SensorStack(st.hr, st.lr, st.valid, 3, S2_DATA_RANGE, False)) for n, st in s2_stacks()]
     if kind == "selection":  # not a benchmark: other Romania dates, for choosing among checkpoints
         return romania_x2_stacks(selection=True)
+    if kind == "selection-realdates":  # not a benchmark: other truth dates of the Sentinel-2 series, for settings
+        return [(n, SensorStack(st.hr, st.lr, st.valid, 3, S2_DATA_RANGE, False)) for n, st in s2_stacks(selection=True)]
     return deimos_stacks() + romania_x2_stacks()
 
 
@@ -67,7 +69,8 @@ def spearman(a: list[float], b: list[float]) -> float:
     return num / den if den else float("nan")
 
 
-def evaluate(kinds: list[str], methods: list[str] | None = None, model: str = "base") -> list[dict]:
+def evaluate(kinds: list[str], methods: list[str] | None = None, model: str = "base",
+             ttf: TTFConfig = TTFConfig()) -> list[dict]:
     """One row per stack of ``kinds``: every method's cPSNR against the truth and texture; with ``auto`` among
     ``methods`` (None: all) also the validation of every candidate and auto's choice. ``model``: 'base' (the
     shipped model of each scale), 'none', or a file (used where its scale matches)."""
@@ -83,7 +86,7 @@ def evaluate(kinds: list[str], methods: list[str] | None = None, model: str = "b
                 model if torch.load(model, weights_only=True)["scale"] == s else base_model_path(s)
             net = load_model(path, s)[0] if path else None
             flow = load_fkp(default_fkp_path(s), s) if net is not None else None
-            setup = Setup(s, 0, shifts, psf, iters, True, None, net, flow, TTFConfig())
+            setup = Setup(s, 0, shifts, psf, iters, True, None, net, flow, ttf)
             truth, texture = {}, {}
 
             def score(m, sr):
@@ -120,7 +123,8 @@ def suite(names: list[str], opts) -> dict:
     """The harness's quality suites (``benchmarks/run.py``): ``names`` among static, realdates, realsensor and
     selection."""
     methods = opts.methods.split(",") if opts.methods else None
-    rows = evaluate(names, methods, opts.model)
+    ttf = TTFConfig() if opts.ttf_iterations is None else TTFConfig(iterations=opts.ttf_iterations)
+    rows = evaluate(names, methods, opts.model, ttf)
     return {"rows": rows, "table": report(rows)}
 
 
@@ -155,7 +159,7 @@ def report(rows: list[dict]) -> list[str]:
         out.append(line + " |")
     out.append("")
     if auto:
-        bench = [r for r in rows if r["kind"] != "selection"]
+        bench = [r for r in rows if not r["kind"].startswith("selection")]
         near = sum(r["auto"] >= max(r["truth"].values()) - NEAR_TIE_DB for r in bench)
         out.append(f"- `auto` within {NEAR_TIE_DB} dB of the best method on {near} of {len(bench)} benchmark stacks")
         for key, label in (("methods", "held-out"), ("one_scale_down", "one scale down")):

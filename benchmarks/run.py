@@ -1,8 +1,9 @@
 """The benchmark harness: named suites over named methods, one results file and one BENCHMARKS.md section per run.
 
 Suites (each module's ``suite(names, opts)``, which returns its rows and its markdown table):
-- ``static``, ``realdates``, ``realsensor`` (Deimos-2 x3 and Romania x2), ``selection`` (not a benchmark: the
-  Romania dates that choose among checkpoints): every method as the super-resolution job runs it by default,
+- ``static``, ``realdates``, ``realsensor`` (Deimos-2 x3 and Romania x2), ``selection`` and
+  ``selection-realdates`` (not benchmarks: other Romania x2 dates, other truth dates of the Sentinel-2 series at x3,
+  for choosing checkpoints and settings): every method as the super-resolution job runs it by default,
   cPSNR against the truth, texture, and ``auto``'s validation and choice (:mod:`quality`);
 - ``classic``: the classic methods on the static stacks, with the oracle (:mod:`bench_classic`);
 - ``kernels``: kernel estimation against the known kernels, with the plain DIP-FKP reference (:mod:`bench_kernels`);
@@ -30,7 +31,7 @@ import time
 from common import machine, save
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-QUALITY = ("static", "realdates", "realsensor", "selection")
+QUALITY = ("static", "realdates", "realsensor", "selection", "selection-realdates")
 SUITES = {**{k: "quality" for k in QUALITY}, "classic": "bench_classic", "kernels": "bench_kernels",
           "speed": "bench_ibp_scale", "memory": "bench_ibp_scale"}
 DEFAULT_SUITES = ("static", "realdates", "realsensor", "classic", "kernels", "speed", "memory")
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suites", default=",".join(DEFAULT_SUITES), help=f"comma-separated, of {', '.join(SUITES)}")
     ap.add_argument("--methods", default="", help="the quality suites' methods (default: all, with auto)")
+    ap.add_argument("--ttf-iterations", type=int, default=None, help="the quality suites' TTF length (default: the job's)")
     ap.add_argument("--model", default="base", help="'base' (the shipped model of each scale), 'none', or a file")
     ap.add_argument("--sizes", type=int, nargs="*", default=[512, 2048], help="speed/memory: stack sides (input px)")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d_%H%M"))

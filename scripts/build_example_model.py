@@ -17,6 +17,7 @@ def build():
         QgsProcessingModelChildParameterSource as Src, QgsProcessingModelOutput, QgsProcessingModelParameter,
         QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
     )
+    from stacksr.core import params as P
 
     model = QgsProcessingModelAlgorithm("stacksr_chain", "Estimate kernels, train and super-resolve", "StackSR")
     model.setHelpContent({"ALG_DESC": "Chains the three StackSR algorithms on one time series: DIP-FKP kernel "
@@ -32,7 +33,7 @@ def build():
         QgsProcessingParameterNumber("train_steps", "Training steps", QgsProcessingParameterNumber.Type.Integer,
                                      500, minValue=1),
         QgsProcessingParameterNumber("ttf_iterations", "TTF iterations", QgsProcessingParameterNumber.Type.Integer,
-                                     50, minValue=1),
+                                     P.TTF_ITERATIONS.default, minValue=1),
     ]
     params[1].setHelp("One mask raster per image, in the images' order (optional)")
     params[2].setHelp("Empty: the kernel estimation mode's default")

@@ -44,7 +44,7 @@ def test_the_cli_fills_the_settings_object_from_its_options():
 
 def test_checked_fills_defaults_and_refuses_out_of_range_and_unknown_choices():
     s = J.SuperResolveSettings("o.tif", ttf_fit=None).checked()
-    assert (s.tile, s.ttf_iterations, s.min_registration_quality, s.ttf_fit) == (224, 50, 0.9, "stack")
+    assert (s.tile, s.ttf_iterations, s.min_registration_quality, s.ttf_fit) == (224, 150, 0.9, "stack")
     assert s.iterations is None  # chosen per stack: stays automatic
     with pytest.raises(ParameterError, match="tile size"):
         J.SuperResolveSettings("o.tif", tile=5).checked()

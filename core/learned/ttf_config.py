@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..choices import TTF_FIT_DEFAULT
+from ..params import TTF_ITERATIONS
 
 
 @dataclass(frozen=True)
 class TTFConfig:
-    iterations: int = 50
+    iterations: int = TTF_ITERATIONS.default
     lr_net: float = 1e-4
     lr_kernel: float = 2e-2
     crop: int = 64  # LR pixels of the calibration window (0: whole stack)
