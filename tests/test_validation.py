@@ -142,14 +142,19 @@ def test_auto_takes_the_reference_date_alone_where_one_scale_down_it_beats_ibp_b
     assert pick(both) == "bicubic-ref"
 
 
-def test_once_the_learned_path_has_passed_ibp_the_reference_alone_competes_without_its_margin():
-    """The margins are IBP's handicap one scale down (its own PSF made the coarse stack), not the reference's."""
+def test_of_the_challengers_past_their_margins_the_one_furthest_past_its_own_is_taken():
+    """Each margin is how much that candidate's score one scale down overstates it against IBP's: a reference alone
+    far ahead of the others there but short of its margin does not displace a learned path that passed."""
     near = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["learned"] / 20)
     classic = {"ibp": 1.0, "bicubic-ref": 1.2}
-    learned_passes = _with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": near * 0.98, "bicubic-ref": near * 0.9})
-    assert pick(learned_passes) == "bicubic-ref"
-    why = reason(learned_passes, "bicubic-ref")
-    assert "closer than piunet+ttf, which beat IBP there by" in why and "at least 0.5 needed" in why
+    learned_passes = _with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": near * 0.98, "bicubic-ref": 10 ** (-2.0 / 20)})
+    assert pick(learned_passes) == "piunet+ttf"
+    # the learned path 0.4 dB past its margin, the blend 0.5 dB past its own though 0.15 dB behind the learned path
+    past = {m: 10 ** (-(ONE_SCALE_DOWN_MARGIN_DB[k] + d) / 20) for m, k, d in (("piunet+ttf", "learned", 0.4),
+                                                                              ("blend", "blend", 0.5))}
+    both = _with_coarse(_result(**classic), ibp=1.0, **past)
+    assert pick(both) == "blend"  # closer than the learned path past its margin, though the learned path scores higher
+    assert "further past its margin than piunet+ttf" in reason(both, "blend")
     # without a challenger past its margin, IBP stays, however the challengers rank among themselves
     neither = _with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": 0.99, "bicubic-ref": 0.98})
     assert pick(neither) == "ibp"

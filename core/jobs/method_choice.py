@@ -155,8 +155,9 @@ def central_window(shape: tuple[int, int], size: int = VALIDATION_WINDOW) -> tup
 PREFERRED = ("ibp", "ibp-bank")  # the classic family that measured best on all three kinds of stack (BENCHMARKS.md)
 # One scale down, the learned path must beat IBP by this much (that validation flatters IBP), and the reference date
 # upsampled alone by this much: where the other dates show other land or light, IBP fuses it in and the reference alone
-# wins by several dB one scale down and at full scale (set on the Romania selection dates, BENCHMARKS.md). The margins
-# are IBP's handicap only: once one challenger has passed its own, the challengers are compared as they score.
+# wins by several dB one scale down and at full scale (set on the Romania selection dates, BENCHMARKS.md). Each margin
+# is how much that candidate's score one scale down overstates it against IBP's; the challenger furthest past its own
+# margin is taken (on both selection sets this beat comparing the challengers' raw scores once one had passed).
 ONE_SCALE_DOWN_MARGIN_DB = {"learned": 0.5, REFERENCE_BASELINE: 2.5, "blend": 0.5 * BLEND_LEARNED_SHARE}  # the blend: as
 # flattered as its IBP share
 
@@ -169,18 +170,17 @@ def pick(result: ValidationResult | None) -> str:
     sensors it often ranks the reference date upsampled alone or the mean of dates first where the truth does
     not (BENCHMARKS.md, *held-out validation*). It decides therefore within what it can judge: IBP with the
     default PSF or with the kernel bank, whichever predicts better. One scale down, where the target is the
-    reference date's own pixels, the learned path, the blend and the reference date alone challenge IBP: when one
-    beats IBP there by its margin (:data:`ONE_SCALE_DOWN_MARGIN_DB`, which makes up for the coarse stack being
-    degraded with IBP's own PSF), IBP is out and the challenger closer to the reference one scale down is taken,
-    whether or not it passed its own margin; this needs no other date, so it also decides where only the reference
-    image is used. Otherwise, with nothing held out (one
-    image used), IBP: on one image it deconvolves the default PSF (above bicubic on every single-image stack of the
+    reference date's own pixels, the learned path, the blend and the reference date alone challenge IBP: each must
+    beat IBP there by its margin (:data:`ONE_SCALE_DOWN_MARGIN_DB`, which makes up for what flatters it or IBP one
+    scale down), and of those that do, the one furthest past its margin is taken; this needs no other date, so it
+    also decides where only the reference image is used. Otherwise, with nothing held out (one image used), IBP: on
+    one image it deconvolves the default PSF (above bicubic on every single-image stack of the
     benchmarks)."""
     if result is None:
         return "ibp"
-    challengers = _ahead_of_ibp(result)
-    if any(gain >= margin for _, gain, margin in challengers):
-        return max((gain, method) for method, gain, _ in challengers)[1]
+    ahead = [(gain - margin, method) for method, gain, margin in _ahead_of_ibp(result) if gain >= margin]
+    if ahead:
+        return max(ahead)[1]
     if not result.frames_scored:
         return "ibp"
     return preferred_classic(result)
@@ -214,12 +214,10 @@ def reason(result: ValidationResult | None, chosen: str) -> str:
     ahead = {m: (gain, margin) for m, gain, margin in _ahead_of_ibp(result)}
     if chosen in ahead:
         gain, margin = ahead[chosen]
-        text = (f"one scale down (the stack degraded once more and super-resolved back to its own size) it is "
-                f"{gain:.2f} dB closer to the reference image than IBP")
-        if gain >= margin:
-            return text + f" (at least {margin:g} dB needed)"
-        other, (g, m) = next((k, v) for k, v in ahead.items() if v[0] >= v[1])
-        return text + f", closer than {other}, which beat IBP there by {g:.2f} dB (at least {m:g} needed)"
+        others = [m for m, (g, mm) in ahead.items() if m != chosen and g >= mm]
+        return (f"one scale down (the stack degraded once more and super-resolved back to its own size) it is "
+                f"{gain:.2f} dB closer to the reference image than IBP (at least {margin:g} dB needed)"
+                + (f", further past its margin than {', '.join(others)}" if others else ""))
     if not result.frames_scored:
         text = "only the reference image is used: nothing to hold out, and IBP deconvolves it"
     else:
