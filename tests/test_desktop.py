@@ -159,9 +159,10 @@ def test_desktop_qgis_shows_menu_kernel_layers_viewer_and_map(tmp_path, sample_i
     # the chain's result in the StackSR group, named after date, method and scale; none went into "Kernels"
     names = seen["stacksr_group"]
     assert len(names) == 4 and len(set(names)) == 4, names  # SR, uncertainty and TTF kernel; then the chain's SR
-    # the chain's method is auto's choice (PIUNet + TTF or IBP): its name says which, numbered if it repeats one
+    # the chain's method is auto's choice (PIUNet + TTF, IBP, their blend or the reference alone): its name says
+    # which, numbered if it repeats one
     assert sum(n.endswith("piunet+ttf x3") for n in names) == 1
-    assert any(n.endswith(("piunet+ttf x3 (2)", "ibp x3")) for n in names), names
+    assert any(n.endswith(("piunet+ttf x3 (2)", "ibp x3", "blend x3", "bicubic-ref x3")) for n in names), names
     assert any(n.endswith("uncertainty") for n in names) and any(n.endswith("TTF kernel") for n in names)
     assert seen["kernels_group_after_chain"] == 4
 

@@ -208,7 +208,7 @@ def test_qgis_process_runs_the_one_click_chain(sample_images, tmp_path):
     payload = json.loads(res.stdout[res.stdout.index("{"):])
     assert payload["results"]["OUTPUT"] == str(out) and (work / "piunet.pt").exists()
     ds = gdal.Open(str(out))
-    assert ds.GetMetadataItem("STACKSR_METHOD") in ("piunet+ttf", "ibp")  # chosen by validation (method auto)
+    assert ds.GetMetadataItem("STACKSR_METHOD") in ("piunet+ttf", "ibp", "blend", "bicubic-ref")  # auto's choice
     assert json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))["requested_method"] == "auto"
     ds = None
 

@@ -77,7 +77,7 @@ def test_the_learned_path_is_validated_one_scale_down_against_ibp_and_the_refere
     assert [s.method for s in res.coarse][0] == "ibp"
     assert res.coarse_score("ibp").gain_db > 1.0 and res.coarse_score("bicubic-ref").gain_db == 0.0
     assert pick(res) == "ibp"
-    assert set(res.to_dict()["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf"}
+    assert set(res.to_dict()["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf", "blend"}
 
 
 def test_one_scale_down_the_truth_scores_zero_error_and_a_blurred_guess_does_not(l8_stack):
@@ -260,7 +260,7 @@ def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_s
     methods, notes = set(summary["validation"]["methods"]), summary["validation"]["notes"]
     assert {"bicubic-ref", "bicubic", "ibp"} <= methods
     if base_model_path(scale):  # the base model with TTF, one scale down
-        assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf"} or \
+        assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf", "blend"} or \
             any(n.startswith("piunet+ttf not validated") for n in notes)
 
 
