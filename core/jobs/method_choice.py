@@ -157,9 +157,9 @@ PREFERRED = ("ibp", "ibp-bank")  # the classic family that measured best on all 
 # upsampled alone by this much: where the other dates show other land or light, IBP fuses it in and the reference alone
 # wins by several dB one scale down and at full scale (set on the Romania selection dates, BENCHMARKS.md). Each margin
 # is how much that candidate's score one scale down overstates it against IBP's; the challenger furthest past its own
-# margin is taken (on both selection sets this beat comparing the challengers' raw scores once one had passed).
-ONE_SCALE_DOWN_MARGIN_DB = {"learned": 0.5, REFERENCE_BASELINE: 2.5, "blend": 0.5 * BLEND_LEARNED_SHARE}  # the blend: as
-# flattered as its IBP share
+# margin is taken (on both selection sets this beat comparing the challengers' raw scores once one had passed). The
+# blend's is the learned path's times its learned share: IBP's advantage there shrinks with IBP's share of the blend.
+ONE_SCALE_DOWN_MARGIN_DB = {"learned": 0.5, REFERENCE_BASELINE: 2.5, "blend": 0.5 * BLEND_LEARNED_SHARE}
 
 
 def pick(result: ValidationResult | None) -> str:
