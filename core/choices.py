@@ -18,6 +18,11 @@ SR_METHOD_LABELS = {  # the Super-resolve algorithm's methods
 }
 SR_METHODS = tuple(SR_METHOD_LABELS)
 SR_METHOD_DEFAULT = "auto"  # the best method for each stack by held-out validation (CLI `sr`, QGIS Super-resolve)
+# what each method runs, from which the jobs and the algorithms decide models, outputs and settings ("auto" may end
+# with any method, so it needs what each of them needs)
+NETWORK_METHODS = ("piunet", "piunet+ttf", "blend")  # a model file; the uncertainty raster
+TTF_METHODS = ("piunet+ttf", "blend")  # the kernel prior; the TTF kernel layer
+IBP_METHODS = ("ibp", "blend")  # IBP's iteration count, robust fusion, the kernel bank
 
 CLASSIC_METHOD_LABELS = {"bicubic": "Mean of bicubic", "ibp": "Iterative back-projection (IBP)"}
 CLASSIC_METHODS = tuple(CLASSIC_METHOD_LABELS)

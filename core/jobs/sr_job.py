@@ -11,6 +11,7 @@ import torch
 
 from .. import distributed
 from ..classic.registration import MAX_WINDOW, register_source, typical_reference
+from ..choices import IBP_METHODS, TTF_METHODS
 from ..heap import heap_reuse
 from ..job_settings import SuperResolveSettings
 from ..io.outputs import RASTER_EXTENSIONS, check_free_space, output_nodata, plan_outputs, raster_bytes
@@ -67,7 +68,7 @@ def run_superresolve(sources: Sequence[ImageSource], settings: SuperResolveSetti
         # robust fusion's constants, IBP's iteration count and the validation, from one read of the window
         frames, valid = read_window(sel.source, *sel.window)
         agreement, weights = robust_fusion(sel, frames, valid, mon)
-        if s.method in ("ibp", "auto", "blend") and run.iterations is None:
+        if s.method in (*IBP_METHODS, "auto") and run.iterations is None:
             run.iterations = ibp_iterations(sel, run, frames, valid, weights, mon.sub(0.1, 0.15))
         validation = validate_window(sel, run, frames, valid, weights, net, flow, mon)
         del frames, valid
@@ -111,7 +112,7 @@ def _check_outputs(run: SRRun, sources) -> None:
     from ..learned.model_files import base_model_path
 
     s = run.settings
-    if run.kernel_bank and run.method not in ("ibp", "auto", "blend"):
+    if run.kernel_bank and run.method not in (*IBP_METHODS, "auto"):
         raise StackError("a kernel bank is used by IBP only (methods ibp, blend and auto)")
     if run.method == "blend" and run.ttf_per_tile and run.tile > 0:
         raise StackError("the blend finetunes the network once for the whole stack: TTF per tile is for piunet+ttf")
@@ -142,7 +143,7 @@ def _load_networks(run: SRRun):
     if not (run.learned or (run.method == "auto" and run.model_path)):
         return None, None
     net, _ = load_model(run.model_path, scale=run.scale, device=run.device)
-    return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method in ("piunet+ttf", "auto", "blend") else None
+    return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method in (*TTF_METHODS, "auto") else None
 
 
 def _select_frames(reader: StackReader, stats: StackStats, run: SRRun, reference: int | None, mon: Monitor) -> SelectedFrames:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..choices import IBP_METHODS, NETWORK_METHODS, TTF_METHODS
 from ..io.windows import StackStats, Subset
 
 if TYPE_CHECKING:
@@ -31,15 +32,15 @@ class SRRun:
     @property
     def learned(self) -> bool:
         """Whether the method runs the network ("blend" too: half of it is PIUNet + TTF)."""
-        return self.method.startswith("piunet") or self.method == "blend"
+        return self.method in NETWORK_METHODS
 
     @property
     def ttf_used(self) -> bool:
-        return self.method in ("piunet+ttf", "blend")
+        return self.method in TTF_METHODS
 
     @property
     def ibp_used(self) -> bool:
-        return self.method in ("ibp", "blend")
+        return self.method in IBP_METHODS
 
     # the settings the run's modules read, under the names they read them by
     scale = property(lambda self: self.settings.scale)

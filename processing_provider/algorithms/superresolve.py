@@ -8,7 +8,8 @@ from qgis.core import (
 
 from ...core import params as P
 from ...core.job_settings import SuperResolveSettings
-from ...core.choices import SR_METHOD_DEFAULT, SR_METHOD_LABELS, SR_METHODS, TTF_FIT_DEFAULT, TTF_FIT_LABELS, TTF_FITS
+from ...core.choices import (NETWORK_METHODS, SR_METHOD_DEFAULT, SR_METHOD_LABELS, SR_METHODS, TTF_FIT_DEFAULT,
+                             TTF_FIT_LABELS, TTF_FITS, TTF_METHODS)
 from ..layer_styles import SRLayerStyler, TTFKernelLayerStyler, UncertaintyLayerStyler, result_title
 from .. import recent_outputs as recent
 from .base import StackSRAlgorithm
@@ -112,13 +113,13 @@ class SuperResolveStack(StackSRAlgorithm):
             reference=self.optional_number(parameters, self.REFERENCE, context),
             model_path=self.parameterAsFile(parameters, self.MODEL, context) or None,
             tile=self.parameterAsInt(parameters, self.TILE, context),
-            uncertainty_output=(unc or None) if method.startswith("piunet") or method in ("auto", "blend") else None,
+            uncertainty_output=(unc or None) if method in (*NETWORK_METHODS, "auto") else None,
             ttf_iterations=self.parameterAsInt(parameters, self.TTF_ITERATIONS, context),
             ttf_per_tile=self.parameterAsBoolean(parameters, self.TTF_PER_TILE, context),
             ttf_lr=self.optional_number(parameters, self.TTF_LR, context, legacy=0.0),
             ttf_kernel_lr=self.optional_number(parameters, self.TTF_KERNEL_LR, context, legacy=0.0),
             ttf_fit=TTF_FITS[self.parameterAsEnum(parameters, self.TTF_FIT, context)],
-            kernel_output=(kernel or None) if method in ("piunet+ttf", "auto", "blend") else None,
+            kernel_output=(kernel or None) if method in (*TTF_METHODS, "auto") else None,
             device=self.device_choice(parameters, context),
             min_registration_quality=self.optional_number(parameters, self.MIN_REGISTRATION_QUALITY, context),
             invalid_mask_values=self.invalid_mask_values(parameters, context), report_html=report)
