@@ -91,6 +91,11 @@ def s2_dates() -> list[tuple[int, datetime, float]]:
     return out
 
 
+def spread(pool: list, n: int) -> list:
+    """``n`` items of ``pool`` (at most), evenly spread over it, first and last included, each once."""
+    return list(dict.fromkeys(pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(min(n, len(pool)))))
+
+
 def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0,
               selection: bool = False) -> list[tuple[str, RealDateStack]]:
     """Stacks with REAL temporal change from the Sentinel-2 NDVI series.
@@ -120,10 +125,9 @@ def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0,
         return sorted(near, key=lambda u: abs((u[1] - d[1]).total_seconds()))
 
     truths = [d for d in dates if d[2] == 0.0 and float(ndvi[d[0]].std()) >= 0.04 and len(neighbours(d)) >= 4]
-    pick = [truths[round(i * (len(truths) - 1) / max(count - 1, 1))] for i in range(min(count, len(truths)))]
+    pick = spread(truths, count)  # the benchmark's truth dates
     if selection:
-        rest = [d for d in truths if d not in pick]
-        pick = [rest[round(i * (len(rest) - 1) / max(count - 1, 1))] for i in range(min(count, len(rest)))]
+        pick = spread([d for d in truths if d not in pick], count)
         seed += 1  # other kernels, shifts and noise than the benchmark's
     out = []
     for i, d in enumerate(dict.fromkeys(pick)):
@@ -240,9 +244,6 @@ def romania_x2_stacks(count: int = 5, frames: int = 7, selection: bool = False) 
     truths = [t for t in range(len(dates)) if ok10[t].all() and ok20[t].all()
               and sum(1 for u in range(len(dates)) if u != t and clear20[u] >= 0.5
                       and abs((dates[u] - dates[t]).days) <= ROMANIA_WINDOW_DAYS) >= 3]
-    def spread(pool: list[int], n: int) -> list[int]:
-        return list(dict.fromkeys(pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(min(n, len(pool)))))
-
     pick = spread(truths, 5 if selection else count)  # the benchmark's truth dates
     if selection:
         pick = spread([t for t in truths if t not in pick], count)
