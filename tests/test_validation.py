@@ -237,6 +237,21 @@ def test_auto_takes_the_blend_when_one_scale_down_it_passes_its_half_margin():
     assert pick(_with_coarse(_result(**classic), ibp=1.0, blend=half * 0.98, **{"piunet+ttf": half * 0.9})) == "piunet+ttf"
 
 
+def test_with_one_image_and_no_challenger_past_its_margin_auto_takes_the_blend_not_ibp():
+    """One image: IBP only deconvolves it, and one scale down it is the exact inverse of how the coarse image was
+    made; the blend stays the choice unless a challenger passes its margin, and IBP where there is no network."""
+    half = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["blend"] / 20)
+    one_image = ValidationResult([], 0, 0)
+    short = _with_coarse(one_image, ibp=1.0, blend=half * 1.02, **{"piunet+ttf": 1.05, "bicubic-ref": 1.3})
+    assert pick(short) == "blend"
+    assert "only the reference image is used" in reason(short, "blend") and "dB needed" not in reason(short, "blend")
+    far = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["bicubic-ref"] / 20)
+    assert pick(_with_coarse(ValidationResult([], 0, 0), ibp=1.0, blend=1.0, **{"bicubic-ref": far * 0.9})) == "bicubic-ref"
+    assert pick(_with_coarse(ValidationResult([], 0, 0), ibp=1.0, **{"bicubic-ref": 1.3})) == "ibp"  # no network
+    # several images: IBP, as before
+    assert pick(_with_coarse(_result(ibp=1.0, **{"bicubic-ref": 1.2}), ibp=1.0, blend=half * 1.02)) == "ibp"
+
+
 def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_masks, tmp_path):
     from stacksr.core.jobs.sr_job import run_superresolve
     from stacksr.core.io.stack_sources import sources_from_inputs
@@ -278,6 +293,7 @@ def test_auto_on_a_stack_of_one_image_validates_one_scale_down_and_says_so(sampl
     assert {"ibp", "piunet+ttf", "bicubic-ref"} <= set(v["one_scale_down"])
     assert any("only the reference image is used" in n for n in v["notes"])
     assert "one scale down" in quality_line(summary)
+    assert summary["method"] != "ibp"  # the blend unless a challenger passed its margin (IBP only deconvolves one image)
 
 
 def test_an_outlier_first_date_is_not_taken_as_the_reference_when_the_dates_are_equally_clear(sample_images, tmp_path):
