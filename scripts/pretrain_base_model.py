@@ -38,7 +38,7 @@ from pretrain_corpus import corpus  # noqa: E402
 from stacksr.core.convention import default_kernel_size  # noqa: E402
 from stacksr.core.degradation.operators import gaussian_kernels, random_gaussian_params  # noqa: E402
 from stacksr.core.learned.model_files import base_model_path, load_model  # noqa: E402
-from stacksr.core.learned.piunet import PIUNet, PIUNetConfig  # noqa: E402
+from stacksr.core.learned.piunet import RESIDUALS, PIUNet, PIUNetConfig  # noqa: E402
 from stacksr.core.progress import Cancelled, Monitor  # noqa: E402
 from stacksr.core.learned.training import TrainConfig, bf16_supported, train_self_supervised  # noqa: E402
 
@@ -102,6 +102,25 @@ def transplant(path: str, scale: int, output: str) -> str:
     return output
 
 
+def rebase(path: str, residual: str, output: str) -> str:
+    """A model file like ``path`` but adding to another global residual: every weight kept, the output channel
+    of the final convolution zeroed for an IBP residual, so the new model starts exactly at the IBP estimate and
+    only learnt corrections move it away (the uncertainty channel and the trunk are the source's)."""
+    from stacksr.core.learned.model_files import save_model
+    from stacksr.core.learned.training import TrainState
+
+    src, payload = load_model(path)
+    net = PIUNet(PIUNetConfig(**{**src.config.to_dict(), "residual": residual}))
+    net.load_state_dict(src.state_dict())
+    if residual == "ibp":
+        with torch.no_grad():
+            net.upsample[-1].weight[0].zero_()
+            net.upsample[-1].bias[0].zero_()
+    save_model(output, net, TrainConfig(scale=src.config.scale), payload.get("kernel_bank", ""), TrainState(),
+               extra={"rebased_from": os.path.basename(path), "residual": residual})
+    return output
+
+
 def ship(run: str, args, counts: dict, output: str, step: int | None = None, chosen_by: str = "") -> None:
     """The run's best checkpoint (or the snapshot of ``step``, chosen by ``chosen_by``) as a base model file: weights
     and settings only (no optimiser or random states), and in its ``extra`` entry what it was trained on, how, and
@@ -147,6 +166,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--kernels", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--residual", default="bilinear", choices=RESIDUALS,
+                    help="the network's global residual; 'ibp' from a bilinear init keeps its trunk and starts at IBP")
     ap.add_argument("--ship", default=None, metavar="MODEL",
                     help="train nothing: write the run's best checkpoint here as a shipped base model, documented")
     ap.add_argument("--ship-step", type=int, default=None,
@@ -161,6 +182,7 @@ def main() -> None:
         saved = json.load(open(settings_file))
         for k in ("scale", "frames", "features", "blocks", "batch", "patch", "lr", "kernels", "seed", "init"):
             setattr(args, k, saved[k])
+        args.residual = saved.get("residual", "bilinear")
     else:
         json.dump(vars(args), open(settings_file, "w"), indent=1)
 
@@ -186,6 +208,11 @@ def main() -> None:
         if init_scale != s:  # another scale's model: its trunk, and its centre phase for every sub-pixel phase
             init = transplant(init, s, os.path.join(run, f"init_from_x{init_scale}.pt"))
         net_cfg = load_model(init, s)[0].config
+        if net_cfg.residual != args.residual:
+            init = rebase(init, args.residual, os.path.join(run, f"init_{args.residual}_residual.pt"))
+            net_cfg = load_model(init, s)[0].config
+    elif args.residual != net_cfg.residual:
+        net_cfg = PIUNetConfig(**{**net_cfg.to_dict(), "residual": args.residual})
     print(f"{len(stacks)} stacks from {len(counts)} places {counts}; network {net_cfg}; init {init}", flush=True)
 
     mon = _Stoppable()
