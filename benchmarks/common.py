@@ -96,6 +96,44 @@ def spread(pool: list, n: int) -> list:
     return list(dict.fromkeys(pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(min(n, len(pool)))))
 
 
+def _s2_truths(count: int, selection: bool):
+    """The Sentinel-2 NDVI and cloud cubes ``(dates, H, W)``, the truth dates of :func:`s2_stacks` (the benchmark's,
+    or with ``selection`` as many others) and the function giving a date's usable neighbours, nearest first."""
+    from osgeo import gdal
+
+    nd_ds = gdal.Open(os.path.join(S2_DIR, "ndvi_68dates.tif"))  # datasets kept alive while read
+    cl_ds = gdal.Open(os.path.join(S2_DIR, "cloudmask_68dates.tif"))
+    ndvi = torch.from_numpy(nd_ds.ReadAsArray().astype(np.float32))
+    cloud = torch.from_numpy(cl_ds.ReadAsArray().astype(np.float32))
+    del nd_ds, cl_ds
+    dates = s2_dates()
+    usable = [d for d in dates if d[2] <= S2_MAX_CLOUD]
+
+    def neighbours(d):
+        near = [u for u in usable if u[0] != d[0] and abs((u[1] - d[1]).days) <= S2_WINDOW_DAYS]
+        return sorted(near, key=lambda u: abs((u[1] - d[1]).total_seconds()))
+
+    truths = [d for d in dates if d[2] == 0.0 and float(ndvi[d[0]].std()) >= 0.04 and len(neighbours(d)) >= 4]
+    pick = spread(truths, count)  # the benchmark's truth dates
+    if selection:
+        pick = spread([d for d in truths if d not in pick], count)
+    return ndvi, cloud, list(dict.fromkeys(pick)), neighbours
+
+
+def s2_static_stacks(count: int = 10, frames: int = 9, scale: int = 3, seed: int = 0) -> list[tuple[str, SimulatedStack]]:
+    """Stacks cut from ONE image, as the static benchmark's, but of the Sentinel-2 NDVI selection dates (not a
+    benchmark: for settings that must hold on frames of one image without looking at the Landsat 8 pan band):
+    each truth date of :func:`s2_stacks` ``(selection=True)`` degraded ``frames`` times with its own kernel, a
+    shift of up to 1 LR px and noise 0.005."""
+    ndvi, _, pick, _ = _s2_truths(count, True)
+    out = []
+    for i, d in enumerate(pick):
+        g = torch.Generator().manual_seed((seed + 2) * 1000 + i)
+        out.append((d[1].strftime("%Y-%m-%d"), simulate_stack(ndvi[d[0]], scale, frames, g, max_shift=1.0,
+                                                              noise_sigma=S2_NOISE)))
+    return out
+
+
 def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0,
               selection: bool = False) -> list[tuple[str, RealDateStack]]:
     """Stacks with REAL temporal change from the Sentinel-2 NDVI series.
@@ -108,29 +146,11 @@ def s2_stacks(count: int = 10, frames: int = 7, scale: int = 3, seed: int = 0,
     whose footprint (dilated by one LR pixel) holds real cloud are invalid. ``selection``: ``count`` other truth
     dates, spread over those the benchmark does not use, for choosing settings without looking at the benchmark
     (their LR dates may include a benchmark truth's neighbours)."""
-    ds_ndvi = os.path.join(S2_DIR, "ndvi_68dates.tif")
-    ds_cloud = os.path.join(S2_DIR, "cloudmask_68dates.tif")
-    from osgeo import gdal
-
-    nd_ds, cl_ds = gdal.Open(ds_ndvi), gdal.Open(ds_cloud)  # datasets kept alive while read
-    ndvi = torch.from_numpy(nd_ds.ReadAsArray().astype(np.float32))
-    cloud = torch.from_numpy(cl_ds.ReadAsArray().astype(np.float32))
-    del nd_ds, cl_ds
-    dates = s2_dates()
+    ndvi, cloud, pick, neighbours = _s2_truths(count, selection)
     H, W = (ndvi.shape[1] // scale) * scale, (ndvi.shape[2] // scale) * scale
-    usable = [d for d in dates if d[2] <= S2_MAX_CLOUD]
-
-    def neighbours(d):
-        near = [u for u in usable if u[0] != d[0] and abs((u[1] - d[1]).days) <= S2_WINDOW_DAYS]
-        return sorted(near, key=lambda u: abs((u[1] - d[1]).total_seconds()))
-
-    truths = [d for d in dates if d[2] == 0.0 and float(ndvi[d[0]].std()) >= 0.04 and len(neighbours(d)) >= 4]
-    pick = spread(truths, count)  # the benchmark's truth dates
-    if selection:
-        pick = spread([d for d in truths if d not in pick], count)
-        seed += 1  # other kernels, shifts and noise than the benchmark's
+    seed += 1 if selection else 0  # other kernels, shifts and noise than the benchmark's
     out = []
-    for i, d in enumerate(dict.fromkeys(pick)):
+    for i, d in enumerate(pick):
         g = torch.Generator().manual_seed(seed * 1000 + i)
         members = [d] + neighbours(d)[:frames - 1]
         hr = ndvi[d[0], :H, :W]

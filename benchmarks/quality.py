@@ -24,7 +24,7 @@ import time
 import torch
 
 from common import (DATA_RANGE, S2_DATA_RANGE, SensorStack, as_the_job_sets_up, deimos_stacks, l8_stacks, romania_x2_stacks,
-                    s2_stacks)
+                    s2_stacks, s2_static_stacks)
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, central_window, choose_method, pick, runners
 from stacksr.core.metrics import cpsnr, flat_texture_ratio
@@ -42,6 +42,9 @@ def load_kind(kind: str) -> list[tuple[str, SensorStack]]:
         return romania_x2_stacks(selection=True)
     if kind == "selection-realdates":  # not a benchmark: other truth dates of the Sentinel-2 series, for settings
         return [(n, SensorStack(st.hr, st.lr, st.valid, 3, S2_DATA_RANGE, False)) for n, st in s2_stacks(selection=True)]
+    if kind == "selection-static":  # not a benchmark: frames of one image, the Sentinel-2 selection dates
+        return [(n, SensorStack(st.hr, st.lr, torch.ones_like(st.lr, dtype=torch.bool), 3, S2_DATA_RANGE, False))
+                for n, st in s2_static_stacks()]
     return deimos_stacks() + romania_x2_stacks()
 
 

@@ -8,7 +8,7 @@ import torch
 from osgeo import gdal
 
 from stacksr.core.classic.baselines import default_psf
-from stacksr.core.jobs.method_choice import ONE_SCALE_DOWN_MARGIN_DB, Setup, choose_method, pick, reason
+from stacksr.core.jobs.method_choice import ONE_SCENE_GAIN_DB, ONE_SCALE_DOWN_MARGIN_DB, Setup, choose_method, pick, reason
 from stacksr.core.metrics import cpsnr
 from stacksr.core.classic.registration import register_stack
 from stacksr.core.job_settings import SuperResolveSettings
@@ -232,24 +232,36 @@ def test_auto_takes_the_blend_when_one_scale_down_it_passes_its_half_margin():
     assert ONE_SCALE_DOWN_MARGIN_DB["blend"] == 0.5 * ONE_SCALE_DOWN_MARGIN_DB["learned"]
     classic = {"ibp": 1.0, "bicubic-ref": 1.2}
     assert pick(_with_coarse(_result(**classic), ibp=1.0, blend=half * 0.98, **{"piunet+ttf": 1.05})) == "blend"
-    assert pick(_with_coarse(_result(**classic), ibp=1.0, blend=half * 1.02, **{"piunet+ttf": 1.05})) == "ibp"
+    short = _with_coarse(_result(**classic), ibp=1.0, blend=half * 1.02, **{"piunet+ttf": 1.05})
+    assert pick(_gain(short, "ibp", ONE_SCENE_GAIN_DB)) == "ibp"  # frames of one scene
     # past its margin, the learned path closer still: the learned path
     assert pick(_with_coarse(_result(**classic), ibp=1.0, blend=half * 0.98, **{"piunet+ttf": half * 0.9})) == "piunet+ttf"
 
 
-def test_with_one_image_and_no_challenger_past_its_margin_auto_takes_the_blend_not_ibp():
-    """One image: IBP only deconvolves it, and one scale down it is the exact inverse of how the coarse image was
-    made; the blend stays the choice unless a challenger passes its margin, and IBP where there is no network."""
+def _gain(result: ValidationResult, method: str, gain_db: float) -> ValidationResult:
+    result.score(method).gain_db = gain_db
+    return result
+
+
+def test_without_a_challenger_past_its_margin_auto_takes_ibp_on_frames_of_one_scene_and_the_blend_elsewhere():
+    """IBP stays where the other dates explain each other as frames of one scene do (a held-out gain of at least
+    ONE_SCENE_GAIN_DB); with one image (IBP only deconvolves it) or dates that do not, the blend, where validated."""
     half = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["blend"] / 20)
-    one_image = ValidationResult([], 0, 0)
-    short = _with_coarse(one_image, ibp=1.0, blend=half * 1.02, **{"piunet+ttf": 1.05, "bicubic-ref": 1.3})
-    assert pick(short) == "blend"
-    assert "only the reference image is used" in reason(short, "blend") and "dB needed" not in reason(short, "blend")
+    short = {"ibp": 1.0, "blend": half * 1.02, "piunet+ttf": 1.05, "bicubic-ref": 1.3}
+    scene = _gain(_with_coarse(_result(ibp=1.0, **{"bicubic-ref": 1.2}), **short), "ibp", ONE_SCENE_GAIN_DB + 0.1)
+    assert pick(scene) == "ibp" and "frames of one scene" in reason(scene, "ibp")
+    dates = _gain(_with_coarse(_result(ibp=1.0, **{"bicubic-ref": 1.2}), **short), "ibp", ONE_SCENE_GAIN_DB - 0.1)
+    assert pick(dates) == "blend"
+    assert "do not explain each other" in reason(dates, "blend") and "dB needed" not in reason(dates, "blend")
+    one_image = _with_coarse(ValidationResult([], 0, 0), **short)
+    assert pick(one_image) == "blend"
+    assert "only the reference image is used" in reason(one_image, "blend")
     far = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["bicubic-ref"] / 20)
     assert pick(_with_coarse(ValidationResult([], 0, 0), ibp=1.0, blend=1.0, **{"bicubic-ref": far * 0.9})) == "bicubic-ref"
-    assert pick(_with_coarse(ValidationResult([], 0, 0), ibp=1.0, **{"bicubic-ref": 1.3})) == "ibp"  # no network
-    # several images: IBP, as before
-    assert pick(_with_coarse(_result(ibp=1.0, **{"bicubic-ref": 1.2}), ibp=1.0, blend=half * 1.02)) == "ibp"
+    # no network, no blend: IBP, whatever the dates
+    assert pick(_gain(_with_coarse(_result(ibp=1.0, **{"bicubic-ref": 1.2}), ibp=1.0, **{"bicubic-ref": 1.3}),
+                      "ibp", 1.0)) == "ibp"
+    assert pick(_with_coarse(ValidationResult([], 0, 0), ibp=1.0, **{"bicubic-ref": 1.3})) == "ibp"
 
 
 def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_masks, tmp_path):

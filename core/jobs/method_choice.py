@@ -162,6 +162,13 @@ PREFERRED = ("ibp", "ibp-bank")  # the classic family that measured best on all 
 ONE_SCALE_DOWN_MARGIN_DB = {"learned": 0.5, REFERENCE_BASELINE: 2.5, "blend": 0.5 * BLEND_LEARNED_SHARE}
 
 
+# IBP's held-out gain over the reference alone from which the dates explain each other as frames of one scene do.
+# Every stack cut from one image of the static benchmark measures 5.4 to 8.7 dB, every real stack of the benchmarks and
+# the selection sets (40 of real dates or sensors) at most 4.3; on the selection sets' stacks cut from one NDVI image
+# (2.2 to 6.2 dB) IBP and the blend tie (BENCHMARKS.md, *one scene*).
+ONE_SCENE_GAIN_DB = 5.0
+
+
 def pick(result: ValidationResult | None) -> str:
     """The method ``auto`` uses, from the validation of every candidate (:func:`choose_method`).
 
@@ -173,26 +180,29 @@ def pick(result: ValidationResult | None) -> str:
     reference date's own pixels, the learned path, the blend and the reference date alone challenge IBP: each must
     beat IBP there by its margin (:data:`ONE_SCALE_DOWN_MARGIN_DB`, which makes up for what flatters it or IBP one
     scale down), and of those that do, the one furthest past its margin is taken; this needs no other date, so it
-    also decides where only the reference image is used. Otherwise, with nothing held out (one image used), the
-    blend where there is a network (:func:`one_image_default`), else IBP."""
+    also decides where only the reference image is used. Otherwise IBP where the dates are frames of one scene
+    (:func:`one_scene`), and the blend, where there is a network, wherever they are not: one image, or dates that
+    do not explain each other (on real dates and sensors the blend was at or above IBP on nearly every stack)."""
     if result is None:
         return "ibp"
     ahead = [(gain - margin, method) for method, gain, margin in _ahead_of_ibp(result) if gain >= margin]
     if ahead:
         return max(ahead)[1]
-    if not result.frames_scored:
-        return one_image_default(result)
+    if result.coarse_score("blend") is not None and not one_scene(result):
+        return "blend"
     return preferred_classic(result)
 
 
-def one_image_default(result: ValidationResult) -> str:
-    """What a stack whose reference is the one image used gets when no challenger passes its margin one scale down:
-    the blend where it was validated, IBP otherwise. With one image IBP has no date to fuse and only deconvolves the
-    default PSF, and one scale down that is the exact inverse of how the coarse image was made (the inverse crime at
-    its purest), so the blend's margin measured on stacks of many dates overstates IBP there. On every one-image
-    stack measured (two of the selection sets, three of the benchmarks) the blend was at or above IBP at full scale:
-    +0.00 to +0.02 dB on three, +1.95 and +2.04 on two (BENCHMARKS.md, *one image*)."""
-    return "blend" if result.coarse_score("blend") is not None else "ibp"
+def one_scene(result: ValidationResult) -> bool:
+    """Whether the other dates explain each other as frames of one scene do: the preferred IBP predicts their
+    held-out pixels at least :data:`ONE_SCENE_GAIN_DB` better than the reference date alone. There IBP is the best
+    method (it fuses many consistent views of the same detail); with one image it only deconvolves the default PSF
+    (and one scale down that is the exact inverse of how the coarse image was made, so no margin is fair to it), and
+    across dates of changing land or light the network's errors and IBP's differ enough for their mean to win."""
+    if not result.frames_scored:
+        return False
+    score = result.score(preferred_classic(result))
+    return score is not None and score.gain_db >= ONE_SCENE_GAIN_DB
 
 
 def preferred_classic(result: ValidationResult) -> str:
@@ -227,14 +237,21 @@ def reason(result: ValidationResult | None, chosen: str) -> str:
         return (f"one scale down (the stack degraded once more and super-resolved back to its own size) it is "
                 f"{gain:.2f} dB closer to the reference image than IBP (at least {margin:g} dB needed)"
                 + (f", further past its margin than {', '.join(others)}" if others else ""))
-    if not result.frames_scored:
-        text = ("only the reference image is used: nothing to hold out, and IBP alone would only deconvolve it, so "
-                "the blend of IBP and the learned path" if chosen == "blend" else
-                "only the reference image is used: nothing to hold out, and IBP deconvolves it")
+    if chosen == "blend":
+        text = ("only the reference image is used: IBP alone would only deconvolve it" if not result.frames_scored else
+                f"the dates do not explain each other as frames of one scene (IBP's held-out gain "
+                f"{result.score(preferred_classic(result)).gain_db:.2f} dB, under {ONE_SCENE_GAIN_DB:g})")
+        text += ", so the blend of IBP and the learned path"
+    elif not result.frames_scored:
+        text = "only the reference image is used: nothing to hold out, and IBP deconvolves it"
     else:
         text = "IBP" + (" with the estimated kernels" if chosen == "ibp-bank" else "") + \
-            ", the best classic method on held-out pixels"
+            ", the best classic method on held-out pixels" + \
+            (f", the dates explaining each other as frames of one scene (held-out gain at least {ONE_SCENE_GAIN_DB:g} dB)"
+             if one_scene(result) and result.coarse_score("blend") is not None else "")
     for m, (gain, margin) in ahead.items():
+        if m == chosen:
+            continue
         text += (f"; one scale down {m} is {gain:+.2f} dB against IBP, less than the {margin:g} dB that would make "
                  "it the choice")
     return text
