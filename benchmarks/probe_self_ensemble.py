@@ -12,9 +12,8 @@ import time
 
 import torch
 
-from common import save
+from common import as_the_job_sets_up, save
 from quality import load_kind
-from common import as_the_job_sets_up
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.learned.inference import predict
 from stacksr.core.learned.model_files import base_model_path, load_model

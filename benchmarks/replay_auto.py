@@ -3,7 +3,8 @@
 Every quality run (``run.py``, suites static ... selection-realdates) stores each stack's validation (held-out and
 one scale down) beside every method's true cPSNR, so a rule of :mod:`method_choice` can be tried on all of them in
 a second. Prints, per kind, auto's mean cPSNR, auto - best single method, picks and the worst stack against the
-second best, as the quality table does, for the shipped rule and for each variant named here.
+second best, as the quality table does, for the shipped rule; to try another, add it to ``variants`` (a function of
+a stored row that returns a method name).
 
     PYTHONPATH=.build/pkg .venv/bin/python benchmarks/replay_auto.py results/run_session13.json
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-from contextlib import contextmanager
 
 from stacksr.core.jobs import method_choice
 from stacksr.core.jobs.validation import MethodScore, ValidationResult
@@ -29,17 +29,6 @@ def result_of(v: dict) -> ValidationResult:
                 for m, s in d.items()]
     return ValidationResult(scores(v.get("methods", {})), v["frames_scored"], v["heldout_pixels"],
                             tuple(v["window_input_px"]), list(v.get("notes", [])), scores(v.get("one_scale_down", {})))
-
-
-@contextmanager
-def margins(**changed):
-    saved = dict(method_choice.ONE_SCALE_DOWN_MARGIN_DB)
-    method_choice.ONE_SCALE_DOWN_MARGIN_DB.update(changed)
-    try:
-        yield
-    finally:
-        method_choice.ONE_SCALE_DOWN_MARGIN_DB.clear()
-        method_choice.ONE_SCALE_DOWN_MARGIN_DB.update(saved)
 
 
 def table(rows: list[dict], choose) -> list[str]:
