@@ -4,13 +4,13 @@ benchmark stack and the selection set, and does one scale down see it?
 Full scale: cPSNR of (1 - w) IBP + w PIUNet+TTF for w in 0, 0.25, 0.5, 0.75, 1 (each method as the job runs it).
 One scale down: the same blends of the two candidates' coarse outputs, scored on the reference's own pixels.
 
-    cd benchmarks && ../.venv/bin/python probe_blend.py
+    cd benchmarks && ../.venv/bin/python probe_blend.py [kinds, comma-separated] [tag]
 """
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import replace
-
 
 from common import save
 from quality import stacks_as_the_job_sets_them_up
@@ -25,9 +25,9 @@ from stacksr.core.metrics import cpsnr
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def main() -> None:
+def main(kinds: tuple[str, ...] = ("static", "realdates", "realsensor", "selection"), tag: str = "") -> None:
     rows = []
-    for kind, name, st, job in stacks_as_the_job_sets_them_up(("static", "realdates", "realsensor", "selection")):
+    for kind, name, st, job in stacks_as_the_job_sets_them_up(kinds):
         s = st.scale
         net = load_model(base_model_path(s), s)[0]
         flow = load_fkp(default_fkp_path(s), s)
@@ -57,8 +57,8 @@ def main() -> None:
         coarse_scores.update({"ibp": scores[f"ibp@{best_k}"], "piunet+ttf": scores["piunet+ttf"]})
         rows.append({"kind": kind, "stack": name, "full": full, "coarse": coarse_scores})
         print(kind, name, {k: round(x, 2) for k, x in full.items()}, flush=True)
-    print(save("probe_blend", {"rows": rows}))
+    print(save("probe_blend" + (f"_{tag}" if tag else ""), {"rows": rows, "ttf_iterations": TTFConfig().iterations}))
 
 
 if __name__ == "__main__":
-    main()
+    main(*([tuple(sys.argv[1].split(","))] if len(sys.argv) > 1 else []), *sys.argv[2:3])
