@@ -25,7 +25,10 @@ from stacksr.core.metrics import cpsnr
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def main(kinds: tuple[str, ...] = ("static", "realdates", "realsensor", "selection"), tag: str = "") -> None:
+KINDS = ("static", "realdates", "realsensor", "selection")
+
+
+def main(kinds: tuple[str, ...] = KINDS, tag: str = "") -> None:
     rows = []
     for kind, name, st, job in stacks_as_the_job_sets_them_up(kinds):
         s = st.scale
@@ -61,4 +64,4 @@ def main(kinds: tuple[str, ...] = ("static", "realdates", "realsensor", "selecti
 
 
 if __name__ == "__main__":
-    main(*([tuple(sys.argv[1].split(","))] if len(sys.argv) > 1 else []), *sys.argv[2:3])
+    main(tuple(sys.argv[1].split(",")) if len(sys.argv) > 1 else KINDS, sys.argv[2] if len(sys.argv) > 2 else "")

@@ -2,22 +2,21 @@
 
 Every quality run (``run.py``, suites static ... selection-realdates) stores each stack's validation (held-out and
 one scale down) beside every method's true cPSNR, so a rule of :mod:`method_choice` can be tried on all of them in
-a second. Prints, per kind, auto's mean cPSNR, auto - best single method, picks and the worst stack against the
-second best, as the quality table does, for the shipped rule; to try another, add it to ``variants`` (a function of
-a stored row that returns a method name).
+a second. Prints the quality suites' own table (per kind every method's and auto's mean cPSNR, auto - best single
+method, picks, the worst stack against the second best) for the shipped rule; to try another, add it to
+``variants`` (a function of a stored row that returns a method name).
 
     PYTHONPATH=.build/pkg .venv/bin/python benchmarks/replay_auto.py results/run_session13.json
 """
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 
 from stacksr.core.jobs import method_choice
 from stacksr.core.jobs.validation import MethodScore, ValidationResult
 
-from quality import group
+from quality import report
 
 
 def result_of(v: dict) -> ValidationResult:
@@ -31,22 +30,13 @@ def result_of(v: dict) -> ValidationResult:
                             tuple(v["window_input_px"]), list(v.get("notes", [])), scores(v.get("one_scale_down", {})))
 
 
-def table(rows: list[dict], choose) -> list[str]:
+def replayed(rows: list[dict], choose) -> list[dict]:
+    """The stored rows with auto's choice (and its truth score) as ``choose`` (a function of a row) makes it."""
     out = []
-    kinds = list(dict.fromkeys(group(r) for r in rows))
-    for kind in kinds:
-        rs = [r for r in rows if group(r) == kind]
-        autos = []
-        for r in rs:
-            c = choose(r)
-            c = "ibp" if c == "ibp-bank" else c
-            autos.append(r["truth"][c])
-        means = {m: statistics.mean(r["truth"][m] for r in rs) for m in rs[0]["truth"]}
-        hits = sum(a >= max(r["truth"].values()) - 1e-9 for a, r in zip(autos, rs))
-        worst = min(a - sorted(r["truth"].values())[-2] for a, r in zip(autos, rs))
-        a = statistics.mean(autos)
-        out.append(f"  {kind:22s} auto {a:6.2f}  vs best {a - max(means.values()):+.2f}  picks {hits}/{len(rs)}  "
-                   f"worst vs 2nd {worst:+.2f}")
+    for r in rows:
+        chosen = choose(r)
+        chosen = "ibp" if chosen == "ibp-bank" else chosen
+        out.append({**r, "chosen": chosen, "auto": r["truth"][chosen]})
     return out
 
 
@@ -55,7 +45,7 @@ def main(paths: list[str]) -> None:
     variants = {"shipped": lambda r: method_choice.pick(result_of(r["validation"]))}
     for name, choose in variants.items():
         print(name)
-        print("\n".join(table(rows, choose)))
+        print("\n".join(report(replayed(rows, choose))))
 
 
 if __name__ == "__main__":

@@ -113,9 +113,7 @@ def rebase(path: str, residual: str, output: str) -> str:
     net = PIUNet(PIUNetConfig(**{**src.config.to_dict(), "residual": residual}))
     net.load_state_dict(src.state_dict())
     if residual == "ibp":
-        with torch.no_grad():
-            net.upsample[-1].weight[0].zero_()
-            net.upsample[-1].bias[0].zero_()
+        net.start_at_base()
     save_model(output, net, TrainConfig(scale=src.config.scale), payload.get("kernel_bank", ""), TrainState(),
                extra={"rebased_from": os.path.basename(path), "residual": residual})
     return output

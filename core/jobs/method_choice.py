@@ -199,10 +199,14 @@ def one_scene(result: ValidationResult) -> bool:
     method (it fuses many consistent views of the same detail); with one image it only deconvolves the default PSF
     (and one scale down that is the exact inverse of how the coarse image was made, so no margin is fair to it), and
     across dates of changing land or light the network's errors and IBP's differ enough for their mean to win."""
-    if not result.frames_scored:
-        return False
-    score = result.score(preferred_classic(result))
-    return score is not None and score.gain_db >= ONE_SCENE_GAIN_DB
+    gain = _scene_gain(result)
+    return gain is not None and gain >= ONE_SCENE_GAIN_DB
+
+
+def _scene_gain(result: ValidationResult) -> float | None:
+    """The preferred IBP's held-out gain over the reference alone (None when nothing was held out)."""
+    score = result.score(preferred_classic(result)) if result.frames_scored else None
+    return None if score is None else score.gain_db
 
 
 def preferred_classic(result: ValidationResult) -> str:
@@ -240,7 +244,7 @@ def reason(result: ValidationResult | None, chosen: str) -> str:
     if chosen == "blend":
         text = ("only the reference image is used: IBP alone would only deconvolve it" if not result.frames_scored else
                 f"the dates do not explain each other as frames of one scene (IBP's held-out gain "
-                f"{result.score(preferred_classic(result)).gain_db:.2f} dB, under {ONE_SCENE_GAIN_DB:g})")
+                f"{_scene_gain(result):.2f} dB, under {ONE_SCENE_GAIN_DB:g})")
         text += ", so the blend of IBP and the learned path"
     elif not result.frames_scored:
         text = "only the reference image is used: nothing to hold out, and IBP deconvolves it"

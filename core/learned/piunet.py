@@ -306,9 +306,14 @@ class PIUNet(nn.Module):
                                       nn.Conv2d(c, 2, 3, padding=1))
         _icnr_(self.upsample[0].weight, s)
         if config.residual == "ibp":
-            with torch.no_grad():  # start exactly at the IBP estimate: only learnt corrections move away from it
-                self.upsample[-1].weight[0].zero_()
-                self.upsample[-1].bias[0].zero_()
+            self.start_at_base()
+
+    def start_at_base(self) -> None:
+        """Zero the output channel of the final convolution: the network then returns its global residual exactly
+        (for ``residual="ibp"``, the IBP estimate), and only learnt corrections move it away."""
+        with torch.no_grad():
+            self.upsample[-1].weight[0].zero_()
+            self.upsample[-1].bias[0].zero_()
 
     def receptive_radius(self) -> int:
         """LR pixels beyond which an input pixel cannot change an output pixel (the global
