@@ -91,8 +91,10 @@ def s2_dates() -> list[tuple[int, datetime, float]]:
     return out
 
 
-def spread(pool: list, n: int) -> list:
-    """``n`` items of ``pool`` (at most), evenly spread over it, first and last included, each once."""
+def spread(pool: list, n: int | None) -> list:
+    """``n`` items of ``pool`` (at most; None: all), evenly spread over it, first and last included, each once."""
+    if n is None or n >= len(pool):
+        return list(pool)
     return list(dict.fromkeys(pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(min(n, len(pool)))))
 
 
@@ -242,13 +244,13 @@ def deimos_stacks() -> list[tuple[str, SensorStack]]:
     return out
 
 
-def romania_x2_stacks(count: int = 5, frames: int = 7, selection: bool = False) -> list[tuple[str, SensorStack]]:
+def romania_x2_stacks(count: int | None = 5, frames: int = 7, selection: bool = False) -> list[tuple[str, SensorStack]]:
     """Real x2 from one processing chain: the Sentinel-2 L2A 20 m B3 / B4 of the truth date and its nearest
     usable dates within 60 days (LR, 50 x 25 px) against the same truth date's 10 m band (100 x 50 px), on the
     east half of the Romania area (held out of pretraining, scripts/pretrain_corpus.py). Truth dates: fully
     usable at 10 m and 20 m (SCL 4, 5, 6, 7, 11), ``count`` of them spread over the series; LR pixels whose
-    SCL is not usable are invalid. ``selection``: ``count`` other truth dates, spread over those the benchmark
-    does not use, for choosing among pretraining checkpoints without looking at the benchmark (their LR dates
+    SCL is not usable are invalid. ``selection``: ``count`` (None: all) other truth dates, spread over those the
+    benchmark does not use, for choosing among pretraining checkpoints without looking at the benchmark (their LR dates
     may include a benchmark truth's neighbours)."""
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     from pretrain_corpus import ROMANIA_HOLDOUT_COLUMN_10M as C10, SCL_USABLE

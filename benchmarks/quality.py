@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
@@ -28,7 +29,7 @@ from common import (DATA_RANGE, S2_DATA_RANGE, SensorStack, as_the_job_sets_up, 
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, central_window, choose_method, pick, runners
 from stacksr.core.metrics import cpsnr, flat_texture_ratio
-from stacksr.core.learned.model_files import base_model_path, load_model
+from stacksr.core.learned.model_files import base_model_path, load_model, one_scale_down_bias
 from stacksr.core.learned.ttf_config import TTFConfig
 
 
@@ -45,6 +46,12 @@ def load_kind(kind: str) -> list[tuple[str, SensorStack]]:
     if kind == "selection-static":  # not a benchmark: frames of one image, the Sentinel-2 selection dates
         return [(n, SensorStack(st.hr, st.lr, torch.ones_like(st.lr, dtype=torch.bool), 3, S2_DATA_RANGE, False))
                 for n, st in s2_static_stacks()]
+    if kind == "selection-wide":  # not a benchmark: every other Romania truth date, for rules that need more stacks
+        chosen = {n for n, _ in romania_x2_stacks(selection=True)}
+        return [(n, st) for n, st in romania_x2_stacks(count=None, selection=True) if n not in chosen]
+    if kind == "selection-single":  # not a benchmark: the two real selection sets' stacks, their reference date alone
+        return [(f"{n}_alone", replace(st, lr=st.lr[:1], valid=st.valid[:1]))
+                for n, st in load_kind("selection") + load_kind("selection-realdates")]
     return deimos_stacks() + romania_x2_stacks()
 
 
@@ -87,9 +94,10 @@ def evaluate(kinds: list[str], methods: list[str] | None = None, model: str = "b
             lr, valid, shifts, psf, weights, iters = job.lr, job.valid, job.shifts, job.psf, job.weights, job.iterations
             path = None if model == "none" else base_model_path(s) if model == "base" else \
                 model if torch.load(model, weights_only=True)["scale"] == s else base_model_path(s)
-            net = load_model(path, s)[0] if path else None
+            net, payload = load_model(path, s) if path else (None, {})
             flow = load_fkp(default_fkp_path(s), s) if net is not None else None
-            setup = Setup(s, 0, shifts, psf, iters, True, None, net, flow, ttf)
+            setup = Setup(s, 0, shifts, psf, iters, True, None, net, flow, ttf,
+                          learned_bias_db=one_scale_down_bias(payload))
             truth, texture = {}, {}
 
             def score(m, sr):

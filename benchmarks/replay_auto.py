@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 
+import torch
+
 from stacksr.core.jobs import method_choice
 from stacksr.core.jobs.validation import MethodScore, ValidationResult
 
@@ -27,7 +29,8 @@ def result_of(v: dict) -> ValidationResult:
                             s["gain_spread_db"] if s["gain_spread_db"] is not None else float("nan"))
                 for m, s in d.items()]
     return ValidationResult(scores(v.get("methods", {})), v["frames_scored"], v["heldout_pixels"],
-                            tuple(v["window_input_px"]), list(v.get("notes", [])), scores(v.get("one_scale_down", {})))
+                            tuple(v["window_input_px"]), list(v.get("notes", [])), scores(v.get("one_scale_down", {})),
+                            v.get("learned_bias_db", 0.0))
 
 
 def replayed(rows: list[dict], choose) -> list[dict]:
@@ -40,9 +43,21 @@ def replayed(rows: list[dict], choose) -> list[dict]:
     return out
 
 
+def with_model_bias(r: dict) -> str:
+    """The shipped rule with the bias the scale's shipped model file states now (for runs made before it did)."""
+    from stacksr.core.learned.model_files import base_model_path, one_scale_down_bias
+
+    result = result_of(r["validation"])
+    path = base_model_path(r["scale"])
+    if path and "learned_bias_db" not in r["validation"]:
+        result.learned_bias_db = one_scale_down_bias(torch.load(path, weights_only=True))
+    return method_choice.pick(result)
+
+
 def main(paths: list[str]) -> None:
     rows = [r for p in paths for r in json.load(open(p))["results"]["quality"]["rows"] if "validation" in r]
-    variants = {"shipped": lambda r: method_choice.pick(result_of(r["validation"]))}
+    variants = {"shipped": lambda r: method_choice.pick(result_of(r["validation"])),
+                "shipped, with the model files' one-scale-down bias": with_model_bias}
     for name, choose in variants.items():
         print(name)
         print("\n".join(report(replayed(rows, choose))))

@@ -1,10 +1,10 @@
 """The benchmark harness: named suites over named methods, one results file and one BENCHMARKS.md section per run.
 
 Suites (each module's ``suite(names, opts)``, which returns its rows and its markdown table):
-- ``static``, ``realdates``, ``realsensor`` (Deimos-2 x3 and Romania x2), ``selection``, ``selection-realdates``
-  and ``selection-static`` (not benchmarks: other Romania x2 dates, other truth dates of the Sentinel-2 series at x3,
-  stacks cut from one image of those dates,
-  for choosing checkpoints and settings): every method as the super-resolution job runs it by default,
+- ``static``, ``realdates``, ``realsensor`` (Deimos-2 x3 and Romania x2), ``selection``, ``selection-realdates``,
+  ``selection-static``, ``selection-wide`` and ``selection-single`` (not benchmarks: other Romania x2 dates, other
+  truth dates of the Sentinel-2 series at x3, stacks cut from one image of those dates, every remaining Romania
+  truth date, the two real selection sets' reference dates alone; for choosing checkpoints and settings): every method as the super-resolution job runs it by default,
   cPSNR against the truth, texture, and ``auto``'s validation and choice (:mod:`quality`);
 - ``classic``: the classic methods on the static stacks, with the oracle (:mod:`bench_classic`);
 - ``kernels``: kernel estimation against the known kernels, with the plain DIP-FKP reference (:mod:`bench_kernels`);
@@ -32,7 +32,8 @@ import time
 from common import machine, save
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-QUALITY = ("static", "realdates", "realsensor", "selection", "selection-realdates", "selection-static")
+QUALITY = ("static", "realdates", "realsensor", "selection", "selection-realdates", "selection-static", "selection-wide",
+           "selection-single")
 SUITES = {**{k: "quality" for k in QUALITY}, "classic": "bench_classic", "kernels": "bench_kernels",
           "speed": "bench_ibp_scale", "memory": "bench_ibp_scale"}
 DEFAULT_SUITES = ("static", "realdates", "realsensor", "classic", "kernels", "speed", "memory")

@@ -8,7 +8,8 @@ import torch
 from osgeo import gdal
 
 from stacksr.core.classic.baselines import default_psf
-from stacksr.core.jobs.method_choice import ONE_SCENE_GAIN_DB, ONE_SCALE_DOWN_MARGIN_DB, Setup, choose_method, pick, reason
+from stacksr.core.jobs.method_choice import (BLEND_LEARNED_SHARE, ONE_SCENE_GAIN_DB, ONE_SCALE_DOWN_MARGIN_DB, Setup,
+                                            choose_method, margins, pick, reason)
 from stacksr.core.metrics import cpsnr
 from stacksr.core.classic.registration import register_stack
 from stacksr.core.job_settings import SuperResolveSettings
@@ -127,6 +128,32 @@ def test_auto_takes_the_learned_path_only_when_it_beats_ibp_clearly_one_scale_do
     assert pick(_result(**{"ibp": 1.0, "ibp-bank": 0.9, "bicubic": 0.95})) == "ibp-bank"
     assert pick(_with_coarse(_result(**{"ibp": 1.0, "ibp-bank": 0.9}), ibp=1.0, piunet=margin * 0.98)) == "piunet"
     assert pick(None) == "ibp"  # one image: IBP deconvolves it, nothing to validate
+
+
+def test_a_model_one_scale_down_understates_gets_its_margin_lowered_by_the_bias_its_file_states():
+    """The shipped x2 model was fine-tuned on real pairs: one scale down (a Gaussian-degraded coarse stack) rates it
+    lower than it is, so a learned path 1 dB behind IBP there is taken with the model's bias and not without."""
+    behind = {"ibp": 1.0, "piunet+ttf": 10 ** (1.0 / 20)}
+    classic = {"ibp": 1.0, "bicubic-ref": 1.2}
+    fair = _with_coarse(_result(**classic), **behind)
+    assert pick(fair) == "ibp"
+    biased = _with_coarse(_result(**classic), **behind)
+    biased.learned_bias_db = 1.88
+    assert margins(biased)["learned"] == pytest.approx(ONE_SCALE_DOWN_MARGIN_DB["learned"] - 1.88)
+    assert margins(biased)["blend"] == pytest.approx(ONE_SCALE_DOWN_MARGIN_DB["blend"] - 1.88 * BLEND_LEARNED_SHARE)
+    assert pick(biased) == "piunet+ttf"
+    assert "understates the learned path by 1.88 dB" in reason(biased, "piunet+ttf")
+    assert biased.to_dict()["learned_bias_db"] == 1.88  # stored with the validation: replay_auto reads it back
+
+
+def test_the_shipped_x2_model_states_its_one_scale_down_bias_and_a_trained_model_none(tmp_path):
+    from stacksr.core.learned.model_files import base_model_path, load_model, one_scale_down_bias
+
+    payload = load_model(base_model_path(2), 2)[1]
+    record = payload["extra"]["one_scale_down_bias_db"]
+    assert one_scale_down_bias(payload) == record["db"] > 0 and record["stacks"] >= 20
+    assert all(k.startswith("selection") for k in record["kinds"])  # measured on no benchmark
+    assert one_scale_down_bias({"extra": {"job_settings": {}}}) == 0.0 == one_scale_down_bias({})
 
 
 def test_auto_takes_the_reference_date_alone_where_one_scale_down_it_beats_ibp_by_its_margin():
@@ -278,7 +305,7 @@ def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_ma
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_ships(sample_images, tmp_path, scale):
-    from stacksr.core.learned.model_files import base_model_path
+    from stacksr.core.learned.model_files import base_model_path, one_scale_down_bias
     from stacksr.core.jobs.sr_job import run_superresolve
     from stacksr.core.io.stack_sources import sources_from_inputs
 
@@ -289,6 +316,9 @@ def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_s
     if base_model_path(scale):  # the base model with TTF, one scale down
         assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf", "blend"} or \
             any(n.startswith("piunet+ttf not validated") for n in notes)
+    if "one_scale_down" in summary["validation"]:  # the job read the bias the model file states (x4: none measured)
+        payload = torch.load(base_model_path(scale), weights_only=True)
+        assert summary["validation"]["learned_bias_db"] == one_scale_down_bias(payload) != (0.0 if scale == 2 else None)
 
 
 def test_auto_on_a_stack_of_one_image_validates_one_scale_down_and_says_so(sample_images, tmp_path):

@@ -71,6 +71,8 @@ class ValidationResult:
     window: tuple[int, int] = (0, 0)
     notes: list[str] = field(default_factory=list)
     coarse: list[MethodScore] = field(default_factory=list)  # one scale down (:func:`validate_one_scale_down`)
+    # how much one scale down understates the learned path's model against IBP (dB; its model file says, 0 unknown)
+    learned_bias_db: float = 0.0
 
     @property
     def best(self) -> MethodScore:
@@ -89,6 +91,7 @@ class ValidationResult:
                "methods": {s.method: s.to_dict() for s in self.scores}, "notes": list(self.notes)}
         if self.coarse:
             out["one_scale_down"] = {s.method: s.to_dict() for s in self.coarse}
+            out["learned_bias_db"] = self.learned_bias_db
         return out
 
 

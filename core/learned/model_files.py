@@ -68,6 +68,19 @@ def base_model_path(scale: int) -> str | None:
     return path if os.path.exists(path) else None
 
 
+# In a model file's "extra": how much validation one scale down understates this model (with TTF) against IBP, in
+# dB, the median over stacks with a truth that were not its benchmark (benchmarks/model_bias.py writes it). A model
+# fine-tuned on a sensor's real pairs learned a degradation the Gaussian-degraded coarse stack does not show, so one
+# scale down rates it lower than it is; ``auto`` lowers its margin by this much (method_choice.margins).
+ONE_SCALE_DOWN_BIAS = "one_scale_down_bias_db"
+
+
+def one_scale_down_bias(payload: dict) -> float:
+    """The model file's one-scale-down bias in dB (0 where it was not measured: a model trained by the user)."""
+    value = (payload.get("extra") or {}).get(ONE_SCALE_DOWN_BIAS, {})
+    return float(value.get("db", 0.0)) if isinstance(value, dict) else 0.0
+
+
 def load_model(path: str, scale: int | None = None, device: str | torch.device = "cpu") -> tuple[PIUNet, dict]:
     """Load a StackSR PIUNet file safely; refuse other formats, versions or scales."""
     payload = read_safely(path, "model", ModelFileError, lambda p: torch.load(p, map_location=device, weights_only=True))
