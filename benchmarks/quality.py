@@ -18,6 +18,7 @@ with robust fusion and its iteration count chosen by held-out pixels, the shippe
 """
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from dataclasses import replace
@@ -173,16 +174,18 @@ def report(rows: list[dict]) -> list[str]:
         bench = [r for r in rows if not r["kind"].startswith("selection")]
         near = sum(r["auto"] >= max(r["truth"].values()) - NEAR_TIE_DB for r in bench)
         out.append(f"- `auto` within {NEAR_TIE_DB} dB of the best method on {near} of {len(bench)} benchmark stacks")
-        for key, label in (("methods", "held-out"), ("one_scale_down", "one scale down")):
+        for (key, label), (which, subset) in itertools.product(
+                (("methods", "held-out"), ("one_scale_down", "one scale down")),
+                (("benchmark", bench), ("selection", [r for r in rows if r["kind"].startswith("selection")]))):
             pred, true = [], []
-            for r in rows:
+            for r in subset:
                 for m, d in (r["validation"].get(key) or {}).items():
                     if m != "bicubic-ref" and d["gain_db"] is not None and m in r["truth"]:
                         pred.append(d["gain_db"])
                         true.append(r["truth"][m] - r["truth"]["bicubic-ref"])
             if pred:
-                out.append(f"- validated gain ({label}) vs true gain over the reference date alone: Spearman "
-                           f"{spearman(pred, true):.2f} ({len(pred)} method-stack pairs)")
+                out.append(f"- validated gain ({label}) vs true gain over the reference date alone, {which} stacks: "
+                           f"Spearman {spearman(pred, true):.2f} ({len(pred)} method-stack pairs)")
     for kind in kinds:
         gains = [r["truth"]["piunet+ttf"] - r["untuned"] for r in rows
                  if r["kind"] == kind and r.get("untuned") is not None and "piunet+ttf" in r["truth"]]
