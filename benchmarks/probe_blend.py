@@ -58,7 +58,7 @@ def main(kinds: tuple[str, ...] = KINDS, tag: str = "") -> None:
         blends["bicubic-ref"] = cands["bicubic-ref"]
         coarse_scores = {sc.method: sc.rmse for sc in validate_one_scale_down(blends, f, v, 0, s, job.psf)}
         coarse_scores.update({"ibp": scores[f"ibp@{best_k}"], "piunet+ttf": scores["piunet+ttf"]})
-        rows.append({"kind": kind, "stack": name, "full": full, "coarse": coarse_scores})
+        rows.append({"kind": kind, "stack": name, "scale": st.scale, "full": full, "coarse": coarse_scores})
         print(kind, name, {k: round(x, 2) for k, x in full.items()}, flush=True)
     print(save("probe_blend" + (f"_{tag}" if tag else ""), {"rows": rows, "ttf_iterations": TTFConfig().iterations}))
 

@@ -30,7 +30,7 @@ from common import (DATA_RANGE, S2_DATA_RANGE, SensorStack, as_the_job_sets_up, 
 from stacksr.core.degradation.fkp import default_fkp_path, load_fkp
 from stacksr.core.jobs.method_choice import Setup, central_window, choose_method, pick, runners
 from stacksr.core.metrics import cpsnr, flat_texture_ratio
-from stacksr.core.learned.model_files import base_model_path, load_model, one_scale_down_bias
+from stacksr.core.learned.model_files import base_model_path, calibration, load_model
 from stacksr.core.learned.ttf_config import TTFConfig
 
 
@@ -98,7 +98,7 @@ def evaluate(kinds: list[str], methods: list[str] | None = None, model: str = "b
             net, payload = load_model(path, s) if path else (None, {})
             flow = load_fkp(default_fkp_path(s), s) if net is not None else None
             setup = Setup(s, 0, shifts, psf, iters, True, None, net, flow, ttf,
-                          learned_bias_db=one_scale_down_bias(payload))
+                          calibration=calibration(payload))
             truth, texture = {}, {}
 
             def score(m, sr):

@@ -30,7 +30,7 @@ def result_of(v: dict) -> ValidationResult:
                 for m, s in d.items()]
     return ValidationResult(scores(v.get("methods", {})), v["frames_scored"], v["heldout_pixels"],
                             tuple(v["window_input_px"]), list(v.get("notes", [])), scores(v.get("one_scale_down", {})),
-                            v.get("learned_bias_db", 0.0))
+                            v.get("learned_bias_db", 0.0), v.get("blend_share"))
 
 
 def replayed(rows: list[dict], choose) -> list[dict]:
@@ -44,13 +44,14 @@ def replayed(rows: list[dict], choose) -> list[dict]:
 
 
 def with_model_bias(r: dict) -> str:
-    """The shipped rule with the bias the scale's shipped model file states now (for runs made before it did)."""
-    from stacksr.core.learned.model_files import base_model_path, one_scale_down_bias
+    """The shipped rule with the bias the scale's shipped model file states now (for runs made before it did; the
+    blend's share cannot be replayed: the blend's score one scale down was made with the share of its run)."""
+    from stacksr.core.learned.model_files import base_model_path, calibration
 
     result = result_of(r["validation"])
     path = base_model_path(r["scale"])
     if path and "learned_bias_db" not in r["validation"]:
-        result.learned_bias_db = one_scale_down_bias(torch.load(path, weights_only=True))
+        result.learned_bias_db = calibration(torch.load(path, weights_only=True)).one_scale_down_bias_db
     return method_choice.pick(result)
 
 

@@ -9,7 +9,7 @@ from osgeo import gdal
 
 from stacksr.core.classic.baselines import default_psf
 from stacksr.core.jobs.method_choice import (BLEND_LEARNED_SHARE, ONE_SCENE_GAIN_DB, ONE_SCALE_DOWN_MARGIN_DB, Setup,
-                                            choose_method, margins, pick, reason)
+                                            blend, choose_method, margins, pick, reason)
 from stacksr.core.metrics import cpsnr
 from stacksr.core.classic.registration import register_stack
 from stacksr.core.job_settings import SuperResolveSettings
@@ -141,19 +141,29 @@ def test_a_model_one_scale_down_understates_gets_its_margin_lowered_by_the_bias_
     biased.learned_bias_db = 1.88
     assert margins(biased)["learned"] == pytest.approx(ONE_SCALE_DOWN_MARGIN_DB["learned"] - 1.88)
     assert margins(biased)["blend"] == pytest.approx(ONE_SCALE_DOWN_MARGIN_DB["blend"] - 1.88 * BLEND_LEARNED_SHARE)
+    biased.blend_share = 0.75  # the blend's margin follows the share its model file states
+    assert margins(biased)["blend"] == pytest.approx((ONE_SCALE_DOWN_MARGIN_DB["learned"] - 1.88) * 0.75)
     assert pick(biased) == "piunet+ttf"
     assert "understates the learned path by 1.88 dB" in reason(biased, "piunet+ttf")
     assert biased.to_dict()["learned_bias_db"] == 1.88  # stored with the validation: replay_auto reads it back
 
 
-def test_the_shipped_x2_model_states_its_one_scale_down_bias_and_a_trained_model_none(tmp_path):
-    from stacksr.core.learned.model_files import base_model_path, load_model, one_scale_down_bias
+def test_the_shipped_x2_model_states_its_bias_and_blend_share_measured_on_selection_stacks_and_a_trained_model_none():
+    from stacksr.core.learned.model_files import (BLEND_SHARE, ONE_SCALE_DOWN_BIAS, Calibration, base_model_path,
+                                                  calibration, load_model)
 
     payload = load_model(base_model_path(2), 2)[1]
-    record = payload["extra"]["one_scale_down_bias_db"]
-    assert one_scale_down_bias(payload) == record["db"] > 0 and record["stacks"] >= 20
-    assert all(k.startswith("selection") for k in record["kinds"])  # measured on no benchmark
-    assert one_scale_down_bias({"extra": {"job_settings": {}}}) == 0.0 == one_scale_down_bias({})
+    bias, share = payload["extra"][ONE_SCALE_DOWN_BIAS], payload["extra"][BLEND_SHARE]
+    assert calibration(payload) == Calibration(bias["value"], share["value"])
+    assert bias["value"] > 0 and bias["stacks"] >= 20 and 0 < share["value"] <= 1
+    assert all(k.startswith("selection") for k in bias["kinds"] + share["kinds"])  # measured on no benchmark
+    assert calibration({"extra": {"job_settings": {}}}) == Calibration() == calibration({})
+
+
+def test_the_blend_weighs_the_learned_path_by_the_share_given_else_by_the_default():
+    ibp_out, learned_out = torch.zeros(4, 4), torch.ones(4, 4)
+    assert torch.equal(blend(ibp_out, learned_out), torch.full((4, 4), BLEND_LEARNED_SHARE))
+    assert torch.equal(blend(ibp_out, learned_out, 0.75), torch.full((4, 4), 0.75))
 
 
 def test_auto_takes_the_reference_date_alone_where_one_scale_down_it_beats_ibp_by_its_margin():
@@ -226,17 +236,24 @@ def test_auto_is_the_default_and_records_its_choice_and_every_methods_validation
     assert "quality estimate (held-out validation)" in text and "(used)" in text
 
 
-def test_the_blend_is_the_mean_of_ibp_and_piunet_ttf_run_as_their_own_jobs_run_them(sample_images, sample_masks, tmp_path):
+def test_the_blend_weighs_ibp_and_piunet_ttf_run_as_their_own_jobs_run_them_by_the_models_share(sample_images, sample_masks,
+                                                                                                 tmp_path):
     """One pass over the tiles computes both on each tile (the wider halo): the same pixels as the two methods' own
-    rasters, in tiles or not; the uncertainty and the TTF kernel are the network's."""
+    rasters, in tiles or not, weighed by the learned share the model file states; the uncertainty and the TTF kernel
+    are the network's."""
     from stacksr.core.jobs.sr_job import run_superresolve
     from stacksr.core.io.stack_sources import sources_from_inputs
+    from stacksr.core.learned.model_files import BLEND_SHARE, base_model_path
 
+    model = str(tmp_path / "model.pt")  # the x3 base model stating another share than the default
+    payload = torch.load(base_model_path(3), weights_only=True)
+    payload["extra"][BLEND_SHARE] = {"value": 0.75}
+    torch.save(payload, model)
     rasters = {}
     for method, tile in (("ibp", 0), ("piunet+ttf", 0), ("blend", 0), ("blend", 32)):
         out = str(tmp_path / f"{method}_{tile}.tif")
         summary = run_superresolve(sources_from_inputs(sample_images, masks=sample_masks), SuperResolveSettings(
-            out, scale=3, method=method, tile=tile, ttf_iterations=3, iterations=10,
+            out, scale=3, method=method, tile=tile, ttf_iterations=3, iterations=10, model_path=model,
             uncertainty_output=str(tmp_path / f"{method}_{tile}_unc.tif") if method != "ibp" else None))
         assert summary["method"] == method
         ds = gdal.Open(out)
@@ -245,7 +262,7 @@ def test_the_blend_is_the_mean_of_ibp_and_piunet_ttf_run_as_their_own_jobs_run_t
             params = json.loads(ds.GetMetadataItem("STACKSR_PARAMETERS"))
             assert params["iterations"] == 10 and params["ttf_iterations"] == 3 and summary["uncertainty"]
         ds = None
-    mean = 0.5 * (rasters["ibp", 0] + rasters["piunet+ttf", 0])
+    mean = 0.25 * rasters["ibp", 0] + 0.75 * rasters["piunet+ttf", 0]
     span = float(np.ptp(mean))
     for tile in (0, 32):
         assert np.abs(rasters["blend", tile] - mean).max() < 1e-4 * span, tile
@@ -305,7 +322,7 @@ def test_a_chosen_method_also_gets_its_quality_estimate(sample_images, sample_ma
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_ships(sample_images, tmp_path, scale):
-    from stacksr.core.learned.model_files import base_model_path, one_scale_down_bias
+    from stacksr.core.learned.model_files import base_model_path, calibration
     from stacksr.core.jobs.sr_job import run_superresolve
     from stacksr.core.io.stack_sources import sources_from_inputs
 
@@ -316,9 +333,10 @@ def test_auto_at_x2_and_x4_lets_the_base_model_of_that_scale_compete_where_one_s
     if base_model_path(scale):  # the base model with TTF, one scale down
         assert set(summary["validation"]["one_scale_down"]) == {"bicubic-ref", "bicubic", "ibp", "piunet+ttf", "blend"} or \
             any(n.startswith("piunet+ttf not validated") for n in notes)
-    if "one_scale_down" in summary["validation"]:  # the job read the bias the model file states (x4: none measured)
-        payload = torch.load(base_model_path(scale), weights_only=True)
-        assert summary["validation"]["learned_bias_db"] == one_scale_down_bias(payload) != (0.0 if scale == 2 else None)
+    if "one_scale_down" in summary["validation"]:  # the job took what the model file states (x4: nothing measured)
+        stated = calibration(torch.load(base_model_path(scale), weights_only=True))
+        assert summary["validation"]["learned_bias_db"] == stated.one_scale_down_bias_db != (0.0 if scale == 2 else None)
+        assert summary["validation"]["blend_share"] == stated.blend_learned_share != (None if scale == 2 else 0)
 
 
 def test_auto_on_a_stack_of_one_image_validates_one_scale_down_and_says_so(sample_images, tmp_path):

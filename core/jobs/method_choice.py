@@ -16,6 +16,7 @@ import torch
 
 from ..classic.agreement import agreement_weights
 from ..classic.baselines import IBP_CANDIDATES, ibp, mean_bicubic, reference_bicubic
+from ..learned.model_files import Calibration
 from .validation import REFERENCE_BASELINE, ValidationResult, validate, validate_one_scale_down
 
 Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -24,11 +25,13 @@ VALIDATION_WINDOW = 128  # input px: validation runs every candidate once on a w
 BLEND_LEARNED_SHARE = 0.5  # the blend's weight of PIUNet + TTF (the rest is IBP's)
 
 
-def blend(ibp_out: torch.Tensor, learned_out: torch.Tensor) -> torch.Tensor:
-    """The "blend" method's output from IBP's and PIUNet + TTF's on the same pixels (any shape): their weighted mean.
+def blend(ibp_out: torch.Tensor, learned_out: torch.Tensor, share: float | None = None) -> torch.Tensor:
+    """The "blend" method's output from IBP's and PIUNet + TTF's on the same pixels (any shape): their weighted mean,
+    ``share`` (None: :data:`BLEND_LEARNED_SHARE`; a model file may state its own) the learned path's weight.
     The two err differently (IBP rings along edges where its PSF is wrong, the network invents or misses detail), so
     on real data their mean beats both on most stacks (BENCHMARKS.md, *blend*); it is a candidate of ``auto``."""
-    return (1 - BLEND_LEARNED_SHARE) * ibp_out + BLEND_LEARNED_SHARE * learned_out
+    w = BLEND_LEARNED_SHARE if share is None else share
+    return (1 - w) * ibp_out + w * learned_out
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Setup:
     ttf: object = None  # ttf.TTFConfig
     monitor: object = None  # progress.Monitor: every candidate honours cancel (TTF and IBP run long on a big window)
     blend: bool = True  # with net and flow: the blend of IBP and PIUNet + TTF is a candidate too
-    learned_bias_db: float = 0.0  # the model's one-scale-down bias (model_files.one_scale_down_bias)
+    calibration: Calibration = Calibration()  # what the model file states (its one-scale-down bias, its blend share)
 
 
 def runners(setup: Setup) -> dict[str, Runner]:
@@ -86,7 +89,7 @@ def runners(setup: Setup) -> dict[str, Runner]:
 
         out["piunet+ttf" if setup.flow is not None else "piunet"] = learned
         if setup.flow is not None and setup.blend:
-            out["blend"] = lambda f, v: blend(out["ibp"](f, v), learned(f, v))
+            out["blend"] = lambda f, v: blend(out["ibp"](f, v), learned(f, v), setup.calibration.blend_learned_share)
     return out
 
 
@@ -135,9 +138,10 @@ def choose_method(setup: Setup, frames: torch.Tensor, valid: torch.Tensor, kerne
     ibp_out = outputs[best.method]
     best.method = "ibp"
     result.coarse = [s for s in scores if not s.method.startswith("ibp@")]
-    result.learned_bias_db = setup.learned_bias_db
+    result.learned_bias_db = setup.calibration.one_scale_down_bias_db
     if with_blend:
-        mixed = blend(ibp_out, outputs[name])
+        mixed = blend(ibp_out, outputs[name], setup.calibration.blend_learned_share)
+        result.blend_share = setup.calibration.blend_learned_share
         again = validate_one_scale_down({REFERENCE_BASELINE: lambda f, v: outputs[REFERENCE_BASELINE],
                                          "blend": lambda f, v: mixed}, frames, valid, setup.ref, setup.scale,
                                         setup.psf, check=check)
@@ -170,10 +174,9 @@ ONE_SCALE_DOWN_MARGIN_DB = {"learned": 0.5, REFERENCE_BASELINE: 2.5, "blend": 0.
 
 def margins(result: ValidationResult) -> dict[str, float]:
     """Each challenger's margin over IBP one scale down for this validation (its model's bias counted)."""
-    out = dict(ONE_SCALE_DOWN_MARGIN_DB)
-    out["learned"] -= result.learned_bias_db
-    out["blend"] -= result.learned_bias_db * BLEND_LEARNED_SHARE
-    return out
+    learned = ONE_SCALE_DOWN_MARGIN_DB["learned"] - result.learned_bias_db
+    return {"learned": learned, REFERENCE_BASELINE: ONE_SCALE_DOWN_MARGIN_DB[REFERENCE_BASELINE],
+            "blend": learned * (BLEND_LEARNED_SHARE if result.blend_share is None else result.blend_share)}
 
 
 # IBP's held-out gain over the reference alone from which the dates explain each other as frames of one scene do.

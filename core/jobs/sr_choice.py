@@ -50,10 +50,9 @@ def ibp_iterations(sel: SelectedFrames, run: SRRun, frames: torch.Tensor, valid:
 
 
 def validate_window(sel: SelectedFrames, run: SRRun, frames: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor | None,
-              net, flow, mon: Monitor, learned_bias_db: float = 0.0) -> "ValidationResult | None":
+              net, flow, mon: Monitor) -> "ValidationResult | None":
     """Held-out validation (:mod:`validation`) on the central part of the registration window: of every
-    candidate for ``auto``, else of the method asked for; each against the reference date upsampled alone
-    (``learned_bias_db``: the model's one-scale-down bias, :func:`model_files.one_scale_down_bias`).
+    candidate for ``auto``, else of the method asked for; each against the reference date upsampled alone.
     None when only the reference is used (nothing to hold out), unless ``auto`` has a network to validate one scale
     down."""
     from .method_choice import Setup, central_window, choose_method
@@ -71,7 +70,7 @@ def validate_window(sel: SelectedFrames, run: SRRun, frames: torch.Tensor, valid
     setup = Setup(run.scale, sel.ref, sel.shifts, psf, run.iterations or IBP_CANDIDATES[-1], sel.shifts is not None,
                   sel.kernels if auto else None, net if (auto or run.learned) else None, flow, run.ttf,
                   QuietMonitor(mon), blend=not (run.ttf_per_tile and run.tile > 0),  # the blend finetunes once
-                  learned_bias_db=learned_bias_db)
+                  calibration=run.calibration)
     only = None if auto else (run.method,)
     mon.progress(0.15, "validating " + ("every method" if auto else run.method) + " on held-out pixels")
     result = choose_method(setup, f, v, sel.kernels if sel.kernels is not None else psf, w, only, check=mon.check)

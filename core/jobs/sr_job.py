@@ -54,7 +54,7 @@ def run_superresolve(sources: Sequence[ImageSource], settings: SuperResolveSetti
                 TTFConfig(iterations=s.ttf_iterations, fit=s.ttf_fit, **lrs))
     _check_outputs(run, sources)
     procs, run.device = distributed.init_from_env(run.device)  # under torchrun: this process's share and device
-    net, flow, bias = _load_networks(run)
+    net, flow = _load_networks(run)
     with StackReader(sources, s.invalid_mask_values) as reader:  # windows are read as the work needs them
         check_sr_space(reader, scale, s.output, s.uncertainty_output)
         stats = stack_stats(reader, mon.sub(0.05, 0.08))
@@ -70,7 +70,7 @@ def run_superresolve(sources: Sequence[ImageSource], settings: SuperResolveSetti
         agreement, weights = robust_fusion(sel, frames, valid, mon)
         if s.method in (*IBP_METHODS, "auto") and run.iterations is None:
             run.iterations = ibp_iterations(sel, run, frames, valid, weights, mon.sub(0.1, 0.15))
-        validation = validate_window(sel, run, frames, valid, weights, net, flow, mon, bias)
+        validation = validate_window(sel, run, frames, valid, weights, net, flow, mon)
         del frames, valid
         if s.method == "auto":
             apply_auto_choice(run, sel, validation, mon)
@@ -136,15 +136,16 @@ def check_sr_space(reader: StackReader, scale: int, output: str | None, uncertai
 
 
 def _load_networks(run: SRRun):
-    """PIUNet, for TTF the kernel prior (None, None for the classic methods) and the model's one-scale-down bias."""
+    """PIUNet and, for TTF, the kernel prior (None, None for the classic methods); the run takes what the model file
+    states about judging and blending it (:class:`model_files.Calibration`)."""
     from ..degradation.fkp import default_fkp_path, load_fkp
-    from ..learned.model_files import load_model, one_scale_down_bias
+    from ..learned.model_files import calibration, load_model
 
     if not (run.learned or (run.method == "auto" and run.model_path)):
-        return None, None, 0.0
+        return None, None
     net, payload = load_model(run.model_path, scale=run.scale, device=run.device)
-    flow = load_fkp(default_fkp_path(run.scale), run.scale) if run.method in (*TTF_METHODS, "auto") else None
-    return net, flow, one_scale_down_bias(payload)
+    run.calibration = calibration(payload)
+    return net, load_fkp(default_fkp_path(run.scale), run.scale) if run.method in (*TTF_METHODS, "auto") else None
 
 
 def _select_frames(reader: StackReader, stats: StackStats, run: SRRun, reference: int | None, mon: Monitor) -> SelectedFrames:

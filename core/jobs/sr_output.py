@@ -74,7 +74,7 @@ def run_blend(net, flow, sel: SelectedFrames, run: SRRun, sink, mon: Monitor,
 
     def compute(frames, valid, window, tile_mon):
         sr, log_scale = learned(frames, valid, window, tile_mon)
-        return blend(classic(frames, valid, window, tile_mon)[0], sr), log_scale
+        return blend(classic(frames, valid, window, tile_mon)[0], sr, run.calibration.blend_learned_share), log_scale
 
     run_tiles(sel.source, run.scale, run.tile, max(learned_halo, classic_halo), compute, sink, mon.sub(0.6, 0.95))
     return kernel, result

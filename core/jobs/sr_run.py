@@ -10,6 +10,7 @@ import torch
 
 from ..choices import IBP_METHODS, NETWORK_METHODS, TTF_METHODS
 from ..io.windows import StackStats, Subset
+from ..learned.model_files import Calibration
 
 if TYPE_CHECKING:
     from ..job_settings import SuperResolveSettings
@@ -28,6 +29,7 @@ class SRRun:
     iterations: int | None
     model_path: str | None
     ttf: "TTFConfig"
+    calibration: Calibration = Calibration()  # what the model file states (model_files.Calibration), once loaded
 
     @property
     def learned(self) -> bool:

@@ -73,6 +73,7 @@ class ValidationResult:
     coarse: list[MethodScore] = field(default_factory=list)  # one scale down (:func:`validate_one_scale_down`)
     # how much one scale down understates the learned path's model against IBP (dB; its model file says, 0 unknown)
     learned_bias_db: float = 0.0
+    blend_share: float | None = None  # the blend's learned share one scale down: its model file's (None: the default)
 
     @property
     def best(self) -> MethodScore:
@@ -92,6 +93,7 @@ class ValidationResult:
         if self.coarse:
             out["one_scale_down"] = {s.method: s.to_dict() for s in self.coarse}
             out["learned_bias_db"] = self.learned_bias_db
+            out["blend_share"] = self.blend_share
         return out
 
 

@@ -5,7 +5,7 @@ and scale checked), and the shipped base model.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -68,17 +68,34 @@ def base_model_path(scale: int) -> str | None:
     return path if os.path.exists(path) else None
 
 
-# In a model file's "extra": how much validation one scale down understates this model (with TTF) against IBP, in
-# dB, the median over stacks with a truth that were not its benchmark (benchmarks/model_bias.py writes it). A model
+# In a model file's "extra", measured on stacks with a truth that were not its benchmark (benchmarks/model_bias.py
+# writes them): how much validation one scale down understates this model (with TTF) against IBP, in dB (a model
 # fine-tuned on a sensor's real pairs learned a degradation the Gaussian-degraded coarse stack does not show, so one
-# scale down rates it lower than it is; ``auto`` lowers its margin by this much (method_choice.margins).
+# scale down rates it lower than it is: ``auto`` lowers its margin by this much, method_choice.margins), and the
+# blend's share of this model's output that scored best (a stronger model earns more of the blend).
 ONE_SCALE_DOWN_BIAS = "one_scale_down_bias_db"
+BLEND_SHARE = "blend_learned_share"
 
 
-def one_scale_down_bias(payload: dict) -> float:
-    """The model file's one-scale-down bias in dB (0 where it was not measured: a model trained by the user)."""
-    value = (payload.get("extra") or {}).get(ONE_SCALE_DOWN_BIAS, {})
-    return float(value.get("db", 0.0)) if isinstance(value, dict) else 0.0
+@dataclass(frozen=True)
+class Calibration:
+    """What a model file states about judging and blending it; a model trained by the user states nothing (the
+    defaults: no bias, the blend's default share)."""
+
+    one_scale_down_bias_db: float = 0.0
+    blend_learned_share: float | None = None  # None: method_choice.BLEND_LEARNED_SHARE
+
+
+def calibration(payload: dict) -> Calibration:
+    """The :class:`Calibration` a model file's payload states."""
+    extra = payload.get("extra") or {}
+
+    def measured(key):
+        value = extra.get(key)
+        return float(value["value"]) if isinstance(value, dict) and "value" in value else None
+
+    bias = measured(ONE_SCALE_DOWN_BIAS)
+    return Calibration(0.0 if bias is None else bias, measured(BLEND_SHARE))
 
 
 def load_model(path: str, scale: int | None = None, device: str | torch.device = "cpu") -> tuple[PIUNet, dict]:
