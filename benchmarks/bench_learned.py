@@ -157,7 +157,7 @@ def main() -> None:
     for m in ttf_variants:
         g = [a - b for a, b in zip(scores[m], scores["PIUNet"])]
         print(f"{m}: TTF gain mean {statistics.mean(g):+.3f} dB, worst {min(g):+.3f} dB")
-    print(f"\n| method | cPSNR (dB) | vs best classic | grid texture / truth |\n|---|---|---|---|")
+    print("\n| method | cPSNR (dB) | vs best classic | grid texture / truth |\n|---|---|---|---|")
     for m in methods:
         print(f"| {m} | {summary[m]:.2f} | {summary[m] - best_classic:+.2f} | {tex[m]:.2f} |")
     gains = [a - b for a, b in zip(scores["PIUNet + TTF"], scores["PIUNet"])]
