@@ -14,7 +14,7 @@ SR_METHOD_LABELS = {  # the Super-resolve algorithm's methods
     # appended, not inserted: saved models and scripts refer to the methods by position
     "auto": "Automatic (the best for this stack, by validation)",
     "bicubic-ref": "Bicubic of the reference date alone (classic)",
-    "blend": "Blend of IBP and PIUNet + test-time finetuning (their weighted mean)",
+    "blend": "Weighted mean of IBP and PIUNet + test-time finetuning",
 }
 SR_METHODS = tuple(SR_METHOD_LABELS)
 SR_METHOD_DEFAULT = "auto"  # the best method for each stack by held-out validation (CLI `sr`, QGIS Super-resolve)
