@@ -158,6 +158,11 @@ def test_the_shipped_x2_model_states_its_bias_and_blend_share_measured_on_select
     assert bias["value"] > 0 and bias["stacks"] >= 20 and 0 < share["value"] <= 1
     assert all(k.startswith("selection") for k in bias["kinds"] + share["kinds"])  # measured on no benchmark
     assert calibration({"extra": {"job_settings": {}}}) == Calibration() == calibration({})
+    from stacksr.core.learned.model_files import ModelFileError
+
+    for key, bad in ((BLEND_SHARE, 1.5), (BLEND_SHARE, "half"), (ONE_SCALE_DOWN_BIAS, float("nan"))):
+        with pytest.raises(ModelFileError, match=key):
+            calibration({"extra": {key: {"value": bad}}})
 
 
 def test_the_blend_weighs_the_learned_path_by_the_share_given_else_by_the_default():

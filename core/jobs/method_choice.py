@@ -173,7 +173,8 @@ ONE_SCALE_DOWN_MARGIN_DB = {"learned": 0.5, REFERENCE_BASELINE: 2.5, "blend": 0.
 
 
 def margins(result: ValidationResult) -> dict[str, float]:
-    """Each challenger's margin over IBP one scale down for this validation (its model's bias counted)."""
+    """Each challenger's margin over IBP one scale down for this validation: the learned path's less its model's
+    bias, the blend's that times the blend's learned share (the model file's, else the default)."""
     learned = ONE_SCALE_DOWN_MARGIN_DB["learned"] - result.learned_bias_db
     return {"learned": learned, REFERENCE_BASELINE: ONE_SCALE_DOWN_MARGIN_DB[REFERENCE_BASELINE],
             "blend": learned * (BLEND_LEARNED_SHARE if result.blend_share is None else result.blend_share)}

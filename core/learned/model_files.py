@@ -4,6 +4,7 @@ and scale checked), and the shipped base model.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -87,15 +88,24 @@ class Calibration:
 
 
 def calibration(payload: dict) -> Calibration:
-    """The :class:`Calibration` a model file's payload states."""
+    """The :class:`Calibration` a model file's payload states; :class:`ModelFileError` for a value that is not a
+    finite number (a share outside [0, 1])."""
     extra = payload.get("extra") or {}
 
-    def measured(key):
-        value = extra.get(key)
-        return float(value["value"]) if isinstance(value, dict) and "value" in value else None
+    def measured(key, low=-math.inf, high=math.inf):
+        entry = extra.get(key)
+        if not isinstance(entry, dict) or "value" not in entry:
+            return None
+        try:
+            value = float(entry["value"])
+        except (TypeError, ValueError):
+            value = math.nan
+        if not low <= value <= high:
+            raise ModelFileError(f"the model file's {key} is {entry['value']!r}, not a number from {low:g} to {high:g}")
+        return value
 
-    bias = measured(ONE_SCALE_DOWN_BIAS)
-    return Calibration(0.0 if bias is None else bias, measured(BLEND_SHARE))
+    bias = measured(ONE_SCALE_DOWN_BIAS, -100.0, 100.0)
+    return Calibration(0.0 if bias is None else bias, measured(BLEND_SHARE, 0.0, 1.0))
 
 
 def load_model(path: str, scale: int | None = None, device: str | torch.device = "cpu") -> tuple[PIUNet, dict]:
