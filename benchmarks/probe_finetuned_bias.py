@@ -1,5 +1,5 @@
-"""Probe (issue 30): does a model the Train job fine-tunes from the shipped x2 base keep the base's one-scale-down
-bias? For each x2 selection stack (never a benchmark): the stack written as GeoTIFFs, the Train job as the chain runs
+"""Probe (issue 30): does a model the Train job fine-tunes from a shipped base keep the base's one-scale-down
+bias, and does it beat the base? For each selection stack (never a benchmark): the stack written as GeoTIFFs, the Train job as the chain runs
 it (kernels estimated jointly, CHAIN_STEPS steps from the base model), then the learned path's true gain over IBP less
 its gain one scale down (as ``model_bias.py`` measures the shipped models), with the fine-tuned model and with the base.
 
@@ -36,7 +36,7 @@ def write_stack(lr: torch.Tensor, valid: torch.Tensor, folder: str) -> list[str]
     for t in range(lr.shape[0]):
         p = os.path.join(folder, f"frame_{t:02d}.tif")
         ds = drv.Create(p, lr.shape[2], lr.shape[1], 1, gdal.GDT_Float32)
-        ds.SetGeoTransform((500000.0, 20.0, 0.0, 5000000.0, 0.0, -20.0))
+        ds.SetGeoTransform((500000.0, 20.0, 0.0, 5000000.0, 0.0, -20.0))  # any grid: the job reads georeferenced frames
         band = ds.GetRasterBand(1)
         band.SetNoDataValue(-9999.0)
         band.WriteArray(np.where(valid[t].numpy(), lr[t].numpy(), -9999.0).astype(np.float32))
@@ -61,7 +61,6 @@ def bias_of(net, st, job) -> tuple[float, float, float]:
 
 
 def main(kind: str, count: int, tag: str) -> None:
-    base = load_model(base_model_path(2), 2)[0]
     rows = []
     stacks = load_kind(kind)
     for name, st in (stacks[i] for i in spread(list(range(len(stacks))), count)):
@@ -69,8 +68,10 @@ def main(kind: str, count: int, tag: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_stack(st.lr, st.valid, tmp)
             out = os.path.join(tmp, "model.pt")
-            run_train_self_supervised([sources_from_inputs(paths)], TrainSettings(out, scale=2, steps=CHAIN_STEPS.default))
-            tuned = load_model(out, 2)[0]
+            run_train_self_supervised([sources_from_inputs(paths)], TrainSettings(out, scale=st.scale,
+                                                                                   steps=CHAIN_STEPS.default))
+            tuned = load_model(out, st.scale)[0]
+            base = load_model(base_model_path(st.scale), st.scale)[0]
             row = {"stack": name, "frames_used": int(job.lr.shape[0]),
                    "finetuned": bias_of(tuned, st, job), "base": bias_of(base, st, job)}
         rows.append(row)
