@@ -10,6 +10,7 @@ method, picks, the worst stack against the second best) for the shipped rule; to
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -43,15 +44,21 @@ def replayed(rows: list[dict], choose) -> list[dict]:
     return out
 
 
+@functools.cache
+def shipped_bias(scale: int) -> float:
+    """The one-scale-down bias the shipped model file of ``scale`` states now (0 without one)."""
+    from stacksr.core.learned.model_files import base_model_path, calibration
+
+    path = base_model_path(scale)
+    return calibration(torch.load(path, weights_only=True)).one_scale_down_bias_db if path else 0.0
+
+
 def with_model_bias(r: dict) -> str:
     """The shipped rule with the bias the scale's shipped model file states now (for runs made before it did; the
     blend's share cannot be replayed: the blend's score one scale down was made with the share of its run)."""
-    from stacksr.core.learned.model_files import base_model_path, calibration
-
     result = result_of(r["validation"])
-    path = base_model_path(r["scale"])
-    if path and "learned_bias_db" not in r["validation"]:
-        result.learned_bias_db = calibration(torch.load(path, weights_only=True)).one_scale_down_bias_db
+    if "learned_bias_db" not in r["validation"]:
+        result.learned_bias_db = shipped_bias(r["scale"])
     return method_choice.pick(result)
 
 

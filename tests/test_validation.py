@@ -117,6 +117,9 @@ def _with_coarse(result: ValidationResult, **rmse_by_method) -> ValidationResult
     return result
 
 
+DEFAULT_MARGINS = margins(ValidationResult([], 0, 0))  # a model that states nothing (no bias, the default share)
+
+
 def test_auto_takes_the_learned_path_only_when_it_beats_ibp_clearly_one_scale_down():
     margin = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["learned"] / 20)
     classic = {"ibp": 1.0, "bicubic-ref": 1.2}
@@ -140,7 +143,7 @@ def test_a_model_one_scale_down_understates_gets_its_margin_lowered_by_the_bias_
     biased = _with_coarse(_result(**classic), **behind)
     biased.learned_bias_db = 1.88
     assert margins(biased)["learned"] == pytest.approx(ONE_SCALE_DOWN_MARGIN_DB["learned"] - 1.88)
-    assert margins(biased)["blend"] == pytest.approx(ONE_SCALE_DOWN_MARGIN_DB["blend"] - 1.88 * BLEND_LEARNED_SHARE)
+    assert margins(biased)["blend"] == pytest.approx(DEFAULT_MARGINS["blend"] - 1.88 * BLEND_LEARNED_SHARE)
     biased.blend_share = 0.75  # the blend's margin follows the share its model file states
     assert margins(biased)["blend"] == pytest.approx((ONE_SCALE_DOWN_MARGIN_DB["learned"] - 1.88) * 0.75)
     assert pick(biased) == "piunet+ttf"
@@ -192,7 +195,7 @@ def test_of_the_challengers_past_their_margins_the_one_furthest_past_its_own_is_
     learned_passes = _with_coarse(_result(**classic), ibp=1.0, **{"piunet+ttf": near * 0.98, "bicubic-ref": 10 ** (-2.0 / 20)})
     assert pick(learned_passes) == "piunet+ttf"
     # the learned path 0.4 dB past its margin, the blend 0.5 dB past its own though 0.15 dB behind the learned path
-    past = {m: 10 ** (-(ONE_SCALE_DOWN_MARGIN_DB[k] + d) / 20) for m, k, d in (("piunet+ttf", "learned", 0.4),
+    past = {m: 10 ** (-(DEFAULT_MARGINS[k] + d) / 20) for m, k, d in (("piunet+ttf", "learned", 0.4),
                                                                               ("blend", "blend", 0.5))}
     both = _with_coarse(_result(**classic), ibp=1.0, **past)
     assert pick(both) == "blend"  # closer than the learned path past its margin, though the learned path scores higher
@@ -277,8 +280,8 @@ def test_the_blend_weighs_ibp_and_piunet_ttf_run_as_their_own_jobs_run_them_by_t
 
 
 def test_auto_takes_the_blend_when_one_scale_down_it_passes_its_half_margin():
-    half = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["blend"] / 20)
-    assert ONE_SCALE_DOWN_MARGIN_DB["blend"] == 0.5 * ONE_SCALE_DOWN_MARGIN_DB["learned"]
+    half = 10 ** (-DEFAULT_MARGINS["blend"] / 20)
+    assert DEFAULT_MARGINS["blend"] == 0.5 * ONE_SCALE_DOWN_MARGIN_DB["learned"]
     classic = {"ibp": 1.0, "bicubic-ref": 1.2}
     assert pick(_with_coarse(_result(**classic), ibp=1.0, blend=half * 0.98, **{"piunet+ttf": 1.05})) == "blend"
     short = _with_coarse(_result(**classic), ibp=1.0, blend=half * 1.02, **{"piunet+ttf": 1.05})
@@ -295,7 +298,7 @@ def _gain(result: ValidationResult, method: str, gain_db: float) -> ValidationRe
 def test_without_a_challenger_past_its_margin_auto_takes_ibp_on_frames_of_one_scene_and_the_blend_elsewhere():
     """IBP stays where the other dates explain each other as frames of one scene do (a held-out gain of at least
     ONE_SCENE_GAIN_DB); with one image (IBP only deconvolves it) or dates that do not, the blend, where validated."""
-    half = 10 ** (-ONE_SCALE_DOWN_MARGIN_DB["blend"] / 20)
+    half = 10 ** (-DEFAULT_MARGINS["blend"] / 20)
     short = {"ibp": 1.0, "blend": half * 1.02, "piunet+ttf": 1.05, "bicubic-ref": 1.3}
     scene = _gain(_with_coarse(_result(ibp=1.0, **{"bicubic-ref": 1.2}), **short), "ibp", ONE_SCENE_GAIN_DB + 0.1)
     assert pick(scene) == "ibp" and "frames of one scene" in reason(scene, "ibp")
