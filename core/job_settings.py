@@ -149,6 +149,8 @@ class TrainSettings(JobSettings):
     kernel_bank: str | None = path("kernel bank (.npz); default: estimate one first (joint)")
     scale: int = field(default=3, metadata={"help": "super-resolution factor (2, 3 or 4)"})
     steps: int | None = number(P.STEPS, "training steps")
+    lr: float | None = number(P.TRAIN_LR, f"learning rate (default: {P.TRAIN_LR_FINETUNE:g} when fine-tuning, "
+                                                   f"{P.TRAIN_LR_SCRATCH:g} from scratch, a resumed checkpoint's own)")
     patch: int | None = number(P.PATCH, "training patch size: each target is this size x the scale, in input pixels")
     batch: int | None = number(P.BATCH, "batch size")
     frames: int | None = number(P.FRAMES, "frames per sample")

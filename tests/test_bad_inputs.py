@@ -259,7 +259,7 @@ CLI_SETTINGS = [
     ("sr", "--ttf-iterations", P.TTF_ITERATIONS), ("sr", "--ttf-lr", P.TTF_LR), ("sr", "--ttf-kernel-lr", P.TTF_LR),
     ("sr", "--reference", P.REFERENCE),
     ("kernels", "--iterations", P.KERNEL_ITERATIONS), ("kernels", "--crop", P.KERNEL_CROP), ("kernels", "--seed", P.SEED),
-    ("train", "--steps", P.STEPS), ("train", "--patch", P.PATCH), ("train", "--batch", P.BATCH),
+    ("train", "--steps", P.STEPS), ("train", "--lr", P.TRAIN_LR), ("train", "--patch", P.PATCH), ("train", "--batch", P.BATCH),
     ("train", "--frames", P.FRAMES), ("train", "--seed", P.SEED),
     ("score", "--max-shift", P.MAX_SHIFT), ("score", "--data-range", P.DATA_RANGE),
     ("sr", "--min-registration-quality", P.REGISTRATION_QUALITY),

@@ -168,19 +168,23 @@ def test_superresolve_without_a_model_file_uses_the_shipped_base_model(processin
     assert np.isfinite(ds.ReadAsArray()).all()
 
 
-def test_training_fine_tunes_the_base_model_unless_asked_to_start_from_scratch(processing, sample_images, sample_bank,
-                                                                               tmp_path):
+def test_training_fine_tunes_the_base_model_at_a_lower_rate_unless_asked_to_start_from_scratch(
+        processing, sample_images, sample_bank, tmp_path):
+    from stacksr.core import params as P
     from stacksr.core.learned.model_files import base_model_path, load_model
 
     base, _ = load_model(base_model_path(3))
     runs = {}
-    for name, extra in (("default", {}), ("scratch", {"FROM_BASE": False})):
+    for name, extra in (("default", {}), ("scratch", {"FROM_BASE": False}), ("given", {"LEARNING_RATE": 1e-3})):
         out = str(tmp_path / f"{name}.pt")
         processing.run("stacksr:trainselfsupervised", {"LAYERS": sample_images, "KERNEL_BANK": sample_bank, "STEPS": 2,
                                                        "BATCH": 2, "OUTPUT_MODEL": out, **extra})
-        runs[name] = load_model(out)[0]
-    assert runs["default"].config == base.config  # the base model's architecture, fine-tuned
-    assert runs["scratch"].config.features == 42 and runs["scratch"].config.blocks == 16  # the published network
+        runs[name] = load_model(out)
+    assert runs["default"][0].config == base.config  # the base model's architecture, fine-tuned
+    assert runs["scratch"][0].config.features == 42 and runs["scratch"][0].config.blocks == 16  # the published network
+    rates = {name: payload["train"]["lr"] for name, (_, payload) in runs.items()}
+    assert rates == {"default": P.TRAIN_LR_FINETUNE, "scratch": P.TRAIN_LR_SCRATCH, "given": 1e-3}
+    assert P.TRAIN_LR_FINETUNE < P.TRAIN_LR_SCRATCH
 
 
 @pytest.mark.slow

@@ -189,3 +189,33 @@ def test_training_returns_a_loss_curve_dense_enough_to_plot(lr_stack, tmp_path):
     cfg = TrainConfig(scale=3, frames=4, patch=6, batch=2, steps=12, val_every=6)
     res = train_self_supervised([lr_stack], _bank(), cfg, str(tmp_path / "m.pt"), "d", TINY)
     assert [s for s, _ in res["curve"]] == list(range(1, 13)) and len(res["history"]) == 2
+
+
+def test_fine_tuning_keeps_the_starting_model_where_no_step_validates_better(lr_stack, tmp_path):
+    start = str(tmp_path / "start.pt")
+    train_self_supervised([lr_stack], _bank(), TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=4, val_every=2),
+                          start, "d", TINY)
+    out = str(tmp_path / "tuned.pt")
+    # a rate far too high for a trained network: every step validates worse than the model it started from
+    cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=4, val_every=2, lr=0.05)
+    res = train_self_supervised([lr_stack], _bank(), cfg, out, "d", None, init=start)
+    steps, vals = [h[0] for h in res["history"]], [h[2] for h in res["history"]]
+    assert steps == [0, 2, 4] and res["best_step"] == 0 and res["best_val"] == vals[0] < min(vals[1:])
+    a, b = load_model(start)[0].state_dict(), load_model(out)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    last = load_model(out + ".last")[0].state_dict()  # the steps did run: the checkpoint holds where they got
+    assert any(not torch.equal(a[k], last[k]) for k in a)
+
+
+def test_fine_tuning_cancelled_before_a_step_beats_the_start_writes_no_model(lr_stack, tmp_path):
+    start = str(tmp_path / "start.pt")
+    train_self_supervised([lr_stack], _bank(), TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=2, val_every=2),
+                          start, "d", TINY)
+    out = str(tmp_path / "tuned.pt")
+    cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=8, val_every=2, lr=0.05)
+    with pytest.raises(Cancelled):
+        train_self_supervised([lr_stack], _bank(), cfg, out, "d", None, init=start, monitor=_CancelAt(3))
+    assert not os.path.exists(out) and os.path.exists(out + ".last")
+    # resumed, the checkpoint holds no copy of the starting model: the best step after resuming is written
+    res = train_self_supervised([lr_stack], _bank(), cfg, out, "d", None, resume=out + ".last")
+    assert os.path.exists(out) and res["best_step"] in (4, 6, 8)

@@ -124,7 +124,9 @@ def training_report(path: str, res: dict, config, device: str, images: Sequence[
     train_curve = res.get("curve") or [(h[0], h[1]) for h in hist]
     sections = [
         ("Summary", table([("model", os.path.basename(res["output"])), ("steps", res["steps"]),
-                           ("best validation loss", res["best_val"]), ("seconds", res["seconds"]), ("device", device),
+                           ("best validation loss", res["best_val"]),
+                           ("best step", "0 (the starting model: no step validated better)" if res.get("best_step") == 0
+                            else res.get("best_step")), ("seconds", res["seconds"]), ("device", device),
                            ("images", f"{len(images)}: " + ", ".join(images)),
                            *([settings.report_row()] if settings is not None else [])])),
         ("Loss", line_chart({"training (batch)": train_curve,

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .. import params as P
 from ..heap import heap_reuse
 from ..job_settings import TrainSettings
 from .job_reports import training_report
@@ -77,8 +78,11 @@ def run_train_self_supervised(stacks_sources: Sequence[Sequence[ImageSource]], s
         train_mon = mon.sub(0.2, 1.0)
     use_bf16 = bf16_supported(dev)
     mon.info(f"device: {why}; bf16 autocast {'on' if use_bf16 else 'off'}; kernel bank {bank.digest()} ({len(bank.names)} kernels)")
-    mon.info(f"starting from {os.path.basename(init)}" if init else "starting from scratch" if not resume else f"resuming {resume}")
-    config = TrainConfig(scale=scale, frames=s.frames, patch=patch, batch=s.batch, steps=s.steps, seed=s.seed,
+    lr = s.lr or (load_model(resume, scale=scale)[1]["train"]["lr"] if resume else
+                  P.TRAIN_LR_FINETUNE if init else P.TRAIN_LR_SCRATCH)
+    start = f"starting from {os.path.basename(init)}" if init else "starting from scratch" if not resume else f"resuming {resume}"
+    mon.info(f"{start}; learning rate {lr:g}")
+    config = TrainConfig(scale=scale, frames=s.frames, patch=patch, batch=s.batch, steps=s.steps, lr=lr, seed=s.seed,
                          bf16=use_bf16)
     try:
         res = train_self_supervised(stacks, torch.from_numpy(bank.kernels), config, output, bank.digest(),
@@ -115,8 +119,8 @@ def run_train_supervised(sources: Sequence[ImageSource], settings: TrainSettings
     if not patch:  # automatic (None; 0 in saved models and scripts of earlier versions)
         patch = max(min(32, min(st.grid.width, st.grid.height) // 2), 2)
     mon.info(f"device: {why}")
-    config = TrainConfig(scale=scale, frames=s.frames, patch=patch, batch=s.batch, steps=s.steps, seed=s.seed,
-                         bf16=bf16_supported(dev))
+    config = TrainConfig(scale=scale, frames=s.frames, patch=patch, batch=s.batch, steps=s.steps,
+                         lr=s.lr or P.TRAIN_LR_SCRATCH, seed=s.seed, bf16=bf16_supported(dev))
     hr_t = torch.from_numpy(np.where(hr_ok, hr, np.nan).astype(np.float32))
     try:
         return train_supervised([StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0])],

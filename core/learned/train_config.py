@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..params import TRAIN_LR_SCRATCH
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -12,7 +14,7 @@ class TrainConfig:
     patch: int = 32  # CR input size; LR target patches are scale * patch
     batch: int = 8
     steps: int = 500
-    lr: float = 3e-4
+    lr: float = TRAIN_LR_SCRATCH
     max_shift: int = 1  # LR pixels searched by the loss
     uncertainty: bool = True  # add the Laplace NLL term
     val_fraction: float = 0.2

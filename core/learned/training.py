@@ -13,6 +13,7 @@ stack validate), so validation patches never overlap training patches.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import torch
@@ -156,7 +157,22 @@ def train_piunet(
             loss = loss + 0.1 * laplace_nll(pred[crop], log_scale[crop], y[crop], m[crop])
         return loss.mean()
 
+    def validate() -> float:
+        net.eval()
+        with torch.no_grad():
+            return sum(float(loss_of(b, net)) * b[0].shape[0] for b in val_batches) / n_val
+
     train_loss = float("nan")
+    start_weights = None
+    if init and not resume and dist_info.is_main:
+        # the starting model competes: where no step beats it on the held-out area, the output is the model it started
+        # from (BENCHMARKS.md, *fine-tuning on one stack*). Its weights are written at the end, not now: a run cancelled
+        # before any step leaves no file
+        start_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        state.best_val = validate()
+        state.history.append((0, train_loss, state.best_val))
+    elif resume and not os.path.exists(output):
+        state.best_val = float("inf")  # the starting model's weights are not in the checkpoint: the next step is written
     try:
         while state.step < config.steps:
             mon.check()
@@ -172,9 +188,7 @@ def train_piunet(
             if state.step % curve_every == 0:  # kept in the checkpoint: a resumed run's report shows all of it
                 state.curve.append((state.step, train_loss))
             if dist_info.is_main and (state.step % config.val_every == 0 or state.step == config.steps):
-                net.eval()
-                with torch.no_grad():
-                    val = sum(float(loss_of(b, net)) * b[0].shape[0] for b in val_batches) / n_val
+                val = validate()
                 state.history.append((state.step, train_loss, val))
                 if val < state.best_val:
                     state.best_val = val
@@ -186,6 +200,10 @@ def train_piunet(
         if dist_info.is_main and state.step > first_step:  # a checkpoint of no step would only replace an older one
             save_model(last, net, config, bank_digest, state, opt, gen, extra)
         raise
-    return {"output": output, "checkpoint": last, "steps": state.step, "best_val": state.best_val,
+    best_step = next((h[0] for h in reversed(state.history) if h[2] == state.best_val), None)  # the file's step
+    if start_weights is not None and best_step == 0:
+        net.load_state_dict(start_weights)
+        save_model(output, net, config, bank_digest, state, extra=extra)
+    return {"output": output, "checkpoint": last, "steps": state.step, "best_val": state.best_val, "best_step": best_step,
             "history": state.history, "curve": state.curve, "seconds": round(time.perf_counter() - t0, 1),
             "world_size": dist_info.world}

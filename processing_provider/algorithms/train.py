@@ -20,7 +20,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
     KERNEL_BANK, STEPS, PATCH, BATCH, FRAMES, SEED, RESUME, OUTPUT_MODEL = (
         "KERNEL_BANK", "STEPS", "PATCH", "BATCH", "FRAMES", "SEED", "RESUME", "OUTPUT_MODEL")
     OUTPUT_REPORT = "OUTPUT_REPORT"
-    FROM_BASE, INIT_MODEL = "FROM_BASE", "INIT_MODEL"
+    FROM_BASE, INIT_MODEL, LEARNING_RATE = "FROM_BASE", "INIT_MODEL", "LEARNING_RATE"
     BEST_VAL, STEPS_DONE = "BEST_VAL", "STEPS_DONE"
 
     def name(self):
@@ -43,7 +43,9 @@ class TrainSelfSupervised(StackSRAlgorithm):
             "By default training fine-tunes the base model shipped with the plugin (trained self-supervised on a "
             "real Landsat time series), which needs far fewer steps than a new network; untick 'Start from the "
             "shipped base model' to train from scratch, or give another model to fine-tune.\n\n"
-            "Writes the model with the best validation loss, and '<model>.last', a checkpoint to resume from; "
+            "Writes the model with the best validation loss (when fine-tuning, the starting model competes: where no "
+            "step validates better, the output is the model it started from), and '<model>.last', a checkpoint to "
+            "resume from; "
             "cancelling saves that checkpoint. Runs in the background; progress shows the loss of every step."
         )
 
@@ -57,6 +59,8 @@ class TrainSelfSupervised(StackSRAlgorithm):
         advanced = [
             self.number(self.PATCH, "Training patch size (empty: automatic; each target is this size x the scale, in input "
                         "pixels)", P.PATCH, legacy=0),
+            self.number(self.LEARNING_RATE, f"Learning rate (empty: {P.TRAIN_LR_FINETUNE:g} fine-tuning, "
+                        f"{P.TRAIN_LR_SCRATCH:g} from scratch)", P.TRAIN_LR, legacy=0.0),
             self.number(self.BATCH, "Batch size", P.BATCH),
             self.number(self.FRAMES, "Frames per sample (T)", P.FRAMES),
             self.number(self.SEED, "Random seed", P.SEED),
@@ -83,6 +87,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
                 output, self.parameterAsFile(parameters, self.KERNEL_BANK, context) or None,
                 scale=self.parameterAsInt(parameters, self.SCALE, context),
                 steps=self.parameterAsInt(parameters, self.STEPS, context),
+                lr=self.optional_number(parameters, self.LEARNING_RATE, context, legacy=0.0),
                 patch=self.optional_number(parameters, self.PATCH, context, legacy=0),
                 batch=self.parameterAsInt(parameters, self.BATCH, context),
                 frames=self.parameterAsInt(parameters, self.FRAMES, context),
@@ -100,7 +105,8 @@ class TrainSelfSupervised(StackSRAlgorithm):
                                      "'Resume training from checkpoint'")
                 return {}
             raise  # nothing of this run was written, and the base says so
-        feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}")
+        feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}"
+                          + (" (the starting model: no step validated better)" if res.get("best_step") == 0 else ""))
         recent.remember(recent.MODEL, output)  # step 3's dialog offers it
         results = {self.OUTPUT_MODEL: output, self.BEST_VAL: res["best_val"], self.STEPS_DONE: res["steps"]}
         if report:
