@@ -1,6 +1,7 @@
 """Self-supervised PIUNet training: losses, sampler, checkpoints, resume, safe loading."""
 import os
 import pickle
+from dataclasses import replace
 
 import pytest
 import torch
@@ -191,13 +192,20 @@ def test_training_returns_a_loss_curve_dense_enough_to_plot(lr_stack, tmp_path):
     assert [s for s, _ in res["curve"]] == list(range(1, 13)) and len(res["history"]) == 2
 
 
-def test_fine_tuning_keeps_the_starting_model_where_no_step_validates_better(lr_stack, tmp_path):
-    start = str(tmp_path / "start.pt")
-    train_self_supervised([lr_stack], _bank(), TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=4, val_every=2),
+def _start_model(lr_stack, folder) -> str:
+    """A tiny trained model to fine-tune."""
+    start = str(folder / "start.pt")
+    train_self_supervised([lr_stack], _bank(), TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=2, val_every=2),
                           start, "d", TINY)
-    out = str(tmp_path / "tuned.pt")
-    # a rate far too high for a trained network: every step validates worse than the model it started from
-    cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=4, val_every=2, lr=0.05)
+    return start
+
+
+# a rate far too high for a trained network: every step validates worse than the model it started from
+_TOO_FAST = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=4, val_every=2, lr=0.05)
+
+
+def test_fine_tuning_keeps_the_starting_model_where_no_step_validates_better(lr_stack, tmp_path):
+    start, out, cfg = _start_model(lr_stack, tmp_path), str(tmp_path / "tuned.pt"), _TOO_FAST
     res = train_self_supervised([lr_stack], _bank(), cfg, out, "d", None, init=start)
     steps, vals = [h[0] for h in res["history"]], [h[2] for h in res["history"]]
     assert steps == [0, 2, 4] and res["best_step"] == 0 and res["best_val"] == vals[0] < min(vals[1:])
@@ -208,11 +216,7 @@ def test_fine_tuning_keeps_the_starting_model_where_no_step_validates_better(lr_
 
 
 def test_fine_tuning_cancelled_before_a_step_beats_the_start_writes_no_model(lr_stack, tmp_path):
-    start = str(tmp_path / "start.pt")
-    train_self_supervised([lr_stack], _bank(), TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=2, val_every=2),
-                          start, "d", TINY)
-    out = str(tmp_path / "tuned.pt")
-    cfg = TrainConfig(scale=3, frames=4, patch=8, batch=2, steps=8, val_every=2, lr=0.05)
+    start, out, cfg = _start_model(lr_stack, tmp_path), str(tmp_path / "tuned.pt"), replace(_TOO_FAST, steps=8)
     with pytest.raises(Cancelled):
         train_self_supervised([lr_stack], _bank(), cfg, out, "d", None, init=start, monitor=_CancelAt(3))
     assert not os.path.exists(out) and os.path.exists(out + ".last")
