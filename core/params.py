@@ -96,8 +96,8 @@ SEED = Setting("random seed", 0, 0, SEED_MAX)
 STEPS = Setting("training steps", 500, 1, 10_000_000)
 # None: TRAIN_LR_SCRATCH for a new network, TRAIN_LR_FINETUNE when fine-tuning a model, a resumed checkpoint's own.
 # Fine-tuning a shipped base (trained down to 1e-5) at the from-scratch rate lost 0.13 / 0.15 dB against the base on the
-# x3 / x2 selection stacks; a tenth of it lost less on both and gains 0.6 dB on larger stacks (BENCHMARKS.md,
-# *fine-tuning on one stack*)
+# x3 / x2 selection stacks; a tenth of it lost less on both and gains as much (+0.6 dB) on the larger static stacks
+# (BENCHMARKS.md, *fine-tuning on one stack*)
 TRAIN_LR = Setting("training learning rate", None, 0.0, 0.1, integer=False, open_minimum=True)
 TRAIN_LR_SCRATCH = 3e-4
 TRAIN_LR_FINETUNE = 3e-5
