@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from stacksr.core.degradation.operators import gaussian_kernels
+from stacksr.core.jobs.job_reports import kept_step
 from stacksr.core.learned.piunet import PIUNetConfig
 from stacksr.core.progress import Cancelled, Monitor
 from stacksr.core.learned.losses import shift_search_l1
@@ -209,6 +210,7 @@ def test_fine_tuning_keeps_the_starting_model_where_no_step_validates_better(lr_
     res = train_self_supervised([lr_stack], _bank(), cfg, out, "d", None, init=start)
     steps, vals = [h[0] for h in res["history"]], [h[2] for h in res["history"]]
     assert steps == [0, 2, 4] and res["best_step"] == 0 and res["best_val"] == vals[0] < min(vals[1:])
+    assert kept_step(res) == "the starting model (no step validated better)"  # what the report and the logs say
     a, b = load_model(start)[0].state_dict(), load_model(out)[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     last = load_model(out + ".last")[0].state_dict()  # the steps did run: the checkpoint holds where they got

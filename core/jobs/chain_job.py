@@ -11,6 +11,7 @@ from typing import Sequence
 
 from ..heap import heap_reuse
 from ..job_settings import ChainSettings, KernelSettings, SuperResolveSettings, TrainSettings
+from .job_reports import kept_step
 from .kernel_job import run_estimate_kernels
 from .job_support import input_paths
 from ..io.outputs import RASTER_EXTENSIONS, plan_outputs
@@ -49,9 +50,7 @@ def run_chain(sources: Sequence[ImageSource], settings: ChainSettings, monitor: 
     mon.info("3/3 super-resolving with the method that validates best (PIUNet + TTF, IBP or their blend)")
     earlier = [(f"kernel estimation ({kernels['mode']}, {kernels['images']} images) -> {bank}", t1 - t0),
                (f"fine-tuning the shipped base model, {s.steps} steps, best validation loss "
-                f"{trained.get('best_val', float('nan')):.4g}"
-                + (" (the base model itself: no step validated better)" if trained.get("best_step") == 0 else
-                   f" at step {trained.get('best_step')}") + f" -> {model}", t2 - t1)]
+                f"{trained.get('best_val', float('nan')):.4g}, kept {kept_step(trained)} -> {model}", t2 - t1)]
     sr = SuperResolveSettings(s.output, method="auto", model_path=model, kernel_bank=bank,
                               uncertainty_output=s.uncertainty_output, report_html=s.report_html, **shared)
     summary = run_superresolve(sources, sr, mon.sub(0.85, 1.0), earlier_steps=earlier)

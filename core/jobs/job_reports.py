@@ -111,6 +111,12 @@ SETTING_NAMES = {  # TrainConfig's fields as a report reader would name them
 }
 
 
+def kept_step(res: dict) -> str:
+    """Which model a training run wrote, in words: its best step, or the model it started from."""
+    step = res.get("best_step")
+    return "the starting model (no step validated better)" if step == 0 else f"step {step}"
+
+
 def training_report(path: str, res: dict, config, device: str, images: Sequence[str], bank=None,
                     settings=None) -> None:
     """The training run's report: summary, loss curves, the training configuration, the job's settings as given
@@ -125,8 +131,7 @@ def training_report(path: str, res: dict, config, device: str, images: Sequence[
     sections = [
         ("Summary", table([("model", os.path.basename(res["output"])), ("steps", res["steps"]),
                            ("best validation loss", res["best_val"]),
-                           ("best step", "0 (the starting model: no step validated better)" if res.get("best_step") == 0
-                            else res.get("best_step")), ("seconds", res["seconds"]), ("device", device),
+                           ("model kept", kept_step(res)), ("seconds", res["seconds"]), ("device", device),
                            ("images", f"{len(images)}: " + ", ".join(images)),
                            *([settings.report_row()] if settings is not None else [])])),
         ("Loss", line_chart({"training (batch)": train_curve,

@@ -18,6 +18,18 @@ from ..io.stack_io import ImageSource, StackError, check_same_grid
 from ..io.whole_reads import read_raster, read_stack
 
 
+def _learning_rate(s: TrainSettings, init: str | None, scale: int) -> float:
+    """The rate given, else a resumed checkpoint's own, else the fine-tuning rate when starting from ``init``, else the
+    from-scratch rate (:mod:`params`)."""
+    from ..learned.model_files import load_model
+
+    if s.lr:
+        return s.lr
+    if s.resume:
+        return load_model(s.resume, scale=scale)[1]["train"]["lr"]
+    return P.TRAIN_LR_FINETUNE if init else P.TRAIN_LR_SCRATCH
+
+
 @heap_reuse()
 def run_train_self_supervised(stacks_sources: Sequence[Sequence[ImageSource]], settings: TrainSettings,
                               monitor: Monitor | None = None) -> dict:
@@ -78,8 +90,7 @@ def run_train_self_supervised(stacks_sources: Sequence[Sequence[ImageSource]], s
         train_mon = mon.sub(0.2, 1.0)
     use_bf16 = bf16_supported(dev)
     mon.info(f"device: {why}; bf16 autocast {'on' if use_bf16 else 'off'}; kernel bank {bank.digest()} ({len(bank.names)} kernels)")
-    lr = s.lr or (load_model(resume, scale=scale)[1]["train"]["lr"] if resume else
-                  P.TRAIN_LR_FINETUNE if init else P.TRAIN_LR_SCRATCH)
+    lr = _learning_rate(s, init, scale)
     start = f"starting from {os.path.basename(init)}" if init else "starting from scratch" if not resume else f"resuming {resume}"
     mon.info(f"{start}; learning rate {lr:g}")
     config = TrainConfig(scale=scale, frames=s.frames, patch=patch, batch=s.batch, steps=s.steps, lr=lr, seed=s.seed,
@@ -120,7 +131,7 @@ def run_train_supervised(sources: Sequence[ImageSource], settings: TrainSettings
         patch = max(min(32, min(st.grid.width, st.grid.height) // 2), 2)
     mon.info(f"device: {why}")
     config = TrainConfig(scale=scale, frames=s.frames, patch=patch, batch=s.batch, steps=s.steps,
-                         lr=s.lr or P.TRAIN_LR_SCRATCH, seed=s.seed, bf16=bf16_supported(dev))
+                         lr=_learning_rate(s, None, scale), seed=s.seed, bf16=bf16_supported(dev))
     hr_t = torch.from_numpy(np.where(hr_ok, hr, np.nan).astype(np.float32))
     try:
         return train_supervised([StackData(torch.from_numpy(st.data), torch.from_numpy(st.valid), st.names[0])],

@@ -77,6 +77,7 @@ class TrainSelfSupervised(StackSRAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.STEPS_DONE, "Steps trained"))
 
     def run_job(self, parameters, context, feedback, monitor):
+        from ...core.jobs.job_reports import kept_step
         from ...core.jobs.train_job import run_train_self_supervised  # torch is imported only when running
 
         output = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
@@ -105,8 +106,8 @@ class TrainSelfSupervised(StackSRAlgorithm):
                                      "'Resume training from checkpoint'")
                 return {}
             raise  # nothing of this run was written, and the base says so
-        feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}"
-                          + (" (the starting model: no step validated better)" if res.get("best_step") == 0 else ""))
+        feedback.pushInfo(f"Trained {res['steps']} steps in {res['seconds']} s; best validation loss {res['best_val']:.4f}, "
+                          f"kept {kept_step(res)}")
         recent.remember(recent.MODEL, output)  # step 3's dialog offers it
         results = {self.OUTPUT_MODEL: output, self.BEST_VAL: res["best_val"], self.STEPS_DONE: res["steps"]}
         if report:
